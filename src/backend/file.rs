@@ -1,0 +1,175 @@
+//! The file replica: a directory tree on a local (or mounted) file system.
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::{ObjectInfo, ReplicaClient};
+use crate::error::{Error, Result};
+
+/// A replica in a local directory. Writes go to `<name>.tmp`, are fsynced, renamed over the
+/// final name, and the directory is fsynced, so a crash never leaves a partial object under
+/// a name Litestream or walship would read.
+#[derive(Debug, Clone)]
+pub struct FileClient {
+    root: PathBuf,
+}
+
+impl FileClient {
+    /// A client for the replica rooted at `root` (created on first write).
+    pub fn new(root: impl Into<PathBuf>) -> FileClient {
+        FileClient { root: root.into() }
+    }
+
+    /// The replica root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn full(&self, rel: &str) -> Result<PathBuf> {
+        // Layout paths never contain these; refuse rather than trust.
+        if rel.starts_with('/') || rel.split('/').any(|c| c == ".." || c == ".") {
+            return Err(Error::corrupt(rel, "path escapes the replica root"));
+        }
+        Ok(if rel.is_empty() { self.root.clone() } else { self.root.join(rel) })
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Backend {
+        backend: "file".into(),
+        message: format!("worker task failed: {e}"),
+    })?
+}
+
+/// fsyncs a directory so a rename or create inside it survives a crash.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(Error::io("fsync directory", dir))
+}
+
+/// Creates `dir` and its parents, fsyncing each parent whose entry list changed.
+pub(crate) fn create_dir_all_synced(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dir_all_synced(parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(Error::io("create directory", dir)(e)),
+    }
+    if let Some(parent) = dir.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// Writes `data` to `path` atomically: `<path>.tmp`, fsync, rename, fsync of the directory.
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<std::fs::Metadata> {
+    let dir = path.parent().ok_or_else(|| Error::Config(format!("no parent directory for {}", path.display())))?;
+    create_dir_all_synced(dir)?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let res = (|| {
+        let mut f = std::fs::File::create(&tmp).map_err(Error::io("create", &tmp))?;
+        f.write_all(data).map_err(Error::io("write", &tmp))?;
+        f.sync_all().map_err(Error::io("fsync", &tmp))?;
+        drop(f);
+        std::fs::rename(&tmp, path).map_err(Error::io("rename into place", path))?;
+        sync_dir(dir)
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res?;
+    std::fs::metadata(path).map_err(Error::io("stat", path))
+}
+
+#[async_trait]
+impl ReplicaClient for FileClient {
+    fn type_name(&self) -> &'static str {
+        "file"
+    }
+
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    async fn list(&self, dir: &str) -> Result<Vec<ObjectInfo>> {
+        let dir = self.full(dir)?;
+        blocking(move || {
+            let rd = match std::fs::read_dir(&dir) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(Error::io("list", &dir)(e)),
+            };
+            let mut out = Vec::new();
+            for entry in rd {
+                let entry = entry.map_err(Error::io("list", &dir))?;
+                let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                let md = match entry.metadata() {
+                    Ok(md) => md,
+                    // Deleted between readdir and stat: not there any more.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(Error::io("stat", entry.path())(e)),
+                };
+                out.push(ObjectInfo {
+                    name,
+                    size: if md.is_dir() { 0 } else { md.len() },
+                    modified: md.modified().map_err(Error::io("read mtime", entry.path()))?,
+                    is_dir: md.is_dir(),
+                });
+            }
+            out.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn get(&self, path: &str) -> Result<Bytes> {
+        let p = self.full(path)?;
+        blocking(move || std::fs::read(&p).map(Bytes::from).map_err(Error::io("read", &p))).await
+    }
+
+    async fn put(&self, path: &str, data: Bytes) -> Result<ObjectInfo> {
+        let p = self.full(path)?;
+        blocking(move || {
+            let md = write_atomic(&p, &data)?;
+            Ok(ObjectInfo {
+                name: p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                size: md.len(),
+                modified: md.modified().map_err(Error::io("read mtime", &p))?,
+                is_dir: false,
+            })
+        })
+        .await
+    }
+
+    async fn delete(&self, path: &str) -> Result<()> {
+        let p = self.full(path)?;
+        blocking(move || match std::fs::remove_file(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("delete", &p)(e)),
+        })
+        .await
+    }
+
+    async fn delete_all(&self, dir: &str) -> Result<()> {
+        let p = self.full(dir)?;
+        blocking(move || match std::fs::remove_dir_all(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("delete directory", &p)(e)),
+        })
+        .await
+    }
+}

@@ -1,0 +1,36 @@
+//! walship: a SQLite WAL replication engine, byte-compatible with Litestream v0.3.13.
+//!
+//! It tails each database's WAL, keeps a shadow WAL beside the database, and ships
+//! LZ4-compressed snapshots and WAL segments to replicas in Litestream's layout, so the
+//! real Litestream can restore what walship writes and walship restores what Litestream
+//! writes. It runs as the `walship` command (a drop-in for `litestream`) or embedded in an
+//! application on its tokio runtime.
+//!
+//! Module map:
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`pos`] | [`Generation`](pos::Generation), [`Pos`](pos::Pos) |
+//! | [`layout`] | formats and parses every remote path (pure) |
+//! | [`compress`] | Litestream-compatible LZ4 frames (pure) |
+//! | [`sqlite`] | WAL header/frame parsing and checksums (pure) |
+//! | [`backend`] | the [`ReplicaClient`](backend::ReplicaClient) trait and its backends |
+//! | [`config`] | `litestream.yml` types, defaults, env expansion, validation |
+//! | [`db`] | [`Db`](db::Db): tails one database, keeps the shadow WAL |
+//! | [`replica`] | [`Replica`](replica::Replica): ships one database to one destination |
+//! | [`restore`] | restore plan (pure) and apply |
+//! | [`engine`] | [`Engine`](engine::Engine): runs every database and replica of a config |
+pub mod backend;
+pub mod compress;
+pub mod config;
+pub mod db;
+pub mod engine;
+pub mod error;
+pub mod layout;
+pub mod pos;
+pub mod replica;
+pub mod restore;
+pub mod sqlite;
+
+pub use error::{Error, Result};
+pub use pos::{Generation, Pos};
