@@ -1,1 +1,275 @@
-//! (in progress)
+//! The engine's own connections to the application's database.
+//!
+//! Three connections: `read` holds a long-lived read transaction between syncs so that no
+//! other connection can checkpoint past what walship has copied or restart the WAL under
+//! it; `ckpt` runs checkpoints; `lock` takes the write lock (`BEGIN IMMEDIATE`) when walship
+//! must see the WAL hold still, and makes the small `_litestream_seq` writes that create a
+//! WAL or make SQLite restart one. Checkpoints need their own connection because SQLite
+//! refuses to checkpoint on a connection inside a transaction, and a PASSIVE checkpoint can
+//! run while `lock` holds the write lock.
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::error::{Error, Result};
+
+/// How long the engine's connections wait for a lock before giving up.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A checkpoint mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointMode {
+    Passive,
+    Restart,
+    Truncate,
+}
+
+impl CheckpointMode {
+    /// The SQL keyword, also used as the metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckpointMode::Passive => "PASSIVE",
+            CheckpointMode::Restart => "RESTART",
+            CheckpointMode::Truncate => "TRUNCATE",
+        }
+    }
+}
+
+/// What `PRAGMA wal_checkpoint` answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointResult {
+    /// True when the checkpoint could not complete (a reader or writer was in the way).
+    pub busy: bool,
+    /// Frames in the WAL.
+    pub log_frames: i64,
+    /// Frames copied back into the database.
+    pub checkpointed_frames: i64,
+}
+
+/// The engine's connections to one database.
+pub struct DbConn {
+    path: PathBuf,
+    read: Connection,
+    ckpt: Connection,
+    write: Connection,
+    in_read_tx: std::cell::Cell<bool>,
+    /// Page size of the database, from `PRAGMA page_size`.
+    pub page_size: u32,
+}
+
+fn open_one(path: &Path) -> Result<Connection> {
+    let ctx = || format!("open {}", path.display());
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+    )
+    .map_err(Error::sqlite(ctx()))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(Error::sqlite(ctx()))?;
+    set_persist_wal(&conn).map_err(Error::sqlite(ctx()))?;
+    Ok(conn)
+}
+
+/// Sets SQLITE_FCNTL_PERSIST_WAL so that closing the engine's connection never deletes the
+/// `-wal` file: the WAL header then survives a restart of walship and the generation goes on.
+fn set_persist_wal(conn: &Connection) -> rusqlite::Result<()> {
+    let mut on: std::os::raw::c_int = 1;
+    // SAFETY: `conn.handle()` is a valid open sqlite3 handle for the lifetime of `conn`;
+    // the schema name is a NUL-terminated literal, and SQLITE_FCNTL_PERSIST_WAL takes a
+    // pointer to an int that lives across the call.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            rusqlite::ffi::SQLITE_FCNTL_PERSIST_WAL,
+            (&mut on as *mut std::os::raw::c_int).cast(),
+        )
+    };
+    if rc != rusqlite::ffi::SQLITE_OK {
+        return Err(rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rc), None));
+    }
+    Ok(())
+}
+
+impl DbConn {
+    /// Opens the database, puts it in WAL mode, turns off auto-checkpoints on the engine's
+    /// connections, creates Litestream's helper tables, and starts the read transaction.
+    pub fn open(path: &Path) -> Result<DbConn> {
+        let write = open_one(path)?;
+        let ctx = |what: &str| format!("{what} on {}", path.display());
+        let mode: String = write
+            .query_row("PRAGMA journal_mode = wal", [], |r| r.get(0))
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::NotADatabase => {
+                    Error::Config(format!(
+                        "{} is not a SQLite database (or is encrypted): walship can only replicate plain SQLite files",
+                        path.display()
+                    ))
+                }
+                e => Error::sqlite(ctx("enable WAL mode"))(e),
+            })?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::Config(format!(
+                "{}: could not switch to WAL mode (journal_mode is {mode:?}); walship needs journal_mode=wal",
+                path.display()
+            )));
+        }
+        write
+            .execute_batch(
+                "PRAGMA wal_autocheckpoint = 0;
+                 CREATE TABLE IF NOT EXISTS _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER);
+                 CREATE TABLE IF NOT EXISTS _litestream_lock (id INTEGER);",
+            )
+            .map_err(Error::sqlite(ctx("create _litestream_seq/_litestream_lock")))?;
+        let page_size: u32 = write
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .map_err(Error::sqlite(ctx("read page_size")))?;
+        let read = open_one(path)?;
+        read.execute_batch("PRAGMA wal_autocheckpoint = 0;")
+            .map_err(Error::sqlite(ctx("disable auto-checkpoint")))?;
+        let ckpt = open_one(path)?;
+        ckpt.execute_batch("PRAGMA wal_autocheckpoint = 0;")
+            .map_err(Error::sqlite(ctx("disable auto-checkpoint")))?;
+        let c = DbConn {
+            path: path.to_path_buf(),
+            read,
+            ckpt,
+            write,
+            in_read_tx: std::cell::Cell::new(false),
+            page_size,
+        };
+        c.begin_read()?;
+        Ok(c)
+    }
+
+    /// Starts the long-lived read transaction (no-op if open).
+    pub fn begin_read(&self) -> Result<()> {
+        if self.in_read_tx.get() {
+            return Ok(());
+        }
+        let p = self.path.display().to_string();
+        self.read
+            .execute_batch("BEGIN")
+            .map_err(Error::sqlite(format!("begin read transaction on {p}")))?;
+        // The transaction takes its read lock at the first read.
+        let r = self
+            .read
+            .query_row("SELECT COUNT(1) FROM _litestream_seq", [], |r| r.get::<_, i64>(0));
+        if let Err(e) = r {
+            let _ = self.read.execute_batch("ROLLBACK");
+            return Err(Error::sqlite(format!("read lock on {p}"))(e));
+        }
+        self.in_read_tx.set(true);
+        Ok(())
+    }
+
+    /// Ends the long-lived read transaction (no-op if not open).
+    pub fn end_read(&self) -> Result<()> {
+        if !self.in_read_tx.get() {
+            return Ok(());
+        }
+        self.in_read_tx.set(false);
+        self.read
+            .execute_batch("ROLLBACK")
+            .map_err(Error::sqlite(format!("end read transaction on {}", self.path.display())))
+    }
+
+    /// Writes one row to `_litestream_seq`. SQLite starts a new WAL (new salt) on this write
+    /// if the previous one was fully checkpointed, and creates the `-wal` file if missing.
+    pub fn bump_seq(&self) -> Result<()> {
+        self.write
+            .execute(
+                "INSERT INTO _litestream_seq (id, seq) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET seq = seq + 1",
+                [],
+            )
+            .map(|_| ())
+            .map_err(Error::sqlite(format!("write _litestream_seq on {}", self.path.display())))
+    }
+
+    /// Runs `PRAGMA wal_checkpoint(mode)` on the checkpoint connection. The caller must have
+    /// ended the read transaction if the checkpoint is to pass it. A busy answer is not an
+    /// error. RESTART and TRUNCATE do not wait for readers (busy timeout 0), so a long-lived
+    /// application reader cannot make walship stall the application's writers.
+    pub fn checkpoint(&self, mode: CheckpointMode) -> Result<CheckpointResult> {
+        let wait = mode == CheckpointMode::Passive;
+        if !wait {
+            self.ckpt.busy_timeout(Duration::ZERO).map_err(Error::sqlite("busy_timeout"))?;
+        }
+        let r = self.ckpt.query_row(&format!("PRAGMA wal_checkpoint({})", mode.as_str()), [], |r| {
+            Ok(CheckpointResult {
+                busy: r.get::<_, i64>(0)? != 0,
+                log_frames: r.get(1)?,
+                checkpointed_frames: r.get(2)?,
+            })
+        });
+        if !wait {
+            self.ckpt.busy_timeout(BUSY_TIMEOUT).map_err(Error::sqlite("busy_timeout"))?;
+        }
+        r.map_err(Error::sqlite(format!("checkpoint {} on {}", mode.as_str(), self.path.display())))
+    }
+
+    /// Takes the database write lock (`BEGIN IMMEDIATE`), runs `f`, and rolls back. While `f`
+    /// runs no other connection can append to the WAL.
+    pub fn with_write_lock<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.lock()?;
+        let r = f();
+        let rb = self.unlock();
+        let v = r?;
+        rb?;
+        Ok(v)
+    }
+
+    /// Takes the write lock (`BEGIN IMMEDIATE` on the lock connection).
+    pub fn lock(&self) -> Result<()> {
+        self.write
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(Error::sqlite(format!("take write lock on {}", self.path.display())))
+    }
+
+    /// Releases the write lock taken by [`DbConn::lock`] (nothing was written).
+    pub fn unlock(&self) -> Result<()> {
+        self.write
+            .execute_batch("ROLLBACK")
+            .map_err(Error::sqlite(format!("release write lock on {}", self.path.display())))
+    }
+}
+
+impl Drop for DbConn {
+    fn drop(&mut self) {
+        let _ = self.end_read();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wal_salt(path: &Path) -> Vec<u8> {
+        let mut p = path.as_os_str().to_owned();
+        p.push("-wal");
+        std::fs::read(p).unwrap()[12..20].to_vec()
+    }
+
+    #[test]
+    fn checkpoint_then_seq_write_restarts_the_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db");
+        let app = Connection::open(&path).unwrap();
+        app.execute_batch("PRAGMA journal_mode=wal; CREATE TABLE t(x);").unwrap();
+        let c = DbConn::open(&path).unwrap();
+        for _ in 0..20 {
+            app.execute("INSERT INTO t VALUES (randomblob(3000))", []).unwrap();
+        }
+        let before = wal_salt(&path);
+        // The engine's sequence: write lock, end read, PASSIVE under the lock, unlock, seq
+        // write (restarts the WAL), read lock again.
+        c.lock().unwrap();
+        c.end_read().unwrap();
+        let r = c.checkpoint(CheckpointMode::Passive).unwrap();
+        assert!(!r.busy && r.log_frames == r.checkpointed_frames, "{r:?}");
+        c.unlock().unwrap();
+        c.bump_seq().unwrap();
+        c.begin_read().unwrap();
+        assert_ne!(wal_salt(&path), before, "the WAL should have restarted");
+    }
+}

@@ -171,6 +171,8 @@ pub struct Scan {
     pub commits: u32,
     /// Bytes of whole, valid frames including an uncommitted tail.
     pub valid_len: u64,
+    /// Running checksum after the last valid frame.
+    pub valid_checksum: (u32, u32),
     /// Why the scan stopped.
     pub stop: StopReason,
 }
@@ -188,6 +190,7 @@ pub fn scan_frames(buf: &[u8], hdr: &WalHeader, seed: (u32, u32)) -> Scan {
         commit_db_pages: 0,
         commits: 0,
         valid_len: 0,
+        valid_checksum: seed,
         stop: StopReason::End,
     };
     let mut at = 0usize;
@@ -210,6 +213,7 @@ pub fn scan_frames(buf: &[u8], hdr: &WalHeader, seed: (u32, u32)) -> Scan {
         }
         at += fs;
         scan.valid_len = at as u64;
+        scan.valid_checksum = ck;
         if fh.commit != 0 {
             scan.committed_len = at as u64;
             scan.committed_checksum = ck;

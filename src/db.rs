@@ -1,0 +1,795 @@
+//! [`Db`]: tails one SQLite database and keeps its shadow WAL.
+//!
+//! The shadow WAL (`<meta>/generations/<g>/wal/<index>.wal`) is a byte-exact prefix of each
+//! WAL cycle: the 32-byte header as first seen, then every committed, checksum-valid frame,
+//! in order. Replicas read it to build WAL segments. Whenever continuity with the previous
+//! WAL state cannot be proven, a new generation starts (and with it a new snapshot): never a
+//! silent gap.
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::backend::file::{create_dir_all_synced, sync_dir, write_atomic};
+use crate::compress;
+use crate::error::{Error, Result};
+use crate::layout;
+use crate::pos::{Generation, MAX_INDEX, Pos};
+use crate::sqlite::conn::{CheckpointMode, DbConn};
+use crate::sqlite::wal::{self, HEADER_SIZE, WalHeader};
+
+/// Above this many WAL pages the WAL file is truncated (Litestream's fixed TruncatePageN).
+pub const TRUNCATE_PAGE_COUNT: u64 = 500_000;
+
+/// Shadow WAL offsets must stay below this so segment names keep 8 hex digits; a forced
+/// RESTART checkpoint starts a new index before that.
+const MAX_SHADOW_SIZE: u64 = 3 << 30;
+
+/// How much of the WAL is read at once while scanning.
+const SCAN_CHUNK: u64 = 8 << 20;
+
+/// Settings of one database (see `litestream.yml`'s `dbs:` entries).
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    /// The database file.
+    pub path: PathBuf,
+    /// Meta directory; default `<dir>/.<name>-litestream`.
+    pub meta_path: Option<PathBuf>,
+    /// How often to look at the WAL when no change notification arrives. Default 1s.
+    pub monitor_interval: Duration,
+    /// Checkpoint at least this often when there are frames; `None` disables. Default 1m.
+    pub checkpoint_interval: Option<Duration>,
+    /// PASSIVE checkpoint when the shadow WAL holds this many pages. Default 1000.
+    pub min_checkpoint_page_count: u32,
+    /// RESTART checkpoint when the shadow WAL holds this many pages; 0 disables. Default 10000.
+    pub max_checkpoint_page_count: u32,
+}
+
+impl DbOptions {
+    /// Defaults as Litestream's for `path`.
+    pub fn new(path: impl Into<PathBuf>) -> DbOptions {
+        DbOptions {
+            path: path.into(),
+            meta_path: None,
+            monitor_interval: Duration::from_secs(1),
+            checkpoint_interval: Some(Duration::from_secs(60)),
+            min_checkpoint_page_count: 1000,
+            max_checkpoint_page_count: 10_000,
+        }
+    }
+
+    /// The meta directory in use.
+    pub fn meta_dir(&self) -> PathBuf {
+        if let Some(m) = &self.meta_path {
+            return m.clone();
+        }
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        dir.join(format!(".{name}-litestream"))
+    }
+}
+
+/// State of the current shadow WAL file.
+#[derive(Debug, Clone)]
+struct Shadow {
+    generation: Generation,
+    index: u32,
+    /// Bytes in the shadow file: always a commit boundary.
+    size: u64,
+    header: [u8; HEADER_SIZE],
+    hdr: WalHeader,
+    /// Cumulative checksum after the last frame in the shadow file.
+    checksum: (u32, u32),
+}
+
+impl Shadow {
+    fn pos(&self) -> Pos {
+        Pos::new(self.generation, self.index, self.size)
+    }
+}
+
+struct Inner {
+    conn: Option<DbConn>,
+    db_id: Option<(u64, u64)>,
+    wal_id: Option<(u64, u64)>,
+    shadow: Option<Shadow>,
+    loaded: bool,
+    last_checkpoint: Instant,
+    /// (inode, size, mtime) of the WAL at the end of the last sync that changed nothing.
+    last_wal_stat: Option<(u64, u64, i64, i64)>,
+}
+
+/// What one sync did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncOutcome {
+    /// The database file does not exist yet.
+    Waiting,
+    /// Nothing changed.
+    Idle,
+    /// New frames were copied, or a new index or generation started.
+    Changed,
+}
+
+/// A slice of shadow WAL for a replica to upload.
+#[derive(Debug)]
+pub enum ShadowRead {
+    /// Bytes from `pos` to the end of what is committed in that index.
+    Data { pos: Pos, data: Vec<u8> },
+    /// The index at `pos` is complete and the next index exists: continue at (index+1, 0).
+    NextIndex,
+    /// Nothing new at `pos`.
+    UpToDate,
+}
+
+/// One database being replicated.
+pub struct Db {
+    opts: DbOptions,
+    wal_path: PathBuf,
+    meta_dir: PathBuf,
+    inner: Mutex<Inner>,
+    pos_tx: watch::Sender<Option<Pos>>,
+    replica_pos: Mutex<BTreeMap<String, Option<Pos>>>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("path", &self.opts.path).finish()
+    }
+}
+
+fn file_id(md: &std::fs::Metadata) -> (u64, u64) {
+    (md.dev(), md.ino())
+}
+
+fn read_exact_at(f: &File, buf: &mut [u8], at: u64, path: &Path) -> Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match f.read_at(&mut buf[done..], at + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io("read", path)(e)),
+        }
+    }
+    Ok(done)
+}
+
+enum Advance {
+    Ok { changed: bool },
+    NewGeneration(String),
+}
+
+impl Db {
+    /// A database with `opts`. Nothing is opened until the first [`Db::sync`].
+    pub fn new(opts: DbOptions) -> Arc<Db> {
+        let mut wal = opts.path.as_os_str().to_owned();
+        wal.push("-wal");
+        let meta_dir = opts.meta_dir();
+        Arc::new(Db {
+            wal_path: PathBuf::from(wal),
+            meta_dir,
+            opts,
+            inner: Mutex::new(Inner {
+                conn: None,
+                db_id: None,
+                wal_id: None,
+                shadow: None,
+                loaded: false,
+                last_checkpoint: Instant::now(),
+                last_wal_stat: None,
+            }),
+            pos_tx: watch::channel(None).0,
+            replica_pos: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// The database path.
+    pub fn path(&self) -> &Path {
+        &self.opts.path
+    }
+
+    /// The `-wal` path.
+    pub fn wal_path(&self) -> &Path {
+        &self.wal_path
+    }
+
+    /// The options.
+    pub fn options(&self) -> &DbOptions {
+        &self.opts
+    }
+
+    /// The meta directory.
+    pub fn meta_dir(&self) -> &Path {
+        &self.meta_dir
+    }
+
+    /// The current position (generation, shadow index, committed size), if any.
+    pub fn pos(&self) -> Option<Pos> {
+        *self.pos_tx.borrow()
+    }
+
+    /// A receiver that sees every position change.
+    pub fn subscribe(&self) -> watch::Receiver<Option<Pos>> {
+        self.pos_tx.subscribe()
+    }
+
+    /// Records where a replica is, so shadow WAL files it no longer needs can be removed.
+    pub fn set_replica_pos(&self, replica: &str, pos: Option<Pos>) {
+        self.replica_pos.lock().unwrap_or_else(|e| e.into_inner()).insert(replica.to_string(), pos);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves state we cannot trust: start over.
+        self.inner.lock().unwrap_or_else(|e| {
+            let mut g = e.into_inner();
+            g.shadow = None;
+            g.conn = None;
+            g
+        })
+    }
+
+    fn shadow_dir(&self, g: Generation) -> PathBuf {
+        self.meta_dir.join(layout::generation_dir(g)).join("wal")
+    }
+
+    fn shadow_path(&self, g: Generation, index: u32) -> PathBuf {
+        self.shadow_dir(g).join(layout::shadow_wal_name(index))
+    }
+
+    /// Copies new WAL frames into the shadow WAL, starts new indexes and generations as
+    /// needed, and checkpoints. Blocking: call from a blocking thread.
+    pub fn sync(&self) -> Result<SyncOutcome> {
+        let mut inner = self.lock();
+        let r = self.sync_locked(&mut inner);
+        if r.is_err() {
+            // After an error the state of the connection and shadow is unknown: reopen and
+            // re-verify from disk next time.
+            inner.conn = None;
+            inner.loaded = false;
+            inner.shadow = None;
+            inner.last_wal_stat = None;
+        }
+        let pos = inner.shadow.as_ref().map(Shadow::pos);
+        drop(inner);
+        self.pos_tx.send_if_modified(|p| {
+            let changed = *p != pos;
+            *p = pos;
+            changed
+        });
+        r
+    }
+
+    fn sync_locked(&self, inner: &mut Inner) -> Result<SyncOutcome> {
+        let db_md = match std::fs::metadata(&self.opts.path) {
+            Ok(md) => md,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if inner.conn.is_some() {
+                    warn!(db = %self.opts.path.display(), "database file removed; waiting for it to come back");
+                    inner.conn = None;
+                    inner.db_id = None;
+                }
+                return Ok(SyncOutcome::Waiting);
+            }
+            Err(e) => return Err(Error::io("stat", &self.opts.path)(e)),
+        };
+        let mut force_reason = None;
+        if inner.db_id.is_some_and(|id| id != file_id(&db_md)) {
+            warn!(db = %self.opts.path.display(), "database file was replaced; reopening");
+            inner.conn = None;
+            force_reason = Some("database file replaced".to_string());
+        }
+        if inner.conn.is_none() {
+            let conn = DbConn::open(&self.opts.path)?;
+            inner.db_id = Some(file_id(&db_md));
+            inner.conn = Some(conn);
+            inner.wal_id = None;
+            inner.last_wal_stat = None;
+            if !inner.loaded {
+                self.load_state(inner)?;
+                inner.loaded = true;
+                info!(db = %self.opts.path.display(), "initialized db");
+            }
+        }
+
+        // Ensure a WAL exists: SQLite creates it on the first write.
+        let wal_md = match std::fs::metadata(&self.wal_path) {
+            Ok(md) if md.len() >= HEADER_SIZE as u64 => md,
+            Ok(_) | Err(_) => {
+                self.conn(inner)?.bump_seq()?;
+                std::fs::metadata(&self.wal_path).map_err(Error::io("stat", &self.wal_path))?
+            }
+        };
+        if inner.wal_id.is_some_and(|id| id != file_id(&wal_md)) && force_reason.is_none() {
+            // Someone deleted and recreated the -wal while we had it open: our connections
+            // see another file than the application's. Reopen and start over.
+            warn!(db = %self.opts.path.display(), "wal file was replaced; reopening");
+            inner.conn = None;
+            inner.conn = Some(DbConn::open(&self.opts.path)?);
+            force_reason = Some("wal file replaced".to_string());
+        }
+        inner.wal_id = Some(file_id(&wal_md));
+
+        let stat = (wal_md.ino(), wal_md.len(), wal_md.mtime(), wal_md.mtime_nsec());
+        if force_reason.is_none() && inner.shadow.is_some() && inner.last_wal_stat == Some(stat) && !self.checkpoint_due(inner) {
+            return Ok(SyncOutcome::Idle);
+        }
+
+        let mut changed = false;
+        let reason = match force_reason {
+            Some(r) => Some(r),
+            None => match self.advance(inner)? {
+                Advance::Ok { changed: c } => {
+                    changed = c;
+                    None
+                }
+                Advance::NewGeneration(r) => Some(r),
+            },
+        };
+        if let Some(reason) = reason {
+            self.create_generation(inner, &reason)?;
+            changed = true;
+        }
+
+        if let Some(mode) = self.checkpoint_mode(inner)? {
+            self.checkpoint(inner, mode)?;
+            changed = true;
+        }
+        self.clean_shadow(inner);
+        inner.last_wal_stat = std::fs::metadata(&self.wal_path)
+            .ok()
+            .map(|m| (m.ino(), m.len(), m.mtime(), m.mtime_nsec()));
+        Ok(if changed { SyncOutcome::Changed } else { SyncOutcome::Idle })
+    }
+
+    fn conn<'a>(&self, inner: &'a mut Inner) -> Result<&'a mut DbConn> {
+        inner.conn.as_mut().ok_or_else(|| Error::Config("internal: database connection not open".into()))
+    }
+
+    /// Loads the current generation from the meta directory at start-up, or leaves none.
+    fn load_state(&self, inner: &mut Inner) -> Result<()> {
+        create_dir_all_synced(&self.meta_dir)?;
+        remove_tmp_files(&self.meta_dir);
+        inner.shadow = None;
+        let gen_file = self.meta_dir.join("generation");
+        let text = match std::fs::read_to_string(&gen_file) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io("read", &gen_file)(e)),
+        };
+        let Some(g) = Generation::parse(text.trim()) else {
+            warn!(db = %self.opts.path.display(), file = %gen_file.display(), "generation file is damaged; starting a new generation");
+            return Ok(());
+        };
+        let dir = self.shadow_dir(g);
+        let max_index = std::fs::read_dir(&dir)
+            .ok()
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| layout::parse_shadow_wal_name(e.file_name().to_str()?))
+            .max();
+        let Some(index) = max_index else {
+            warn!(db = %self.opts.path.display(), generation = %g, "no shadow wal found; starting a new generation");
+            return Ok(());
+        };
+        let path = self.shadow_path(g, index);
+        let data = std::fs::read(&path).map_err(Error::io("read", &path))?;
+        let Ok(hdr) = WalHeader::parse(&data) else {
+            warn!(db = %self.opts.path.display(), path = %path.display(), "shadow wal header is damaged; starting a new generation");
+            return Ok(());
+        };
+        let scan = wal::scan_frames(&data[HEADER_SIZE..], &hdr, hdr.checksum);
+        let size = HEADER_SIZE as u64 + scan.committed_len;
+        if size < data.len() as u64 {
+            // A crash in the middle of an append: drop the partial tail.
+            warn!(path = %path.display(), from = data.len(), to = size, "truncating partial shadow wal tail");
+            let f = std::fs::OpenOptions::new().write(true).open(&path).map_err(Error::io("open", &path))?;
+            f.set_len(size).map_err(Error::io("truncate", &path))?;
+            f.sync_all().map_err(Error::io("fsync", &path))?;
+        }
+        let mut header = [0u8; HEADER_SIZE];
+        header.copy_from_slice(&data[..HEADER_SIZE]);
+        inner.shadow = Some(Shadow {
+            generation: g,
+            index,
+            size,
+            header,
+            hdr,
+            checksum: scan.committed_checksum,
+        });
+        self.remove_other_generations(g);
+        debug!(db = %self.opts.path.display(), pos = %Pos::new(g, index, size), "resuming generation");
+        Ok(())
+    }
+
+    fn remove_other_generations(&self, keep: Generation) {
+        let dir = self.meta_dir.join(layout::GENERATIONS_DIR);
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = e.file_name();
+            if Generation::parse(&name.to_string_lossy()) != Some(keep) {
+                if let Err(err) = std::fs::remove_dir_all(e.path()) {
+                    warn!(path = %e.path().display(), error = %err, "cannot remove old generation");
+                }
+            }
+        }
+    }
+
+    /// Compares the shadow WAL with the real one and copies new committed frames.
+    fn advance(&self, inner: &mut Inner) -> Result<Advance> {
+        let Some(mut sh) = inner.shadow.clone() else {
+            return Ok(Advance::NewGeneration("no generation exists".into()));
+        };
+        let wal_file = match File::open(&self.wal_path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Advance::NewGeneration("wal file missing".into())),
+            Err(e) => return Err(Error::io("open", &self.wal_path)(e)),
+        };
+        let mut changed = false;
+        loop {
+            if sh.index >= MAX_INDEX {
+                return Ok(Advance::NewGeneration("max index exceeded".into()));
+            }
+            let mut real_header = [0u8; HEADER_SIZE];
+            if read_exact_at(&wal_file, &mut real_header, 0, &self.wal_path)? < HEADER_SIZE {
+                return Ok(Advance::NewGeneration("wal header missing".into()));
+            }
+            let real_len = wal_file.metadata().map_err(Error::io("stat", &self.wal_path))?.len();
+            let fs = sh.hdr.frame_size();
+            let same_cycle = real_header == sh.header;
+            if same_cycle && wal::align(real_len, sh.hdr.page_size) < sh.size {
+                return Ok(Advance::NewGeneration("wal truncated by another process".into()));
+            }
+            if !same_cycle {
+                let new_hdr = match WalHeader::parse(&real_header) {
+                    Ok(h) => h,
+                    Err(e) => return Ok(Advance::NewGeneration(format!("wal header invalid: {e}"))),
+                };
+                if sh.size <= HEADER_SIZE as u64 {
+                    return Ok(Advance::NewGeneration("wal header only, mismatched".into()));
+                }
+                if new_hdr.page_size != sh.hdr.page_size {
+                    return Ok(Advance::NewGeneration("page size changed".into()));
+                }
+                // SQLite bumps the checkpoint sequence and salt-1 by one on every WAL restart.
+                // Anything else means a whole WAL cycle went by unseen.
+                if new_hdr.checkpoint_seq != sh.hdr.checkpoint_seq.wrapping_add(1)
+                    || new_hdr.salt.0 != sh.hdr.salt.0.wrapping_add(1)
+                {
+                    return Ok(Advance::NewGeneration("wal restarted more than once since last sync".into()));
+                }
+            }
+            // The last frame we copied must still be there, byte for byte; otherwise the WAL
+            // was overwritten past what we saw.
+            if sh.size > HEADER_SIZE as u64 {
+                let mut ours = vec![0u8; fs as usize];
+                let mut theirs = vec![0u8; fs as usize];
+                let sp = self.shadow_path(sh.generation, sh.index);
+                let sf = File::open(&sp).map_err(Error::io("open", &sp))?;
+                if read_exact_at(&sf, &mut ours, sh.size - fs, &sp)? < fs as usize {
+                    return Ok(Advance::NewGeneration("short shadow wal".into()));
+                }
+                let n = read_exact_at(&wal_file, &mut theirs, sh.size - fs, &self.wal_path)?;
+                if n < fs as usize || ours != theirs {
+                    return Ok(Advance::NewGeneration("wal overwritten by another process".into()));
+                }
+            }
+            // Copy what is committed in this cycle after our end (for a restarted WAL, the
+            // rest of the old cycle, which the new cycle has not reached).
+            if self.copy_frames(&wal_file, real_len, &mut sh)? {
+                changed = true;
+            }
+            if same_cycle {
+                break;
+            }
+            // Start the next index from the new header.
+            let new_hdr = WalHeader::parse(&real_header).map_err(|e| Error::corrupt(self.wal_path.display().to_string(), e.to_string()))?;
+            let next = sh.index + 1;
+            let path = self.shadow_path(sh.generation, next);
+            write_atomic(&path, &real_header)?;
+            debug!(db = %self.opts.path.display(), index = next, "new shadow wal index");
+            sh = Shadow {
+                generation: sh.generation,
+                index: next,
+                size: HEADER_SIZE as u64,
+                header: real_header,
+                hdr: new_hdr,
+                checksum: new_hdr.checksum,
+            };
+            inner.shadow = Some(sh.clone());
+            changed = true;
+        }
+        inner.shadow = Some(sh);
+        Ok(Advance::Ok { changed })
+    }
+
+    /// Appends the committed, valid frames of the real WAL after `sh.size` to the shadow
+    /// file. Returns true if anything was appended.
+    fn copy_frames(&self, wal_file: &File, real_len: u64, sh: &mut Shadow) -> Result<bool> {
+        let fs = sh.hdr.frame_size();
+        let end = wal::align(real_len, sh.hdr.page_size);
+        // Pass 1: find the last commit frame of the valid chain.
+        let mut cur = sh.size;
+        let mut ck = sh.checksum;
+        let mut commit_end = sh.size;
+        let mut commit_ck = sh.checksum;
+        let mut buf = Vec::new();
+        while cur < end {
+            let len = (end - cur).min((SCAN_CHUNK / fs).max(1) * fs);
+            buf.resize(len as usize, 0);
+            let n = read_exact_at(wal_file, &mut buf, cur, &self.wal_path)?;
+            buf.truncate(n);
+            let scan = wal::scan_frames(&buf, &sh.hdr, ck);
+            if scan.commits > 0 {
+                commit_end = cur + scan.committed_len;
+                commit_ck = scan.committed_checksum;
+            }
+            if scan.valid_len == 0 {
+                break;
+            }
+            ck = scan.valid_checksum;
+            cur += scan.valid_len;
+            if scan.stop != wal::StopReason::End || (scan.valid_len as usize) < buf.len() {
+                break;
+            }
+        }
+        if commit_end == sh.size {
+            return Ok(false);
+        }
+        if commit_end > MAX_SHADOW_SIZE && sh.size <= MAX_SHADOW_SIZE {
+            warn!(db = %self.opts.path.display(), "shadow wal passed 3 GiB; a checkpoint will start a new index");
+        }
+        // Pass 2: copy, re-verifying the chain on the bytes actually written.
+        let path = self.shadow_path(sh.generation, sh.index);
+        let out = std::fs::OpenOptions::new().write(true).open(&path).map_err(Error::io("open", &path))?;
+        let mut cur = sh.size;
+        let mut ck = sh.checksum;
+        while cur < commit_end {
+            let len = (commit_end - cur).min((SCAN_CHUNK / fs).max(1) * fs);
+            buf.resize(len as usize, 0);
+            let n = read_exact_at(wal_file, &mut buf, cur, &self.wal_path)?;
+            if (n as u64) < len {
+                return Err(Error::corrupt(self.wal_path.display().to_string(), "wal shrank while copying"));
+            }
+            let scan = wal::scan_frames(&buf, &sh.hdr, ck);
+            if scan.valid_len != len {
+                return Err(Error::corrupt(self.wal_path.display().to_string(), "wal changed while copying"));
+            }
+            ck = scan.valid_checksum;
+            out.write_all_at(&buf, cur).map_err(Error::io("write", &path))?;
+            cur += len;
+        }
+        if ck != commit_ck {
+            return Err(Error::corrupt(self.wal_path.display().to_string(), "wal changed while copying"));
+        }
+        out.sync_data().map_err(Error::io("fsync", &path))?;
+        sh.size = commit_end;
+        sh.checksum = commit_ck;
+        Ok(true)
+    }
+
+    fn create_generation(&self, inner: &mut Inner, reason: &str) -> Result<()> {
+        let g = Generation::random();
+        info!(db = %self.opts.path.display(), generation = %g, reason, "sync: new generation");
+        inner.shadow = None;
+        let wal_file = File::open(&self.wal_path).map_err(Error::io("open", &self.wal_path))?;
+        let mut header = [0u8; HEADER_SIZE];
+        if read_exact_at(&wal_file, &mut header, 0, &self.wal_path)? < HEADER_SIZE {
+            return Err(Error::corrupt(self.wal_path.display().to_string(), "wal header missing"));
+        }
+        let hdr = WalHeader::parse(&header).map_err(|e| Error::corrupt(self.wal_path.display().to_string(), e.to_string()))?;
+        let path = self.shadow_path(g, 0);
+        write_atomic(&path, &header)?;
+        let mut sh = Shadow {
+            generation: g,
+            index: 0,
+            size: HEADER_SIZE as u64,
+            header,
+            hdr,
+            checksum: hdr.checksum,
+        };
+        let real_len = wal_file.metadata().map_err(Error::io("stat", &self.wal_path))?.len();
+        self.copy_frames(&wal_file, real_len, &mut sh)?;
+        write_atomic(&self.meta_dir.join("generation"), format!("{g}\n").as_bytes())?;
+        inner.shadow = Some(sh);
+        self.remove_other_generations(g);
+        inner.last_checkpoint = Instant::now();
+        Ok(())
+    }
+
+    fn checkpoint_due(&self, inner: &Inner) -> bool {
+        match (self.opts.checkpoint_interval, &inner.shadow) {
+            (Some(iv), Some(sh)) => inner.last_checkpoint.elapsed() >= iv && sh.size > HEADER_SIZE as u64 + sh.hdr.frame_size(),
+            _ => false,
+        }
+    }
+
+    fn checkpoint_mode(&self, inner: &Inner) -> Result<Option<CheckpointMode>> {
+        let Some(sh) = &inner.shadow else { return Ok(None) };
+        let w = |n: u64| HEADER_SIZE as u64 + n * sh.hdr.frame_size();
+        let real = std::fs::metadata(&self.wal_path).map(|m| wal::align(m.len(), sh.hdr.page_size)).unwrap_or(0);
+        Ok(if real >= w(TRUNCATE_PAGE_COUNT) {
+            Some(CheckpointMode::Truncate)
+        } else if (self.opts.max_checkpoint_page_count > 0 && sh.size >= w(u64::from(self.opts.max_checkpoint_page_count)))
+            || sh.size >= MAX_SHADOW_SIZE
+        {
+            Some(CheckpointMode::Restart)
+        } else if sh.size >= w(u64::from(self.opts.min_checkpoint_page_count)) || self.checkpoint_due(inner) {
+            Some(CheckpointMode::Passive)
+        } else {
+            None
+        })
+    }
+
+    /// Checkpoints with `mode` and follows SQLite into the restarted WAL without losing a
+    /// frame. For PASSIVE, the write lock is held while the last frames are copied and the
+    /// checkpoint runs, so the old WAL cycle ends exactly where the shadow ends; RESTART and
+    /// TRUNCATE need the write lock themselves, so they run right after a copy. Then a
+    /// `_litestream_seq` write makes SQLite restart the WAL (before walship's read lock is
+    /// taken again, which would otherwise pin the old cycle), and the write lock is held
+    /// while the rest of the old cycle and the start of the new one are copied.
+    fn checkpoint(&self, inner: &mut Inner, mode: CheckpointMode) -> Result<()> {
+        let started = Instant::now();
+        let conn = inner.conn.take().ok_or_else(|| Error::Config("internal: connection missing".into()))?;
+        let r = self.checkpoint_with(inner, &conn, mode);
+        inner.conn = Some(conn);
+        match r {
+            Ok(res) => {
+                inner.last_checkpoint = Instant::now();
+                debug!(db = %self.opts.path.display(), mode = mode.as_str(), busy = res.0.busy, log = res.0.log_frames, checkpointed = res.0.checkpointed_frames, elapsed = ?started.elapsed(), "checkpoint");
+                match res.1 {
+                    Advance::Ok { .. } => Ok(()),
+                    Advance::NewGeneration(reason) => self.create_generation(inner, &reason),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn checkpoint_with(&self, inner: &mut Inner, conn: &DbConn, mode: CheckpointMode) -> Result<(crate::sqlite::conn::CheckpointResult, Advance)> {
+        // `conn` is out of `inner` here, so `advance` may borrow `inner`.
+        let under_lock = mode == CheckpointMode::Passive;
+        if under_lock {
+            conn.lock()?;
+        }
+        let pre = if under_lock { self.advance(inner) } else { Ok(Advance::Ok { changed: false }) };
+        let res = match pre {
+            Ok(Advance::Ok { .. }) => {
+                let r = conn.end_read().and_then(|()| conn.checkpoint(mode));
+                if under_lock {
+                    let _ = conn.unlock();
+                }
+                r
+            }
+            Ok(other) => {
+                if under_lock {
+                    let _ = conn.unlock();
+                }
+                return Ok((crate::sqlite::conn::CheckpointResult { busy: true, log_frames: 0, checkpointed_frames: 0 }, other));
+            }
+            Err(e) => {
+                if under_lock {
+                    let _ = conn.unlock();
+                }
+                return Err(e);
+            }
+        };
+        let seq = conn.bump_seq();
+        let read = conn.begin_read();
+        let res = res?;
+        seq?;
+        read?;
+        let adv = conn.with_write_lock(|| self.advance(inner))?;
+        Ok((res, adv))
+    }
+
+    /// Removes shadow WAL files every replica is past (keeping one spare index).
+    fn clean_shadow(&self, inner: &Inner) {
+        let Some(sh) = &inner.shadow else { return };
+        let map = self.replica_pos.lock().unwrap_or_else(|e| e.into_inner());
+        if map.is_empty() {
+            return;
+        }
+        let mut min = u32::MAX;
+        for p in map.values() {
+            match p {
+                Some(p) if p.generation == sh.generation => min = min.min(p.index),
+                _ => return,
+            }
+        }
+        drop(map);
+        let dir = self.shadow_dir(sh.generation);
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if let Some(i) = e.file_name().to_str().and_then(layout::parse_shadow_wal_name) {
+                if i.saturating_add(1) < min && i < sh.index {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+
+    /// Reads the shadow WAL at `pos` for a replica: everything committed from `pos` to the end
+    /// of that index. Blocking.
+    pub fn read_shadow(&self, pos: Pos) -> Result<ShadowRead> {
+        let (cur_index, cur_size) = {
+            let inner = self.lock();
+            match &inner.shadow {
+                Some(sh) if sh.generation == pos.generation => (sh.index, sh.size),
+                _ => return Err(Error::NoGeneration),
+            }
+        };
+        let path = self.shadow_path(pos.generation, pos.index);
+        let end = if pos.index == cur_index {
+            cur_size
+        } else if pos.index < cur_index {
+            let f = File::open(&path).map_err(Error::io("open", &path))?;
+            let hdr = {
+                let mut h = [0u8; HEADER_SIZE];
+                read_exact_at(&f, &mut h, 0, &path)?;
+                WalHeader::parse(&h).map_err(|e| Error::corrupt(path.display().to_string(), e.to_string()))?
+            };
+            wal::align(f.metadata().map_err(Error::io("stat", &path))?.len(), hdr.page_size)
+        } else {
+            return Err(Error::corrupt(path.display().to_string(), "replica position is ahead of the database"));
+        };
+        if pos.offset > end {
+            return Err(Error::corrupt(path.display().to_string(), format!("replica position {pos} is past the shadow wal end {end}")));
+        }
+        if pos.offset == end {
+            return Ok(if pos.index < cur_index { ShadowRead::NextIndex } else { ShadowRead::UpToDate });
+        }
+        let f = File::open(&path).map_err(Error::io("open", &path))?;
+        let mut data = vec![0u8; (end - pos.offset) as usize];
+        let n = read_exact_at(&f, &mut data, pos.offset, &path)?;
+        if n < data.len() {
+            return Err(Error::corrupt(path.display().to_string(), "shadow wal shorter than recorded"));
+        }
+        Ok(ShadowRead::Data { pos, data })
+    }
+
+    /// Takes a snapshot: a PASSIVE checkpoint, then the whole database file compressed, named
+    /// by the current index. Returns the position it belongs to. Blocking.
+    pub fn snapshot(&self) -> Result<(Pos, Vec<u8>)> {
+        let mut inner = self.lock();
+        let conn = self.conn(&mut inner)?;
+        // Bring as much as possible into the main file; our read transaction keeps anyone
+        // from restarting the WAL while we read it, so the snapshot + this index's WAL
+        // replayed from offset 0 give the database at any later position of the index.
+        conn.checkpoint(CheckpointMode::Passive)?;
+        let sh = inner.shadow.as_ref().ok_or(Error::NoGeneration)?;
+        let pos = Pos::new(sh.generation, sh.index, 0);
+        let path = &self.opts.path;
+        let mut f = File::open(path).map_err(Error::io("open", path))?;
+        let len = f.metadata().map_err(Error::io("stat", path))?.len();
+        let mut enc = compress::encoder(Vec::with_capacity((len / 2) as usize));
+        std::io::copy(&mut f, &mut enc).map_err(Error::io("read", path))?;
+        let data = enc.finish().map_err(|e| Error::Io {
+            op: "compress",
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        Ok((pos, data))
+    }
+
+    /// Closes the engine's connections (the final sync must have run).
+    pub fn close(&self) {
+        let mut inner = self.lock();
+        inner.conn = None;
+    }
+}
+
+fn remove_tmp_files(dir: &Path) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            remove_tmp_files(&p);
+        } else if p.extension().is_some_and(|x| x == "tmp") {
+            let _ = std::fs::remove_file(&p);
+        }
+    }
+    let _ = sync_dir(dir);
+}

@@ -1,0 +1,287 @@
+//! [`Replica`]: ships one database's shadow WAL to one destination.
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use tokio::sync::watch;
+use tracing::{debug, error, info, warn};
+
+use crate::backend::{self, ReplicaClient};
+use crate::compress;
+use crate::db::{Db, ShadowRead};
+use crate::error::{Error, Result};
+use crate::layout;
+use crate::pos::Pos;
+use crate::sqlite::wal::{HEADER_SIZE, WalHeader};
+
+/// Settings of one replica (see `litestream.yml`'s `replicas:` entries).
+#[derive(Debug, Clone)]
+pub struct ReplicaOptions {
+    /// Name used in listings, `-replica` and logs. Default: the backend type.
+    pub name: String,
+    /// Upload at most this often. Default 1s.
+    pub sync_interval: Duration,
+    /// Take a new snapshot this often; `None` = only when a generation starts.
+    pub snapshot_interval: Option<Duration>,
+}
+
+impl ReplicaOptions {
+    /// Defaults as Litestream's.
+    pub fn new(name: impl Into<String>) -> ReplicaOptions {
+        ReplicaOptions {
+            name: name.into(),
+            sync_interval: Duration::from_secs(1),
+            snapshot_interval: None,
+        }
+    }
+}
+
+/// One destination of one database.
+#[derive(Debug)]
+pub struct Replica {
+    opts: ReplicaOptions,
+    db: Arc<Db>,
+    client: Arc<dyn ReplicaClient>,
+    /// Where the replica is; `None` means unknown (recomputed from the remote).
+    pos: Mutex<Option<Pos>>,
+    last_snapshot: Mutex<Option<SystemTime>>,
+}
+
+impl Replica {
+    /// A replica of `db` stored through `client`.
+    pub fn new(db: Arc<Db>, client: Arc<dyn ReplicaClient>, opts: ReplicaOptions) -> Arc<Replica> {
+        db.set_replica_pos(&opts.name, None);
+        Arc::new(Replica {
+            opts,
+            db,
+            client,
+            pos: Mutex::new(None),
+            last_snapshot: Mutex::new(None),
+        })
+    }
+
+    /// The replica's name.
+    pub fn name(&self) -> &str {
+        &self.opts.name
+    }
+
+    /// The storage client.
+    pub fn client(&self) -> &Arc<dyn ReplicaClient> {
+        &self.client
+    }
+
+    /// The last position confirmed by the store.
+    pub fn pos(&self) -> Option<Pos> {
+        *self.pos.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_pos(&self, pos: Option<Pos>) {
+        *self.pos.lock().unwrap_or_else(|e| e.into_inner()) = pos;
+        self.db.set_replica_pos(&self.opts.name, pos);
+    }
+
+    /// True when the replica holds everything the database's shadow WAL holds.
+    pub fn up_to_date(&self) -> bool {
+        match (self.pos(), self.db.pos()) {
+            (Some(r), Some(d)) => r == d,
+            (_, None) => true,
+            _ => false,
+        }
+    }
+
+    /// Takes a snapshot of the database and uploads it. Returns its position.
+    pub async fn snapshot(&self) -> Result<Pos> {
+        let db = self.db.clone();
+        let started = Instant::now();
+        let (pos, data) = tokio::task::spawn_blocking(move || db.snapshot())
+            .await
+            .map_err(|e| Error::Config(format!("snapshot task failed: {e}")))??;
+        let size = data.len();
+        let path = layout::snapshot_path(pos.generation, pos.index);
+        info!(db = %self.db.path().display(), replica = %self.opts.name, position = %pos, "write snapshot");
+        let info = self.client.put(&path, Bytes::from(data)).await?;
+        *self.last_snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Some(info.modified);
+        info!(db = %self.db.path().display(), replica = %self.opts.name, position = %pos, sz = size, elapsed = ?started.elapsed(), "snapshot written");
+        Ok(pos)
+    }
+
+    /// Uploads everything new in the shadow WAL. On a new generation it first makes sure the
+    /// replica has a snapshot of it. The position only advances past what the store
+    /// confirmed; on any error it is forgotten and recomputed from the store next time.
+    pub async fn sync(&self) -> Result<()> {
+        let r = self.sync_inner().await;
+        if r.is_err() {
+            self.set_pos(None);
+        }
+        r
+    }
+
+    async fn sync_inner(&self) -> Result<()> {
+        let db_pos = self.db.pos().ok_or(Error::NoGeneration)?;
+        let g = db_pos.generation;
+        let mut pos = match self.pos() {
+            Some(p) if p.generation == g => p,
+            _ => {
+                let snaps = backend::snapshots(self.client.as_ref(), g).await?;
+                if snaps.is_empty() {
+                    self.snapshot().await?;
+                } else if let Some(newest) = snaps.iter().map(|s| s.created).max() {
+                    *self.last_snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Some(newest);
+                }
+                let p = backend::replica_position(self.client.as_ref(), g)
+                    .await?
+                    .ok_or_else(|| Error::NoSnapshots(format!(" for generation {g} right after writing one")))?;
+                if p.index > db_pos.index || (p.index == db_pos.index && p.offset > db_pos.offset) {
+                    return Err(Error::Backend {
+                        backend: self.client.type_name().into(),
+                        message: format!(
+                            "replica position {p} is ahead of the database position {db_pos}: is another process writing this replica?"
+                        ),
+                    });
+                }
+                debug!(replica = %self.opts.name, position = %p, "replica position");
+                self.set_pos(Some(p));
+                p
+            }
+        };
+        loop {
+            let db = self.db.clone();
+            let read = tokio::task::spawn_blocking(move || db.read_shadow(pos))
+                .await
+                .map_err(|e| Error::Config(format!("shadow read task failed: {e}")))?;
+            match read {
+                Ok(ShadowRead::UpToDate) => break,
+                Ok(ShadowRead::NextIndex) => {
+                    pos = Pos::new(pos.generation, pos.index + 1, 0);
+                    // The position is only advanced once the new index's first segment is up.
+                }
+                Ok(ShadowRead::Data { pos: at, data }) => {
+                    let end = self.upload_segment(at, data).await?;
+                    pos = end;
+                    self.set_pos(Some(pos));
+                }
+                // The generation changed under us: start over next round.
+                Err(Error::NoGeneration) => {
+                    self.set_pos(None);
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    async fn upload_segment(&self, at: Pos, data: Vec<u8>) -> Result<Pos> {
+        let offset = u32::try_from(at.offset).map_err(|_| Error::Config(format!("wal offset {} too large for a segment name", at.offset)))?;
+        if at.offset == 0 {
+            // The offset-0 segment must start with the index's WAL header.
+            WalHeader::parse(&data[..data.len().min(HEADER_SIZE)])
+                .map_err(|e| Error::corrupt(format!("shadow wal {:08x}", at.index), e.to_string()))?;
+        }
+        let len = data.len() as u64;
+        let compressed = tokio::task::spawn_blocking(move || compress::compress(&data))
+            .await
+            .map_err(|e| Error::Config(format!("compress task failed: {e}")))?;
+        let path = layout::wal_segment_path(at.generation, at.index, offset);
+        self.client.put(&path, Bytes::from(compressed)).await?;
+        debug!(db = %self.db.path().display(), replica = %self.opts.name, position = %at, sz = len, "wal segment written");
+        Ok(Pos::new(at.generation, at.index, at.offset + len))
+    }
+
+    fn snapshot_due(&self) -> Option<Duration> {
+        let iv = self.opts.snapshot_interval?;
+        let last = (*self.last_snapshot.lock().unwrap_or_else(|e| e.into_inner()))?;
+        let age = SystemTime::now().duration_since(last).unwrap_or_default();
+        Some(iv.saturating_sub(age))
+    }
+
+    /// Runs until `shutdown` turns true: uploads after each change of the database, at most
+    /// once per `sync-interval`, and takes snapshots on `snapshot-interval`. Never issues a
+    /// request while the database is idle.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut changes = self.db.subscribe();
+        let mut last_sync: Option<Instant> = None;
+        let mut failures = 0u32;
+        let mut last_error: Option<String> = None;
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            // Wait for something to do.
+            if self.up_to_date() && failures == 0 {
+                let snap_wait = self.snapshot_due();
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    r = changes.changed() => if r.is_err() { return },
+                    _ = sleep_opt(snap_wait) => {
+                        if let Err(e) = self.snapshot().await {
+                            error!(db = %self.db.path().display(), replica = %self.opts.name, error = %e, "scheduled snapshot failed");
+                        }
+                        continue;
+                    }
+                }
+            }
+            // Respect sync-interval between uploads (and back off after failures).
+            let wait = if failures > 0 {
+                backoff(self.opts.sync_interval, failures)
+            } else {
+                last_sync.map(|t| self.opts.sync_interval.saturating_sub(t.elapsed())).unwrap_or_default()
+            };
+            if !wait.is_zero() {
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+            last_sync = Some(Instant::now());
+            match self.sync().await {
+                Ok(()) => {
+                    if failures > 0 {
+                        info!(db = %self.db.path().display(), replica = %self.opts.name, "replica sync recovered");
+                    }
+                    failures = 0;
+                    last_error = None;
+                }
+                Err(Error::NoGeneration) => {
+                    failures = 0;
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    let msg = e.to_string();
+                    // Log a persistent error once, not once per retry.
+                    if last_error.as_deref() != Some(msg.as_str()) {
+                        error!(db = %self.db.path().display(), replica = %self.opts.name, error = %msg, "replica sync failed; retrying");
+                    } else {
+                        debug!(replica = %self.opts.name, error = %msg, attempt = failures, "replica sync failed again");
+                    }
+                    last_error = Some(msg);
+                }
+            }
+            if let Some(p) = self.pos() {
+                if failures == 0 && !self.up_to_date() {
+                    debug!(replica = %self.opts.name, position = %p, "replica behind; syncing again");
+                }
+            }
+            if failures > 0 && failures % 20 == 0 {
+                warn!(db = %self.db.path().display(), replica = %self.opts.name, attempts = failures, "replica still failing; the shadow wal is kept until it recovers");
+            }
+        }
+    }
+}
+
+async fn sleep_opt(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Exponential backoff from the sync interval to one minute, with jitter.
+fn backoff(base: Duration, failures: u32) -> Duration {
+    let base = base.max(Duration::from_millis(100));
+    let exp = base.saturating_mul(1u32 << failures.min(10).saturating_sub(1));
+    let capped = exp.min(Duration::from_secs(60));
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    // Up to +25% jitter so many replicas do not retry in lockstep.
+    capped + capped.mul_f64(f64::from(nanos % 1000) / 4000.0)
+}
