@@ -763,10 +763,21 @@ impl Db {
         let sh = inner.shadow.as_ref().ok_or(Error::NoGeneration)?;
         let pos = Pos::new(sh.generation, sh.index, 0);
         let path = &self.opts.path;
-        let mut f = File::open(path).map_err(Error::io("open", path))?;
+        // Read through the connection's own handle: opening and closing another descriptor
+        // of the database file would drop SQLite's POSIX locks.
+        let f = conn_file(&inner)?;
         let len = f.metadata().map_err(Error::io("stat", path))?.len();
         let mut enc = compress::encoder(Vec::with_capacity((len / 2) as usize));
-        std::io::copy(&mut f, &mut enc).map_err(Error::io("read", path))?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut at = 0u64;
+        loop {
+            let n = read_exact_at(f, &mut buf, at, path)?;
+            if n == 0 {
+                break;
+            }
+            std::io::Write::write_all(&mut enc, &buf[..n]).map_err(Error::io("compress", path))?;
+            at += n as u64;
+        }
         let data = enc.finish().map_err(|e| Error::Io {
             op: "compress",
             path: path.clone(),
@@ -780,6 +791,14 @@ impl Db {
         let mut inner = self.lock();
         inner.conn = None;
     }
+}
+
+fn conn_file(inner: &Inner) -> Result<&File> {
+    inner
+        .conn
+        .as_ref()
+        .map(DbConn::db_file)
+        .ok_or_else(|| Error::Config("internal: database connection not open".into()))
 }
 
 fn remove_tmp_files(dir: &Path) {

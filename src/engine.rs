@@ -14,6 +14,8 @@ use tokio::sync::{Notify, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::backend::ReplicaClient;
+use crate::backend::file::FileClient;
+use crate::config::{Config, DbConfig, ReplicaTarget};
 use crate::db::{Db, DbOptions};
 use crate::error::{Error, Result};
 use crate::replica::{Replica, ReplicaOptions};
@@ -31,10 +33,50 @@ pub struct Engine {
     dbs: Vec<DbHandle>,
 }
 
+/// Builds the storage client for a replica target.
+pub fn client_for(target: &ReplicaTarget) -> Result<Arc<dyn ReplicaClient>> {
+    match target {
+        ReplicaTarget::File { path } => Ok(Arc::new(FileClient::new(path.clone()))),
+        other => Err(Error::Config(format!(
+            "{} replicas are not supported by this walship build yet; use a file replica (type: file)",
+            other.type_name()
+        ))),
+    }
+}
+
+/// Database options from a `dbs:` entry.
+pub fn db_options(c: &DbConfig) -> DbOptions {
+    DbOptions {
+        path: c.path.clone(),
+        meta_path: c.meta_path.clone(),
+        monitor_interval: c.monitor_interval,
+        checkpoint_interval: c.checkpoint_interval,
+        min_checkpoint_page_count: c.min_checkpoint_page_count,
+        max_checkpoint_page_count: c.max_checkpoint_page_count,
+    }
+}
+
 impl Engine {
     /// An engine with no databases.
     pub fn new() -> Engine {
         Engine::default()
+    }
+
+    /// Builds an engine for every database of `config`.
+    pub fn from_config(config: &Config) -> Result<Engine> {
+        let mut e = Engine::new();
+        for dbc in &config.dbs {
+            let mut replicas = Vec::new();
+            for rc in &dbc.replicas {
+                let client = client_for(&rc.target).map_err(|err| Error::Config(format!("db {}: replica {:?}: {err}", dbc.path.display(), rc.name)))?;
+                let mut o = ReplicaOptions::new(rc.name.clone());
+                o.sync_interval = rc.sync_interval;
+                o.snapshot_interval = rc.snapshot_interval;
+                replicas.push((client, o));
+            }
+            e.add_db(db_options(dbc), replicas);
+        }
+        Ok(e)
     }
 
     /// Adds a database and its replicas.

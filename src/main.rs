@@ -1,1 +1,73 @@
-fn main() {}
+//! The `walship` command: thin; parsing, logging, dispatch and exit code.
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod cli;
+
+use cli::{Cli, Command};
+
+/// Sets up logging from the config's `logging:` block (when the command reads a config)
+/// and `WALSHIP_LOG` (an env-filter, which wins). Logs go to stderr unless the config says
+/// `stderr: false` explicitly for `replicate`; listings own stdout so scripts can parse it.
+fn init_logging(command: &Command) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    use walship::config::{LogFormat, LogLevel};
+
+    let cfg = cli::logging_config(command);
+    let level = match cfg.as_ref().map(|l| l.level) {
+        Some(LogLevel::Debug) => "debug",
+        Some(LogLevel::Warn) => "warn",
+        Some(LogLevel::Error) => "error",
+        _ => "info",
+    };
+    let filter = EnvFilter::try_from_env("WALSHIP_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    let json = cfg.as_ref().is_some_and(|l| l.format == LogFormat::Json);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+}
+
+fn main() -> ExitCode {
+    let args = cli::normalize_args(std::env::args());
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(1) } else { ExitCode::SUCCESS };
+        }
+    };
+    init_logging(&cli.command);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let res = rt.block_on(async move {
+        match cli.command {
+            Command::Replicate(a) => cli::replicate::run(a).await,
+            Command::Restore(a) => cli::restore::run(a).await,
+            Command::Snapshots(a) => cli::list::snapshots(a).await,
+            Command::Generations(a) => cli::list::generations(a).await,
+            Command::Wal(a) => cli::list::wal(a).await,
+            Command::Databases(a) => cli::list::databases(a),
+            Command::Version => {
+                println!("walship v{} (Litestream v0.3.13 compatible)", env!("CARGO_PKG_VERSION"));
+                Ok(())
+            }
+        }
+    });
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -56,6 +56,11 @@ pub struct DbConn {
     in_read_tx: std::cell::Cell<bool>,
     /// Page size of the database, from `PRAGMA page_size`.
     pub page_size: u32,
+    /// A handle on the database file for reading snapshots. It must stay open as long as
+    /// the connections: closing any descriptor of a file drops every POSIX lock this
+    /// process holds on it, SQLite's included, which would let another process delete the
+    /// WAL under us. Declared last so it is dropped after the connections.
+    db_file: std::fs::File,
 }
 
 fn open_one(path: &Path) -> Result<Connection> {
@@ -130,7 +135,9 @@ impl DbConn {
         let ckpt = open_one(path)?;
         ckpt.execute_batch("PRAGMA wal_autocheckpoint = 0;")
             .map_err(Error::sqlite(ctx("disable auto-checkpoint")))?;
+        let db_file = std::fs::File::open(path).map_err(Error::io("open", path))?;
         let c = DbConn {
+            db_file,
             path: path.to_path_buf(),
             read,
             ckpt,
@@ -140,6 +147,11 @@ impl DbConn {
         };
         c.begin_read()?;
         Ok(c)
+    }
+
+    /// The database file, for positioned reads (never close it separately).
+    pub fn db_file(&self) -> &std::fs::File {
+        &self.db_file
     }
 
     /// Starts the long-lived read transaction (no-op if open).

@@ -1,0 +1,206 @@
+//! The `walship` command line: Litestream v0.3.13's commands and flags.
+//!
+//! Go's `flag` package accepts `-name` as well as `--name`; clap only knows `--name`, so
+//! [`normalize_args`] rewrites single-dash long flags first. Then clap parses into raw
+//! arguments, and each command resolves them into typed settings.
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Parser, Subcommand};
+
+use walship::config::{self, Config, LoadedConfig, ReplicaTarget};
+use walship::engine;
+use walship::restore::ReplicaSource;
+
+pub mod list;
+pub mod replicate;
+pub mod restore;
+
+/// walship: SQLite WAL replication, a drop-in for Litestream v0.3.13.
+#[derive(Debug, Parser)]
+#[command(name = "walship", version, about, disable_version_flag = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Continuously replicate databases (from -config, or one DB_PATH and its REPLICA_URLs).
+    Replicate(replicate::ReplicateArgs),
+    /// Restore a database from a replica: latest state or a point in time.
+    Restore(restore::RestoreArgs),
+    /// List the snapshots of a database or replica.
+    Snapshots(list::ListArgs),
+    /// List the generations of a database or replica.
+    Generations(list::ListArgs),
+    /// List the WAL segments of a database or replica.
+    Wal(list::WalArgs),
+    /// List the databases in the config file.
+    Databases(ConfigArgs),
+    /// Print the version.
+    Version,
+}
+
+/// `-config` and `-no-expand-env`, shared by every command that reads a config.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// Config file path (default: $LITESTREAM_CONFIG, else /etc/litestream.yml).
+    #[arg(long = "config", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Do not expand $VAR / ${VAR} in the config file.
+    #[arg(long = "no-expand-env")]
+    pub no_expand_env: bool,
+}
+
+impl ConfigArgs {
+    /// Loads the config (explicit path, else the default path), printing its warnings.
+    pub fn load(&self) -> Result<LoadedConfig> {
+        let path = self.config.clone().unwrap_or_else(config::default_config_path);
+        let loaded = Config::load(&path, !self.no_expand_env)?;
+        for w in &loaded.warnings {
+            tracing::warn!("{}: {w}", path.display());
+        }
+        Ok(loaded)
+    }
+}
+
+/// The `logging:` block of the config the command will read, if it reads one and it loads.
+pub fn logging_config(command: &Command) -> Option<config::LoggingConfig> {
+    let args = match command {
+        Command::Replicate(a) if a.args.is_empty() => &a.config,
+        Command::Restore(a) if a.config.config.is_some() => &a.config,
+        Command::Snapshots(a) | Command::Generations(a) if a.config.config.is_some() => &a.config,
+        Command::Wal(a) if a.list.config.config.is_some() => &a.list.config,
+        Command::Databases(a) => a,
+        _ => return None,
+    };
+    let path = args.config.clone().unwrap_or_else(config::default_config_path);
+    Config::load(&path, !args.no_expand_env).ok().map(|l| l.config.logging)
+}
+
+/// Long flag names that Go spells with one dash. Everything here may be written `-name`,
+/// `-name=value`, `--name` or `--name=value`.
+const LONG_FLAGS: &[&str] = &[
+    "config",
+    "no-expand-env",
+    "exec",
+    "replica",
+    "generation",
+    "index",
+    "timestamp",
+    "parallelism",
+    "if-db-not-exists",
+    "if-replica-exists",
+    "help",
+    "version",
+];
+
+/// Rewrites Go-style `-name` flags into `--name`, up to a `--`.
+pub fn normalize_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = false;
+    for a in args {
+        if rest {
+            out.push(a);
+            continue;
+        }
+        if a == "--" {
+            rest = true;
+            out.push(a);
+            continue;
+        }
+        if let Some(body) = a.strip_prefix('-').filter(|b| !b.starts_with('-')) {
+            let name = body.split('=').next().unwrap_or("");
+            if LONG_FLAGS.contains(&name) {
+                out.push(format!("-{a}"));
+                continue;
+            }
+            if name == "h" {
+                out.push("--help".into());
+                continue;
+            }
+        }
+        out.push(a);
+    }
+    out
+}
+
+/// Where a listing or restore reads from: the replicas of a configured database, or one
+/// replica given by URL (or by a bare replica directory path).
+pub struct Target {
+    /// The database path, when it came from a config.
+    pub db_path: Option<PathBuf>,
+    /// The replicas, in config order.
+    pub replicas: Vec<ReplicaSource>,
+}
+
+/// Resolves a positional `DB_PATH` or `REPLICA_URL` (or a bare replica directory, when no
+/// `-config` was given) into replicas, keeping only `-replica NAME` if given.
+pub fn resolve_target(arg: &str, cfg: &ConfigArgs, replica: Option<&str>) -> Result<Target> {
+    let from_url = |target: ReplicaTarget| -> Result<Target> {
+        let name = target.type_name().to_string();
+        if let Some(r) = replica {
+            if r != name {
+                bail!("replica {r:?} not found for {arg:?} (a replica URL names one replica, called {name:?})");
+            }
+        }
+        let client = engine::client_for(&target)?;
+        Ok(Target {
+            db_path: None,
+            replicas: vec![ReplicaSource { name, client }],
+        })
+    };
+    if config::is_url(arg) {
+        if cfg.config.is_some() {
+            bail!("cannot specify a replica URL and the -config flag");
+        }
+        return from_url(ReplicaTarget::from_url(arg)?);
+    }
+    // A bare directory that holds a replica (or is empty) is a file replica when no config
+    // was named: `walship restore -o out.db /backups/app`.
+    let p = Path::new(arg);
+    if cfg.config.is_none() && p.is_dir() {
+        let abs = std::path::absolute(p).with_context(|| format!("resolve {arg}"))?;
+        return from_url(ReplicaTarget::File { path: abs });
+    }
+    let loaded = cfg.load()?;
+    let abs = std::path::absolute(p).with_context(|| format!("resolve {arg}"))?;
+    let db = loaded
+        .config
+        .find_db(&abs)
+        .ok_or_else(|| anyhow!("database not found in config: {}", abs.display()))?;
+    let mut replicas = Vec::new();
+    for rc in &db.replicas {
+        if replica.is_some_and(|r| r != rc.name) {
+            continue;
+        }
+        let client = engine::client_for(&rc.target).with_context(|| format!("replica {:?} of {}", rc.name, db.path.display()))?;
+        replicas.push(ReplicaSource { name: rc.name.clone(), client });
+    }
+    if let Some(r) = replica {
+        if replicas.is_empty() {
+            bail!("replica {r:?} not found for database {:?}", db.path.display().to_string());
+        }
+    }
+    Ok(Target {
+        db_path: Some(db.path.clone()),
+        replicas,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_style_flags_become_long_flags() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            normalize_args(v(&["walship", "restore", "-config", "x.yml", "-o", "out", "-if-db-not-exists", "-index=2", "db"])),
+            v(&["walship", "restore", "--config", "x.yml", "-o", "out", "--if-db-not-exists", "--index=2", "db"])
+        );
+        assert_eq!(normalize_args(v(&["w", "--config", "a", "--", "-config"])), v(&["w", "--config", "a", "--", "-config"]));
+        assert_eq!(normalize_args(v(&["w", "restore", "-h"])), v(&["w", "restore", "--help"]));
+    }
+}

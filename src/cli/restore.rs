@@ -1,0 +1,118 @@
+//! `walship restore`.
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use anyhow::{Result, anyhow, bail};
+use clap::Args;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tracing::info;
+
+use walship::Error;
+use walship::pos::Generation;
+use walship::restore::{self, Progress, RestoreOptions};
+
+use super::{ConfigArgs, resolve_target};
+
+/// Arguments of `restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Output path (default: the database path from the config, which must not exist).
+    #[arg(short = 'o', value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// Restore from this replica only.
+    #[arg(long = "replica", value_name = "NAME")]
+    pub replica: Option<String>,
+    /// Restore from this generation.
+    #[arg(long = "generation", value_name = "NAME")]
+    pub generation: Option<Generation>,
+    /// Restore up to and including this WAL index (hexadecimal).
+    #[arg(long = "index", value_name = "HEX", value_parser = parse_hex_index)]
+    pub index: Option<u32>,
+    /// Restore to this point in time (RFC 3339, e.g. 2026-11-21T10:00:00Z).
+    #[arg(long = "timestamp", value_name = "RFC3339")]
+    pub timestamp: Option<String>,
+    /// Number of WAL segments downloaded at once.
+    #[arg(long = "parallelism", value_name = "N", default_value_t = 8)]
+    pub parallelism: usize,
+    /// Exit 0 without restoring if the output database already exists.
+    #[arg(long = "if-db-not-exists")]
+    pub if_db_not_exists: bool,
+    /// Exit 0 without restoring if no backup is found.
+    #[arg(long = "if-replica-exists")]
+    pub if_replica_exists: bool,
+    /// DB_PATH (looked up in the config) or REPLICA_URL (or a replica directory).
+    #[arg(value_name = "DB_PATH|REPLICA_URL")]
+    pub target: Option<String>,
+}
+
+fn parse_hex_index(s: &str) -> Result<u32, String> {
+    let v = u32::from_str_radix(s, 16).map_err(|_| format!("invalid value {s:?} for flag -index: invalid hexadecimal format"))?;
+    if v > walship::pos::MAX_INDEX {
+        return Err(format!("invalid value {s:?} for flag -index: above the largest index 7fffffff"));
+    }
+    Ok(v)
+}
+
+fn parse_timestamp(s: &str) -> Result<SystemTime> {
+    let t = OffsetDateTime::parse(s, &Rfc3339)
+        .map_err(|_| anyhow!("invalid -timestamp {s:?}, must specify in ISO 8601 format (e.g. 2000-01-01T00:00:00Z)"))?;
+    Ok(t.into())
+}
+
+/// Runs `walship restore`.
+pub async fn run(args: RestoreArgs) -> Result<()> {
+    let arg = args.target.clone().ok_or_else(|| anyhow!("database path or replica URL required"))?;
+    if args.index.is_some() && args.timestamp.is_some() {
+        bail!("cannot specify index & timestamp to restore");
+    }
+    let timestamp = args.timestamp.as_deref().map(parse_timestamp).transpose()?;
+    let target = resolve_target(&arg, &args.config, args.replica.as_deref())?;
+    let output = match (&args.output, &target.db_path) {
+        (Some(o), _) => o.clone(),
+        (None, Some(db)) => db.clone(),
+        (None, None) => bail!("output path required (-o PATH)"),
+    };
+    let output = std::path::absolute(&output).unwrap_or(output);
+    if output.exists() {
+        if args.if_db_not_exists {
+            info!(path = %output.display(), "database already exists, skipping");
+            return Ok(());
+        }
+        bail!("cannot restore, output path already exists: {} (remove it or choose another -o)", output.display());
+    }
+    let opts = RestoreOptions {
+        generation: args.generation,
+        index: args.index,
+        timestamp,
+        parallelism: args.parallelism.max(1),
+    };
+    let progress = |p: Progress| {
+        if let Progress::Segment { done, total } = p {
+            if total >= 100 && (done % (total / 10).max(1) == 0 || done == total) {
+                info!(done, total, "applying wal segments");
+            }
+        }
+    };
+    match restore::restore(&target.replicas, &output, &opts, &progress).await {
+        Ok(summary) => {
+            info!(
+                path = %output.display(),
+                replica = %summary.plan_replica,
+                generation = %summary.generation,
+                snapshot_index = summary.snapshot_index,
+                segments = summary.segments_applied,
+                bytes = summary.db_bytes,
+                "restore complete"
+            );
+            Ok(())
+        }
+        Err(Error::NoMatchingBackups) if args.if_replica_exists => {
+            info!("no matching backups found");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
