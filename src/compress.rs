@@ -81,7 +81,9 @@ fn frame_len(data: &[u8]) -> Result<usize, DecompressError> {
     let short = || DecompressError::Lz4("truncated frame".into());
     let flg = *data.get(4).ok_or_else(short)?;
     if flg >> 6 != 0b01 {
-        return Err(DecompressError::Lz4(format!("unsupported frame version in FLG {flg:#04x}")));
+        return Err(DecompressError::Lz4(format!(
+            "unsupported frame version in FLG {flg:#04x}"
+        )));
     }
     let block_checksum = flg & 0x10 != 0;
     let content_size = flg & 0x08 != 0;
@@ -97,7 +99,10 @@ fn frame_len(data: &[u8]) -> Result<usize, DecompressError> {
             break;
         }
         let len = (word & 0x7fff_ffff) as usize + if block_checksum { 4 } else { 0 };
-        at = at.checked_add(len).filter(|&e| e <= data.len()).ok_or_else(short)?;
+        at = at
+            .checked_add(len)
+            .filter(|&e| e <= data.len())
+            .ok_or_else(short)?;
     }
     if content_checksum {
         at += 4;
@@ -116,12 +121,17 @@ mod tests {
     fn header_matches_litestream() {
         let out = compress(b"hello hello hello hello");
         assert_eq!(&out[..7], &[0x04, 0x22, 0x4d, 0x18, 0x64, 0x70, 0xb9]);
-        assert_eq!(decompress(&out, 1 << 20).unwrap(), b"hello hello hello hello");
+        assert_eq!(
+            decompress(&out, 1 << 20).unwrap(),
+            b"hello hello hello hello"
+        );
     }
 
     #[test]
     fn round_trip_large_and_empty() {
-        let data: Vec<u8> = (0..9_000_000u32).map(|i| (i % 251) as u8 ^ (i >> 13) as u8).collect();
+        let data: Vec<u8> = (0..9_000_000u32)
+            .map(|i| (i % 251) as u8 ^ (i >> 13) as u8)
+            .collect();
         let out = compress(&data);
         assert_eq!(decompress(&out, 1 << 30).unwrap(), data);
         assert_eq!(decompress(&compress(b""), 10).unwrap(), b"");
@@ -129,10 +139,16 @@ mod tests {
 
     #[test]
     fn rejects_garbage_corruption_and_limits() {
-        assert!(matches!(decompress(b"SQLite format 3", 100), Err(DecompressError::BadMagic)));
+        assert!(matches!(
+            decompress(b"SQLite format 3", 100),
+            Err(DecompressError::BadMagic)
+        ));
         let data = vec![7u8; 100_000];
         let mut out = compress(&data);
-        assert!(matches!(decompress(&out, 1000), Err(DecompressError::TooLarge(1000))));
+        assert!(matches!(
+            decompress(&out, 1000),
+            Err(DecompressError::TooLarge(1000))
+        ));
         // Flip a byte of the content checksum.
         let n = out.len();
         out[n - 1] ^= 0xff;
@@ -140,12 +156,18 @@ mod tests {
         // Truncated.
         let good = compress(&data);
         for cut in [1, 4, 6, 9, good.len() / 2] {
-            assert!(decompress(&good[..good.len() - cut], 1 << 20).is_err(), "cut {cut}");
+            assert!(
+                decompress(&good[..good.len() - cut], 1 << 20).is_err(),
+                "cut {cut}"
+            );
         }
         // Two frames concatenated: Litestream reads only the first; we refuse.
         let mut two = compress(b"first");
         two.extend_from_slice(&compress(b"second"));
-        assert!(matches!(decompress(&two, 1 << 20), Err(DecompressError::Trailing(_))));
+        assert!(matches!(
+            decompress(&two, 1 << 20),
+            Err(DecompressError::Trailing(_))
+        ));
     }
 
     #[test]

@@ -69,7 +69,11 @@ impl DbOptions {
             return m.clone();
         }
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         dir.join(format!(".{name}-litestream"))
     }
 }
@@ -100,8 +104,16 @@ struct Inner {
     shadow: Option<Shadow>,
     loaded: bool,
     last_checkpoint: Instant,
-    /// (inode, size, mtime) of the WAL at the end of the last sync that changed nothing.
-    last_wal_stat: Option<(u64, u64, i64, i64)>,
+    /// Change key (see [`Db::change_key`]) taken at the start of the last completed sync.
+    last_wal_stat: Option<ChangeKey>,
+}
+
+/// See [`Db::change_key`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ChangeKey {
+    wal_ino: u64,
+    wal_len: u64,
+    shm_header: [u8; 136],
 }
 
 /// What one sync did.
@@ -220,7 +232,10 @@ impl Db {
 
     /// Records where a replica is, so shadow WAL files it no longer needs can be removed.
     pub fn set_replica_pos(&self, replica: &str, pos: Option<Pos>) {
-        self.replica_pos.lock().unwrap_or_else(|e| e.into_inner()).insert(replica.to_string(), pos);
+        self.replica_pos
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(replica.to_string(), pos);
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -314,8 +329,15 @@ impl Db {
         }
         inner.wal_id = Some(file_id(&wal_md));
 
-        let stat = (wal_md.ino(), wal_md.len(), wal_md.mtime(), wal_md.mtime_nsec());
-        if force_reason.is_none() && inner.shadow.is_some() && inner.last_wal_stat == Some(stat) && !self.checkpoint_due(inner) {
+        // Taken before looking at the WAL, so a commit that lands while this sync runs
+        // changes the key and the next sync looks again.
+        let key = Self::change_key(inner, &wal_md);
+        if force_reason.is_none()
+            && inner.shadow.is_some()
+            && key.is_some()
+            && inner.last_wal_stat == key
+            && !self.checkpoint_due(inner)
+        {
             return Ok(SyncOutcome::Idle);
         }
 
@@ -340,14 +362,41 @@ impl Db {
             changed = true;
         }
         self.clean_shadow(inner);
-        inner.last_wal_stat = std::fs::metadata(&self.wal_path)
-            .ok()
-            .map(|m| (m.ino(), m.len(), m.mtime(), m.mtime_nsec()));
-        Ok(if changed { SyncOutcome::Changed } else { SyncOutcome::Idle })
+        // After our own checkpoint the WAL changed by our hand; look again next time.
+        inner.last_wal_stat = if changed { None } else { key };
+        Ok(if changed {
+            SyncOutcome::Changed
+        } else {
+            SyncOutcome::Idle
+        })
+    }
+
+    /// A cheap fingerprint of the WAL's state: inode and size of the `-wal` file and the
+    /// wal-index header at the start of the `-shm` file, which SQLite rewrites on every
+    /// commit (frame count, salts, checksums) and on every checkpoint. File mtimes are not
+    /// used: their granularity is a kernel tick, so two writes in one tick look the same.
+    /// `None` (always look) when the `-shm` cannot be read.
+    /// The `-shm` is read through the connection's own handle: closing a descriptor of it
+    /// would drop SQLite's locks, which live on that file.
+    fn change_key(inner: &Inner, wal_md: &std::fs::Metadata) -> Option<ChangeKey> {
+        let f = inner.conn.as_ref()?.shm_file()?;
+        let mut hdr = [0u8; 136];
+        let n = f.read_at(&mut hdr, 0).ok()?;
+        if n < hdr.len() {
+            return None;
+        }
+        Some(ChangeKey {
+            wal_ino: wal_md.ino(),
+            wal_len: wal_md.len(),
+            shm_header: hdr,
+        })
     }
 
     fn conn<'a>(&self, inner: &'a mut Inner) -> Result<&'a mut DbConn> {
-        inner.conn.as_mut().ok_or_else(|| Error::Config("internal: database connection not open".into()))
+        inner
+            .conn
+            .as_mut()
+            .ok_or_else(|| Error::Config("internal: database connection not open".into()))
     }
 
     /// Loads the current generation from the meta directory at start-up, or leaves none.
@@ -388,7 +437,10 @@ impl Db {
         if size < data.len() as u64 {
             // A crash in the middle of an append: drop the partial tail.
             warn!(path = %path.display(), from = data.len(), to = size, "truncating partial shadow wal tail");
-            let f = std::fs::OpenOptions::new().write(true).open(&path).map_err(Error::io("open", &path))?;
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(Error::io("open", &path))?;
             f.set_len(size).map_err(Error::io("truncate", &path))?;
             f.sync_all().map_err(Error::io("fsync", &path))?;
         }
@@ -411,10 +463,10 @@ impl Db {
         let dir = self.meta_dir.join(layout::GENERATIONS_DIR);
         for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             let name = e.file_name();
-            if Generation::parse(&name.to_string_lossy()) != Some(keep) {
-                if let Err(err) = std::fs::remove_dir_all(e.path()) {
-                    warn!(path = %e.path().display(), error = %err, "cannot remove old generation");
-                }
+            if Generation::parse(&name.to_string_lossy()) != Some(keep)
+                && let Err(err) = std::fs::remove_dir_all(e.path())
+            {
+                warn!(path = %e.path().display(), error = %err, "cannot remove old generation");
             }
         }
     }
@@ -426,7 +478,9 @@ impl Db {
         };
         let wal_file = match File::open(&self.wal_path) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Advance::NewGeneration("wal file missing".into())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Advance::NewGeneration("wal file missing".into()));
+            }
             Err(e) => return Err(Error::io("open", &self.wal_path)(e)),
         };
         let mut changed = false;
@@ -438,16 +492,23 @@ impl Db {
             if read_exact_at(&wal_file, &mut real_header, 0, &self.wal_path)? < HEADER_SIZE {
                 return Ok(Advance::NewGeneration("wal header missing".into()));
             }
-            let real_len = wal_file.metadata().map_err(Error::io("stat", &self.wal_path))?.len();
+            let real_len = wal_file
+                .metadata()
+                .map_err(Error::io("stat", &self.wal_path))?
+                .len();
             let fs = sh.hdr.frame_size();
             let same_cycle = real_header == sh.header;
             if same_cycle && wal::align(real_len, sh.hdr.page_size) < sh.size {
-                return Ok(Advance::NewGeneration("wal truncated by another process".into()));
+                return Ok(Advance::NewGeneration(
+                    "wal truncated by another process".into(),
+                ));
             }
             if !same_cycle {
                 let new_hdr = match WalHeader::parse(&real_header) {
                     Ok(h) => h,
-                    Err(e) => return Ok(Advance::NewGeneration(format!("wal header invalid: {e}"))),
+                    Err(e) => {
+                        return Ok(Advance::NewGeneration(format!("wal header invalid: {e}")));
+                    }
                 };
                 if sh.size <= HEADER_SIZE as u64 {
                     return Ok(Advance::NewGeneration("wal header only, mismatched".into()));
@@ -460,7 +521,9 @@ impl Db {
                 if new_hdr.checkpoint_seq != sh.hdr.checkpoint_seq.wrapping_add(1)
                     || new_hdr.salt.0 != sh.hdr.salt.0.wrapping_add(1)
                 {
-                    return Ok(Advance::NewGeneration("wal restarted more than once since last sync".into()));
+                    return Ok(Advance::NewGeneration(
+                        "wal restarted more than once since last sync".into(),
+                    ));
                 }
             }
             // The last frame we copied must still be there, byte for byte; otherwise the WAL
@@ -475,7 +538,9 @@ impl Db {
                 }
                 let n = read_exact_at(&wal_file, &mut theirs, sh.size - fs, &self.wal_path)?;
                 if n < fs as usize || ours != theirs {
-                    return Ok(Advance::NewGeneration("wal overwritten by another process".into()));
+                    return Ok(Advance::NewGeneration(
+                        "wal overwritten by another process".into(),
+                    ));
                 }
             }
             // Copy what is committed in this cycle after our end (for a restarted WAL, the
@@ -487,7 +552,8 @@ impl Db {
                 break;
             }
             // Start the next index from the new header.
-            let new_hdr = WalHeader::parse(&real_header).map_err(|e| Error::corrupt(self.wal_path.display().to_string(), e.to_string()))?;
+            let new_hdr = WalHeader::parse(&real_header)
+                .map_err(|e| Error::corrupt(self.wal_path.display().to_string(), e.to_string()))?;
             let next = sh.index + 1;
             let path = self.shadow_path(sh.generation, next);
             write_atomic(&path, &real_header)?;
@@ -545,7 +611,10 @@ impl Db {
         }
         // Pass 2: copy, re-verifying the chain on the bytes actually written.
         let path = self.shadow_path(sh.generation, sh.index);
-        let out = std::fs::OpenOptions::new().write(true).open(&path).map_err(Error::io("open", &path))?;
+        let out = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(Error::io("open", &path))?;
         let mut cur = sh.size;
         let mut ck = sh.checksum;
         while cur < commit_end {
@@ -553,18 +622,28 @@ impl Db {
             buf.resize(len as usize, 0);
             let n = read_exact_at(wal_file, &mut buf, cur, &self.wal_path)?;
             if (n as u64) < len {
-                return Err(Error::corrupt(self.wal_path.display().to_string(), "wal shrank while copying"));
+                return Err(Error::corrupt(
+                    self.wal_path.display().to_string(),
+                    "wal shrank while copying",
+                ));
             }
             let scan = wal::scan_frames(&buf, &sh.hdr, ck);
             if scan.valid_len != len {
-                return Err(Error::corrupt(self.wal_path.display().to_string(), "wal changed while copying"));
+                return Err(Error::corrupt(
+                    self.wal_path.display().to_string(),
+                    "wal changed while copying",
+                ));
             }
             ck = scan.valid_checksum;
-            out.write_all_at(&buf, cur).map_err(Error::io("write", &path))?;
+            out.write_all_at(&buf, cur)
+                .map_err(Error::io("write", &path))?;
             cur += len;
         }
         if ck != commit_ck {
-            return Err(Error::corrupt(self.wal_path.display().to_string(), "wal changed while copying"));
+            return Err(Error::corrupt(
+                self.wal_path.display().to_string(),
+                "wal changed while copying",
+            ));
         }
         out.sync_data().map_err(Error::io("fsync", &path))?;
         sh.size = commit_end;
@@ -579,9 +658,13 @@ impl Db {
         let wal_file = File::open(&self.wal_path).map_err(Error::io("open", &self.wal_path))?;
         let mut header = [0u8; HEADER_SIZE];
         if read_exact_at(&wal_file, &mut header, 0, &self.wal_path)? < HEADER_SIZE {
-            return Err(Error::corrupt(self.wal_path.display().to_string(), "wal header missing"));
+            return Err(Error::corrupt(
+                self.wal_path.display().to_string(),
+                "wal header missing",
+            ));
         }
-        let hdr = WalHeader::parse(&header).map_err(|e| Error::corrupt(self.wal_path.display().to_string(), e.to_string()))?;
+        let hdr = WalHeader::parse(&header)
+            .map_err(|e| Error::corrupt(self.wal_path.display().to_string(), e.to_string()))?;
         let path = self.shadow_path(g, 0);
         write_atomic(&path, &header)?;
         let mut sh = Shadow {
@@ -592,9 +675,15 @@ impl Db {
             hdr,
             checksum: hdr.checksum,
         };
-        let real_len = wal_file.metadata().map_err(Error::io("stat", &self.wal_path))?.len();
+        let real_len = wal_file
+            .metadata()
+            .map_err(Error::io("stat", &self.wal_path))?
+            .len();
         self.copy_frames(&wal_file, real_len, &mut sh)?;
-        write_atomic(&self.meta_dir.join("generation"), format!("{g}\n").as_bytes())?;
+        write_atomic(
+            &self.meta_dir.join("generation"),
+            format!("{g}\n").as_bytes(),
+        )?;
         inner.shadow = Some(sh);
         self.remove_other_generations(g);
         inner.last_checkpoint = Instant::now();
@@ -603,22 +692,32 @@ impl Db {
 
     fn checkpoint_due(&self, inner: &Inner) -> bool {
         match (self.opts.checkpoint_interval, &inner.shadow) {
-            (Some(iv), Some(sh)) => inner.last_checkpoint.elapsed() >= iv && sh.size > HEADER_SIZE as u64 + sh.hdr.frame_size(),
+            (Some(iv), Some(sh)) => {
+                inner.last_checkpoint.elapsed() >= iv
+                    && sh.size > HEADER_SIZE as u64 + sh.hdr.frame_size()
+            }
             _ => false,
         }
     }
 
     fn checkpoint_mode(&self, inner: &Inner) -> Result<Option<CheckpointMode>> {
-        let Some(sh) = &inner.shadow else { return Ok(None) };
+        let Some(sh) = &inner.shadow else {
+            return Ok(None);
+        };
         let w = |n: u64| HEADER_SIZE as u64 + n * sh.hdr.frame_size();
-        let real = std::fs::metadata(&self.wal_path).map(|m| wal::align(m.len(), sh.hdr.page_size)).unwrap_or(0);
+        let real = std::fs::metadata(&self.wal_path)
+            .map(|m| wal::align(m.len(), sh.hdr.page_size))
+            .unwrap_or(0);
         Ok(if real >= w(TRUNCATE_PAGE_COUNT) {
             Some(CheckpointMode::Truncate)
-        } else if (self.opts.max_checkpoint_page_count > 0 && sh.size >= w(u64::from(self.opts.max_checkpoint_page_count)))
+        } else if (self.opts.max_checkpoint_page_count > 0
+            && sh.size >= w(u64::from(self.opts.max_checkpoint_page_count)))
             || sh.size >= MAX_SHADOW_SIZE
         {
             Some(CheckpointMode::Restart)
-        } else if sh.size >= w(u64::from(self.opts.min_checkpoint_page_count)) || self.checkpoint_due(inner) {
+        } else if sh.size >= w(u64::from(self.opts.min_checkpoint_page_count))
+            || self.checkpoint_due(inner)
+        {
             Some(CheckpointMode::Passive)
         } else {
             None
@@ -634,7 +733,10 @@ impl Db {
     /// while the rest of the old cycle and the start of the new one are copied.
     fn checkpoint(&self, inner: &mut Inner, mode: CheckpointMode) -> Result<()> {
         let started = Instant::now();
-        let conn = inner.conn.take().ok_or_else(|| Error::Config("internal: connection missing".into()))?;
+        let conn = inner
+            .conn
+            .take()
+            .ok_or_else(|| Error::Config("internal: connection missing".into()))?;
         let r = self.checkpoint_with(inner, &conn, mode);
         inner.conn = Some(conn);
         match r {
@@ -650,13 +752,22 @@ impl Db {
         }
     }
 
-    fn checkpoint_with(&self, inner: &mut Inner, conn: &DbConn, mode: CheckpointMode) -> Result<(crate::sqlite::conn::CheckpointResult, Advance)> {
+    fn checkpoint_with(
+        &self,
+        inner: &mut Inner,
+        conn: &DbConn,
+        mode: CheckpointMode,
+    ) -> Result<(crate::sqlite::conn::CheckpointResult, Advance)> {
         // `conn` is out of `inner` here, so `advance` may borrow `inner`.
         let under_lock = mode == CheckpointMode::Passive;
         if under_lock {
             conn.lock()?;
         }
-        let pre = if under_lock { self.advance(inner) } else { Ok(Advance::Ok { changed: false }) };
+        let pre = if under_lock {
+            self.advance(inner)
+        } else {
+            Ok(Advance::Ok { changed: false })
+        };
         let res = match pre {
             Ok(Advance::Ok { .. }) => {
                 let r = conn.end_read().and_then(|()| conn.checkpoint(mode));
@@ -669,7 +780,14 @@ impl Db {
                 if under_lock {
                     let _ = conn.unlock();
                 }
-                return Ok((crate::sqlite::conn::CheckpointResult { busy: true, log_frames: 0, checkpointed_frames: 0 }, other));
+                return Ok((
+                    crate::sqlite::conn::CheckpointResult {
+                        busy: true,
+                        log_frames: 0,
+                        checkpointed_frames: 0,
+                    },
+                    other,
+                ));
             }
             Err(e) => {
                 if under_lock {
@@ -704,10 +822,14 @@ impl Db {
         drop(map);
         let dir = self.shadow_dir(sh.generation);
         for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            if let Some(i) = e.file_name().to_str().and_then(layout::parse_shadow_wal_name) {
-                if i.saturating_add(1) < min && i < sh.index {
-                    let _ = std::fs::remove_file(e.path());
-                }
+            if let Some(i) = e
+                .file_name()
+                .to_str()
+                .and_then(layout::parse_shadow_wal_name)
+                && i.saturating_add(1) < min
+                && i < sh.index
+            {
+                let _ = std::fs::remove_file(e.path());
             }
         }
     }
@@ -730,23 +852,40 @@ impl Db {
             let hdr = {
                 let mut h = [0u8; HEADER_SIZE];
                 read_exact_at(&f, &mut h, 0, &path)?;
-                WalHeader::parse(&h).map_err(|e| Error::corrupt(path.display().to_string(), e.to_string()))?
+                WalHeader::parse(&h)
+                    .map_err(|e| Error::corrupt(path.display().to_string(), e.to_string()))?
             };
-            wal::align(f.metadata().map_err(Error::io("stat", &path))?.len(), hdr.page_size)
+            wal::align(
+                f.metadata().map_err(Error::io("stat", &path))?.len(),
+                hdr.page_size,
+            )
         } else {
-            return Err(Error::corrupt(path.display().to_string(), "replica position is ahead of the database"));
+            return Err(Error::corrupt(
+                path.display().to_string(),
+                "replica position is ahead of the database",
+            ));
         };
         if pos.offset > end {
-            return Err(Error::corrupt(path.display().to_string(), format!("replica position {pos} is past the shadow wal end {end}")));
+            return Err(Error::corrupt(
+                path.display().to_string(),
+                format!("replica position {pos} is past the shadow wal end {end}"),
+            ));
         }
         if pos.offset == end {
-            return Ok(if pos.index < cur_index { ShadowRead::NextIndex } else { ShadowRead::UpToDate });
+            return Ok(if pos.index < cur_index {
+                ShadowRead::NextIndex
+            } else {
+                ShadowRead::UpToDate
+            });
         }
         let f = File::open(&path).map_err(Error::io("open", &path))?;
         let mut data = vec![0u8; (end - pos.offset) as usize];
         let n = read_exact_at(&f, &mut data, pos.offset, &path)?;
         if n < data.len() {
-            return Err(Error::corrupt(path.display().to_string(), "shadow wal shorter than recorded"));
+            return Err(Error::corrupt(
+                path.display().to_string(),
+                "shadow wal shorter than recorded",
+            ));
         }
         Ok(ShadowRead::Data { pos, data })
     }

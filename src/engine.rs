@@ -68,7 +68,13 @@ impl Engine {
         for dbc in &config.dbs {
             let mut replicas = Vec::new();
             for rc in &dbc.replicas {
-                let client = client_for(&rc.target).map_err(|err| Error::Config(format!("db {}: replica {:?}: {err}", dbc.path.display(), rc.name)))?;
+                let client = client_for(&rc.target).map_err(|err| {
+                    Error::Config(format!(
+                        "db {}: replica {:?}: {err}",
+                        dbc.path.display(),
+                        rc.name
+                    ))
+                })?;
                 let mut o = ReplicaOptions::new(rc.name.clone());
                 o.sync_interval = rc.sync_interval;
                 o.snapshot_interval = rc.snapshot_interval;
@@ -80,9 +86,16 @@ impl Engine {
     }
 
     /// Adds a database and its replicas.
-    pub fn add_db(&mut self, opts: DbOptions, replicas: Vec<(Arc<dyn ReplicaClient>, ReplicaOptions)>) -> DbHandle {
+    pub fn add_db(
+        &mut self,
+        opts: DbOptions,
+        replicas: Vec<(Arc<dyn ReplicaClient>, ReplicaOptions)>,
+    ) -> DbHandle {
         let db = Db::new(opts);
-        let replicas = replicas.into_iter().map(|(c, o)| Replica::new(db.clone(), c, o)).collect();
+        let replicas = replicas
+            .into_iter()
+            .map(|(c, o)| Replica::new(db.clone(), c, o))
+            .collect();
         let h = DbHandle { db, replicas };
         self.dbs.push(h.clone());
         h
@@ -163,24 +176,32 @@ impl Engine {
 
 /// Watches the directory of every database (not recursive) and wakes the database whose
 /// file or `-wal` changed. Returns `None` (polling only) if the watcher cannot start.
-fn start_watcher(dbs: &[DbHandle], wakers: HashMap<PathBuf, Arc<Notify>>) -> Option<notify::RecommendedWatcher> {
+fn start_watcher(
+    dbs: &[DbHandle],
+    wakers: HashMap<PathBuf, Arc<Notify>>,
+) -> Option<notify::RecommendedWatcher> {
     use notify::{RecursiveMode, Watcher};
-    let mut watcher = match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(ev) = res {
-            for p in &ev.paths {
-                if let Some(n) = wakers.get(p) {
-                    n.notify_one();
+    let mut watcher = match notify::recommended_watcher(
+        move |res: notify::Result<notify::Event>| {
+            if let Ok(ev) = res {
+                for p in &ev.paths {
+                    if let Some(n) = wakers.get(p) {
+                        n.notify_one();
+                    }
                 }
             }
-        }
-    }) {
+        },
+    ) {
         Ok(w) => w,
         Err(e) => {
             warn!(error = %e, "file change notifications unavailable; polling at monitor-interval only");
             return None;
         }
     };
-    let mut dirs: Vec<PathBuf> = dbs.iter().filter_map(|h| h.db.path().parent().map(|p| p.to_path_buf())).collect();
+    let mut dirs: Vec<PathBuf> = dbs
+        .iter()
+        .filter_map(|h| h.db.path().parent().map(|p| p.to_path_buf()))
+        .collect();
     dirs.sort();
     dirs.dedup();
     for d in dirs {

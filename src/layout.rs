@@ -130,7 +130,10 @@ mod tests {
         assert_eq!(parse_wal_segment_name("00000003_2f488.wal.lz4"), None);
         assert_eq!(parse_wal_segment_name("00000003-0002f488.wal.lz4"), None);
         assert_eq!(parse_wal_segment_name("00000003_0002f488_1.wal.lz4"), None);
-        assert_eq!(parse_wal_segment_name("ffffffff_ffffffff.wal.lz4"), Some((u32::MAX, u32::MAX)));
+        assert_eq!(
+            parse_wal_segment_name("ffffffff_ffffffff.wal.lz4"),
+            Some((u32::MAX, u32::MAX))
+        );
         assert_eq!(parse_shadow_wal_name("00000001.wal"), Some(1));
         assert_eq!(parse_shadow_wal_name("00000001.wal.tmp"), None);
         assert_eq!(parse_generation_name(".."), None);

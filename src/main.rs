@@ -29,7 +29,11 @@ fn init_logging(command: &Command) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal());
-    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 fn main() -> ExitCode {
@@ -38,11 +42,18 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(1) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     init_logging(&cli.command);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -58,7 +69,10 @@ fn main() -> ExitCode {
             Command::Wal(a) => cli::list::wal(a).await,
             Command::Databases(a) => cli::list::databases(a),
             Command::Version => {
-                println!("walship v{} (Litestream v0.3.13 compatible)", env!("CARGO_PKG_VERSION"));
+                println!(
+                    "walship v{} (Litestream v0.3.13 compatible)",
+                    env!("CARGO_PKG_VERSION")
+                );
                 Ok(())
             }
         }

@@ -51,7 +51,8 @@ impl fmt::Debug for Generation {
 impl FromStr for Generation {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Generation::parse(s).ok_or_else(|| format!("invalid generation {s:?}: want 16 lowercase hex characters"))
+        Generation::parse(s)
+            .ok_or_else(|| format!("invalid generation {s:?}: want 16 lowercase hex characters"))
     }
 }
 
@@ -108,9 +109,18 @@ mod tests {
     fn generation_round_trip_and_grammar() {
         let g = Generation::parse("e30b4b636b0988ea").unwrap();
         assert_eq!(g.to_string(), "e30b4b636b0988ea");
-        assert!(Generation::parse("E30B4B636B0988EA").is_none(), "uppercase rejected");
-        assert!(Generation::parse("e30b4b636b0988e").is_none(), "15 chars rejected");
-        assert!(Generation::parse("e30b4b636b0988eaa").is_none(), "17 chars rejected");
+        assert!(
+            Generation::parse("E30B4B636B0988EA").is_none(),
+            "uppercase rejected"
+        );
+        assert!(
+            Generation::parse("e30b4b636b0988e").is_none(),
+            "15 chars rejected"
+        );
+        assert!(
+            Generation::parse("e30b4b636b0988eaa").is_none(),
+            "17 chars rejected"
+        );
         assert!(Generation::parse("+30b4b636b0988ea").is_none());
         assert_eq!(Generation(1).to_string(), "0000000000000001");
         assert_ne!(Generation::random(), Generation::random());

@@ -130,7 +130,9 @@ impl Replica {
                 }
                 let p = backend::replica_position(self.client.as_ref(), g)
                     .await?
-                    .ok_or_else(|| Error::NoSnapshots(format!(" for generation {g} right after writing one")))?;
+                    .ok_or_else(|| {
+                        Error::NoSnapshots(format!(" for generation {g} right after writing one"))
+                    })?;
                 if p.index > db_pos.index || (p.index == db_pos.index && p.offset > db_pos.offset) {
                     return Err(Error::Backend {
                         backend: self.client.type_name().into(),
@@ -172,11 +174,17 @@ impl Replica {
     }
 
     async fn upload_segment(&self, at: Pos, data: Vec<u8>) -> Result<Pos> {
-        let offset = u32::try_from(at.offset).map_err(|_| Error::Config(format!("wal offset {} too large for a segment name", at.offset)))?;
+        let offset = u32::try_from(at.offset).map_err(|_| {
+            Error::Config(format!(
+                "wal offset {} too large for a segment name",
+                at.offset
+            ))
+        })?;
         if at.offset == 0 {
             // The offset-0 segment must start with the index's WAL header.
-            WalHeader::parse(&data[..data.len().min(HEADER_SIZE)])
-                .map_err(|e| Error::corrupt(format!("shadow wal {:08x}", at.index), e.to_string()))?;
+            WalHeader::parse(&data[..data.len().min(HEADER_SIZE)]).map_err(|e| {
+                Error::corrupt(format!("shadow wal {:08x}", at.index), e.to_string())
+            })?;
         }
         let len = data.len() as u64;
         let compressed = tokio::task::spawn_blocking(move || compress::compress(&data))
@@ -225,7 +233,9 @@ impl Replica {
             let wait = if failures > 0 {
                 backoff(self.opts.sync_interval, failures)
             } else {
-                last_sync.map(|t| self.opts.sync_interval.saturating_sub(t.elapsed())).unwrap_or_default()
+                last_sync
+                    .map(|t| self.opts.sync_interval.saturating_sub(t.elapsed()))
+                    .unwrap_or_default()
             };
             if !wait.is_zero() {
                 tokio::select! {
@@ -257,12 +267,7 @@ impl Replica {
                     last_error = Some(msg);
                 }
             }
-            if let Some(p) = self.pos() {
-                if failures == 0 && !self.up_to_date() {
-                    debug!(replica = %self.opts.name, position = %p, "replica behind; syncing again");
-                }
-            }
-            if failures > 0 && failures % 20 == 0 {
+            if failures > 0 && failures.is_multiple_of(20) {
                 warn!(db = %self.db.path().display(), replica = %self.opts.name, attempts = failures, "replica still failing; the shadow wal is kept until it recovers");
             }
         }
@@ -281,7 +286,10 @@ fn backoff(base: Duration, failures: u32) -> Duration {
     let base = base.max(Duration::from_millis(100));
     let exp = base.saturating_mul(1u32 << failures.min(10).saturating_sub(1));
     let capped = exp.min(Duration::from_secs(60));
-    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     // Up to +25% jitter so many replicas do not retry in lockstep.
     capped + capped.mul_f64(f64::from(nanos % 1000) / 4000.0)
 }

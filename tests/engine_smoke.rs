@@ -10,12 +10,18 @@ use walship::replica::ReplicaOptions;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_ships_writes_and_checkpoints() {
-    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let dir = tempfile::tempdir().unwrap();
     let db_path = dir.path().join("app.db");
     let replica_dir = dir.path().join("replica");
     let app = rusqlite::Connection::open(&db_path).unwrap();
-    app.execute_batch("PRAGMA journal_mode=wal; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, b BLOB);").unwrap();
+    app.execute_batch(
+        "PRAGMA journal_mode=wal; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, b BLOB);",
+    )
+    .unwrap();
 
     let mut opts = DbOptions::new(&db_path);
     opts.monitor_interval = Duration::from_millis(50);
@@ -30,7 +36,11 @@ async fn engine_ships_writes_and_checkpoints() {
     }));
 
     for i in 0..200 {
-        app.execute("INSERT INTO t(v, b) VALUES (?1, zeroblob(?2))", rusqlite::params![format!("row{i}"), (i % 7) * 3000]).unwrap();
+        app.execute(
+            "INSERT INTO t(v, b) VALUES (?1, zeroblob(?2))",
+            rusqlite::params![format!("row{i}"), (i % 7) * 3000],
+        )
+        .unwrap();
         if i % 50 == 0 {
             app.execute("DELETE FROM t WHERE id % 5 = 0", []).unwrap();
         }
@@ -51,20 +61,36 @@ async fn engine_ships_writes_and_checkpoints() {
         .collect();
     assert!(expected.len() > 100);
 
-    let gens = std::fs::read_dir(replica_dir.join("generations")).unwrap().count();
+    let gens = std::fs::read_dir(replica_dir.join("generations"))
+        .unwrap()
+        .count();
     assert_eq!(gens, 1, "one generation expected");
-    let g = std::fs::read_dir(replica_dir.join("generations")).unwrap().next().unwrap().unwrap().path();
+    let g = std::fs::read_dir(replica_dir.join("generations"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let mut indexes: Vec<String> = std::fs::read_dir(g.join("wal"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy()[..8].to_string())
         .collect();
     indexes.sort();
     indexes.dedup();
-    assert!(indexes.len() >= 3, "checkpoints should have started new WAL indexes: {indexes:?}");
+    assert!(
+        indexes.len() >= 3,
+        "checkpoints should have started new WAL indexes: {indexes:?}"
+    );
 
     // The real Litestream restores what we wrote.
-    let Ok(out) = std::process::Command::new("litestream").arg("version").output() else {
-        assert!(std::env::var_os("CI").is_none(), "litestream binary missing in CI");
+    let Ok(out) = std::process::Command::new("litestream")
+        .arg("version")
+        .output()
+    else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "litestream binary missing in CI"
+        );
         eprintln!("SKIPPED litestream half: litestream binary not installed");
         return;
     };
@@ -77,9 +103,15 @@ async fn engine_ships_writes_and_checkpoints() {
         .arg(format!("file://{}", replica_dir.display()))
         .output()
         .unwrap();
-    assert!(out.status.success(), "litestream restore failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "litestream restore failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r = rusqlite::Connection::open(&restored).unwrap();
-    let ok: String = r.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    let ok: String = r
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(ok, "ok");
     let got: Vec<(i64, String)> = r
         .prepare("SELECT id, v FROM t ORDER BY id")

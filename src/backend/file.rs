@@ -32,15 +32,21 @@ impl FileClient {
         if rel.starts_with('/') || rel.split('/').any(|c| c == ".." || c == ".") {
             return Err(Error::corrupt(rel, "path escapes the replica root"));
         }
-        Ok(if rel.is_empty() { self.root.clone() } else { self.root.join(rel) })
+        Ok(if rel.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(rel)
+        })
     }
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Backend {
-        backend: "file".into(),
-        message: format!("worker task failed: {e}"),
-    })?
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Backend {
+            backend: "file".into(),
+            message: format!("worker task failed: {e}"),
+        })?
 }
 
 /// fsyncs a directory so a rename or create inside it survives a crash.
@@ -71,7 +77,9 @@ pub(crate) fn create_dir_all_synced(dir: &Path) -> Result<()> {
 
 /// Writes `data` to `path` atomically: `<path>.tmp`, fsync, rename, fsync of the directory.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<std::fs::Metadata> {
-    let dir = path.parent().ok_or_else(|| Error::Config(format!("no parent directory for {}", path.display())))?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| Error::Config(format!("no parent directory for {}", path.display())))?;
     create_dir_all_synced(dir)?;
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
@@ -124,7 +132,9 @@ impl ReplicaClient for FileClient {
                 out.push(ObjectInfo {
                     name,
                     size: if md.is_dir() { 0 } else { md.len() },
-                    modified: md.modified().map_err(Error::io("read mtime", entry.path()))?,
+                    modified: md
+                        .modified()
+                        .map_err(Error::io("read mtime", entry.path()))?,
                     is_dir: md.is_dir(),
                 });
             }
@@ -136,7 +146,12 @@ impl ReplicaClient for FileClient {
 
     async fn get(&self, path: &str) -> Result<Bytes> {
         let p = self.full(path)?;
-        blocking(move || std::fs::read(&p).map(Bytes::from).map_err(Error::io("read", &p))).await
+        blocking(move || {
+            std::fs::read(&p)
+                .map(Bytes::from)
+                .map_err(Error::io("read", &p))
+        })
+        .await
     }
 
     async fn put(&self, path: &str, data: Bytes) -> Result<ObjectInfo> {
@@ -144,7 +159,10 @@ impl ReplicaClient for FileClient {
         blocking(move || {
             let md = write_atomic(&p, &data)?;
             Ok(ObjectInfo {
-                name: p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                name: p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
                 size: md.len(),
                 modified: md.modified().map_err(Error::io("read mtime", &p))?,
                 is_dir: false,

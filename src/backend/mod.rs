@@ -131,7 +131,10 @@ pub async fn snapshots(c: &dyn ReplicaClient, generation: Generation) -> Result<
 }
 
 /// WAL segments of one generation, sorted by (index, offset).
-pub async fn wal_segments(c: &dyn ReplicaClient, generation: Generation) -> Result<Vec<WalSegmentInfo>> {
+pub async fn wal_segments(
+    c: &dyn ReplicaClient,
+    generation: Generation,
+) -> Result<Vec<WalSegmentInfo>> {
     let mut out: Vec<WalSegmentInfo> = c
         .list(&layout::wal_dir(generation))
         .await?
@@ -171,7 +174,10 @@ pub async fn read_decompressed(c: &dyn ReplicaClient, path: &str) -> Result<Vec<
 /// The replica's position in `generation` as Litestream computes it: the end of the last
 /// WAL segment (which needs its decompressed length), else the start of the highest
 /// snapshot's index. `None` when the generation has no snapshot.
-pub async fn replica_position(c: &dyn ReplicaClient, generation: Generation) -> Result<Option<crate::Pos>> {
+pub async fn replica_position(
+    c: &dyn ReplicaClient,
+    generation: Generation,
+) -> Result<Option<crate::Pos>> {
     let snaps = snapshots(c, generation).await?;
     let Some(max_snap) = snaps.iter().map(|s| s.index).max() else {
         return Ok(None);

@@ -108,12 +108,23 @@ fn required(args: &ListArgs, what: &str) -> Result<String> {
 pub async fn snapshots(args: ListArgs) -> Result<()> {
     let arg = required(&args, "database path required")?;
     let t = resolve_target(&arg, &args.config, args.replica.as_deref())?;
-    let mut rows = vec![vec!["replica", "generation", "index", "size", "created"].into_iter().map(String::from).collect::<Vec<_>>()];
+    let mut rows = vec![
+        vec!["replica", "generation", "index", "size", "created"]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>(),
+    ];
     for r in &t.replicas {
         let res: walship::Result<()> = async {
             for g in backend::generations(r.client.as_ref()).await? {
                 for s in backend::snapshots(r.client.as_ref(), g).await? {
-                    rows.push(vec![r.name.clone(), g.to_string(), s.index.to_string(), s.size.to_string(), format_time(s.created)]);
+                    rows.push(vec![
+                        r.name.clone(),
+                        g.to_string(),
+                        s.index.to_string(),
+                        s.size.to_string(),
+                        format_time(s.created),
+                    ]);
                 }
             }
             Ok(())
@@ -131,7 +142,19 @@ pub async fn snapshots(args: ListArgs) -> Result<()> {
 pub async fn wal(args: WalArgs) -> Result<()> {
     let arg = required(&args.list, "database path required")?;
     let t = resolve_target(&arg, &args.list.config, args.list.replica.as_deref())?;
-    let mut rows = vec![vec!["replica", "generation", "index", "offset", "size", "created"].into_iter().map(String::from).collect::<Vec<_>>()];
+    let mut rows = vec![
+        vec![
+            "replica",
+            "generation",
+            "index",
+            "offset",
+            "size",
+            "created",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>(),
+    ];
     for r in &t.replicas {
         let res: walship::Result<()> = async {
             for g in backend::generations(r.client.as_ref()).await? {
@@ -177,13 +200,22 @@ pub async fn generations(args: ListArgs) -> Result<()> {
         }
         None => SystemTime::now(),
     };
-    let mut rows = vec![vec!["name", "generation", "lag", "start", "end"].into_iter().map(String::from).collect::<Vec<_>>()];
+    let mut rows = vec![
+        vec!["name", "generation", "lag", "start", "end"]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>(),
+    ];
     for r in &t.replicas {
         let res: walship::Result<()> = async {
             for g in backend::generations(r.client.as_ref()).await? {
                 let snaps = backend::snapshots(r.client.as_ref(), g).await?;
                 let segs = backend::wal_segments(r.client.as_ref(), g).await?;
-                let times: Vec<SystemTime> = snaps.iter().map(|s| s.created).chain(segs.iter().map(|s| s.created)).collect();
+                let times: Vec<SystemTime> = snaps
+                    .iter()
+                    .map(|s| s.created)
+                    .chain(segs.iter().map(|s| s.created))
+                    .collect();
                 let (Some(start), Some(end)) = (times.iter().min(), times.iter().max()) else {
                     continue;
                 };
@@ -211,7 +243,14 @@ pub fn databases(args: ConfigArgs) -> Result<()> {
     let loaded = args.load()?;
     let mut rows = vec![vec!["path".to_string(), "replicas".to_string()]];
     for db in &loaded.config.dbs {
-        rows.push(vec![db.path.display().to_string(), db.replicas.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(",")]);
+        rows.push(vec![
+            db.path.display().to_string(),
+            db.replicas
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+        ]);
     }
     print!("{}", tabulate(&rows));
     Ok(())
@@ -224,8 +263,20 @@ mod tests {
     #[test]
     fn tabwriter_layout_matches_litestream() {
         let rows = vec![
-            vec!["replica".to_string(), "generation".into(), "index".into(), "size".into(), "created".into()],
-            vec!["local".to_string(), "e30b4b636b0988ea".into(), "0".into(), "1234".into(), "2026-11-21T22:43:33Z".into()],
+            vec![
+                "replica".to_string(),
+                "generation".into(),
+                "index".into(),
+                "size".into(),
+                "created".into(),
+            ],
+            vec![
+                "local".to_string(),
+                "e30b4b636b0988ea".into(),
+                "0".into(),
+                "1234".into(),
+                "2026-11-21T22:43:33Z".into(),
+            ],
         ];
         assert_eq!(
             tabulate(&rows),

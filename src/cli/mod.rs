@@ -56,7 +56,10 @@ pub struct ConfigArgs {
 impl ConfigArgs {
     /// Loads the config (explicit path, else the default path), printing its warnings.
     pub fn load(&self) -> Result<LoadedConfig> {
-        let path = self.config.clone().unwrap_or_else(config::default_config_path);
+        let path = self
+            .config
+            .clone()
+            .unwrap_or_else(config::default_config_path);
         let loaded = Config::load(&path, !self.no_expand_env)?;
         for w in &loaded.warnings {
             tracing::warn!("{}: {w}", path.display());
@@ -75,8 +78,13 @@ pub fn logging_config(command: &Command) -> Option<config::LoggingConfig> {
         Command::Databases(a) => a,
         _ => return None,
     };
-    let path = args.config.clone().unwrap_or_else(config::default_config_path);
-    Config::load(&path, !args.no_expand_env).ok().map(|l| l.config.logging)
+    let path = args
+        .config
+        .clone()
+        .unwrap_or_else(config::default_config_path);
+    Config::load(&path, !args.no_expand_env)
+        .ok()
+        .map(|l| l.config.logging)
 }
 
 /// Long flag names that Go spells with one dash. Everything here may be written `-name`,
@@ -140,10 +148,12 @@ pub struct Target {
 pub fn resolve_target(arg: &str, cfg: &ConfigArgs, replica: Option<&str>) -> Result<Target> {
     let from_url = |target: ReplicaTarget| -> Result<Target> {
         let name = target.type_name().to_string();
-        if let Some(r) = replica {
-            if r != name {
-                bail!("replica {r:?} not found for {arg:?} (a replica URL names one replica, called {name:?})");
-            }
+        if let Some(r) = replica
+            && r != name
+        {
+            bail!(
+                "replica {r:?} not found for {arg:?} (a replica URL names one replica, called {name:?})"
+            );
         }
         let client = engine::client_for(&target)?;
         Ok(Target {
@@ -175,13 +185,20 @@ pub fn resolve_target(arg: &str, cfg: &ConfigArgs, replica: Option<&str>) -> Res
         if replica.is_some_and(|r| r != rc.name) {
             continue;
         }
-        let client = engine::client_for(&rc.target).with_context(|| format!("replica {:?} of {}", rc.name, db.path.display()))?;
-        replicas.push(ReplicaSource { name: rc.name.clone(), client });
+        let client = engine::client_for(&rc.target)
+            .with_context(|| format!("replica {:?} of {}", rc.name, db.path.display()))?;
+        replicas.push(ReplicaSource {
+            name: rc.name.clone(),
+            client,
+        });
     }
-    if let Some(r) = replica {
-        if replicas.is_empty() {
-            bail!("replica {r:?} not found for database {:?}", db.path.display().to_string());
-        }
+    if let Some(r) = replica
+        && replicas.is_empty()
+    {
+        bail!(
+            "replica {r:?} not found for database {:?}",
+            db.path.display().to_string()
+        );
     }
     Ok(Target {
         db_path: Some(db.path.clone()),
@@ -197,10 +214,36 @@ mod tests {
     fn go_style_flags_become_long_flags() {
         let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         assert_eq!(
-            normalize_args(v(&["walship", "restore", "-config", "x.yml", "-o", "out", "-if-db-not-exists", "-index=2", "db"])),
-            v(&["walship", "restore", "--config", "x.yml", "-o", "out", "--if-db-not-exists", "--index=2", "db"])
+            normalize_args(v(&[
+                "walship",
+                "restore",
+                "-config",
+                "x.yml",
+                "-o",
+                "out",
+                "-if-db-not-exists",
+                "-index=2",
+                "db"
+            ])),
+            v(&[
+                "walship",
+                "restore",
+                "--config",
+                "x.yml",
+                "-o",
+                "out",
+                "--if-db-not-exists",
+                "--index=2",
+                "db"
+            ])
         );
-        assert_eq!(normalize_args(v(&["w", "--config", "a", "--", "-config"])), v(&["w", "--config", "a", "--", "-config"]));
-        assert_eq!(normalize_args(v(&["w", "restore", "-h"])), v(&["w", "restore", "--help"]));
+        assert_eq!(
+            normalize_args(v(&["w", "--config", "a", "--", "-config"])),
+            v(&["w", "--config", "a", "--", "-config"])
+        );
+        assert_eq!(
+            normalize_args(v(&["w", "restore", "-h"])),
+            v(&["w", "restore", "--help"])
+        );
     }
 }

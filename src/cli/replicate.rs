@@ -33,28 +33,41 @@ pub fn build(args: &ReplicateArgs) -> Result<Engine> {
     if args.args.is_empty() {
         let loaded = args.config.load()?;
         if loaded.config.exec.is_some() {
-            bail!("the config's exec: key is not supported by this walship build yet; run the application separately");
+            bail!(
+                "the config's exec: key is not supported by this walship build yet; run the application separately"
+            );
         }
         return Ok(Engine::from_config(&loaded.config)?);
     }
     if args.config.config.is_some() {
-        bail!("cannot specify a database path and the -config flag together; put the database in the config file or drop -config");
+        bail!(
+            "cannot specify a database path and the -config flag together; put the database in the config file or drop -config"
+        );
     }
     let db_path = PathBuf::from(&args.args[0]);
     if config::is_url(&args.args[0]) {
-        bail!("the first argument must be a database path, not a URL: {}", args.args[0]);
+        bail!(
+            "the first argument must be a database path, not a URL: {}",
+            args.args[0]
+        );
     }
     if args.args.len() < 2 {
-        bail!("must specify at least one replica URL for {}", db_path.display());
+        bail!(
+            "must specify at least one replica URL for {}",
+            db_path.display()
+        );
     }
-    let db_path = std::path::absolute(&db_path).with_context(|| format!("resolve {}", db_path.display()))?;
+    let db_path =
+        std::path::absolute(&db_path).with_context(|| format!("resolve {}", db_path.display()))?;
     let mut replicas = Vec::new();
     let mut names = std::collections::BTreeSet::new();
     for url in &args.args[1..] {
         let target = ReplicaTarget::from_url(url).with_context(|| format!("replica URL {url}"))?;
         let name = target.type_name().to_string();
         if !names.insert(name.clone()) {
-            bail!("duplicate replica name {name:?}: give each replica its own type, or use a config file with name: keys");
+            bail!(
+                "duplicate replica name {name:?}: give each replica its own type, or use a config file with name: keys"
+            );
         }
         replicas.push((engine::client_for(&target)?, ReplicaOptions::new(name)));
     }
@@ -81,7 +94,10 @@ pub async fn run(args: ReplicateArgs) -> Result<()> {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
         (Ok(mut i), Ok(mut t)) => {
             tokio::select! {
                 _ = i.recv() => {}

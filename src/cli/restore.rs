@@ -49,22 +49,31 @@ pub struct RestoreArgs {
 }
 
 fn parse_hex_index(s: &str) -> Result<u32, String> {
-    let v = u32::from_str_radix(s, 16).map_err(|_| format!("invalid value {s:?} for flag -index: invalid hexadecimal format"))?;
+    let v = u32::from_str_radix(s, 16)
+        .map_err(|_| format!("invalid value {s:?} for flag -index: invalid hexadecimal format"))?;
     if v > walship::pos::MAX_INDEX {
-        return Err(format!("invalid value {s:?} for flag -index: above the largest index 7fffffff"));
+        return Err(format!(
+            "invalid value {s:?} for flag -index: above the largest index 7fffffff"
+        ));
     }
     Ok(v)
 }
 
 fn parse_timestamp(s: &str) -> Result<SystemTime> {
-    let t = OffsetDateTime::parse(s, &Rfc3339)
-        .map_err(|_| anyhow!("invalid -timestamp {s:?}, must specify in ISO 8601 format (e.g. 2000-01-01T00:00:00Z)"))?;
+    let t = OffsetDateTime::parse(s, &Rfc3339).map_err(|_| {
+        anyhow!(
+            "invalid -timestamp {s:?}, must specify in ISO 8601 format (e.g. 2000-01-01T00:00:00Z)"
+        )
+    })?;
     Ok(t.into())
 }
 
 /// Runs `walship restore`.
 pub async fn run(args: RestoreArgs) -> Result<()> {
-    let arg = args.target.clone().ok_or_else(|| anyhow!("database path or replica URL required"))?;
+    let arg = args
+        .target
+        .clone()
+        .ok_or_else(|| anyhow!("database path or replica URL required"))?;
     if args.index.is_some() && args.timestamp.is_some() {
         bail!("cannot specify index & timestamp to restore");
     }
@@ -81,7 +90,10 @@ pub async fn run(args: RestoreArgs) -> Result<()> {
             info!(path = %output.display(), "database already exists, skipping");
             return Ok(());
         }
-        bail!("cannot restore, output path already exists: {} (remove it or choose another -o)", output.display());
+        bail!(
+            "cannot restore, output path already exists: {} (remove it or choose another -o)",
+            output.display()
+        );
     }
     let opts = RestoreOptions {
         generation: args.generation,
@@ -90,10 +102,11 @@ pub async fn run(args: RestoreArgs) -> Result<()> {
         parallelism: args.parallelism.max(1),
     };
     let progress = |p: Progress| {
-        if let Progress::Segment { done, total } = p {
-            if total >= 100 && (done % (total / 10).max(1) == 0 || done == total) {
-                info!(done, total, "applying wal segments");
-            }
+        if let Progress::Segment { done, total } = p
+            && total >= 100
+            && (done.is_multiple_of((total / 10).max(1)) || done == total)
+        {
+            info!(done, total, "applying wal segments");
         }
     };
     match restore::restore(&target.replicas, &output, &opts, &progress).await {

@@ -61,16 +61,21 @@ pub struct DbConn {
     /// process holds on it, SQLite's included, which would let another process delete the
     /// WAL under us. Declared last so it is dropped after the connections.
     db_file: std::fs::File,
+    /// The `-shm` file, read for the cheap change check; held open for the same reason.
+    shm_file: Option<std::fs::File>,
 }
 
 fn open_one(path: &Path) -> Result<Connection> {
     let ctx = || format!("open {}", path.display());
     let conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
     )
     .map_err(Error::sqlite(ctx()))?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(Error::sqlite(ctx()))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(Error::sqlite(ctx()))?;
     set_persist_wal(&conn).map_err(Error::sqlite(ctx()))?;
     Ok(conn)
 }
@@ -91,7 +96,10 @@ fn set_persist_wal(conn: &Connection) -> rusqlite::Result<()> {
         )
     };
     if rc != rusqlite::ffi::SQLITE_OK {
-        return Err(rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rc), None));
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rc),
+            None,
+        ));
     }
     Ok(())
 }
@@ -125,7 +133,9 @@ impl DbConn {
                  CREATE TABLE IF NOT EXISTS _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER);
                  CREATE TABLE IF NOT EXISTS _litestream_lock (id INTEGER);",
             )
-            .map_err(Error::sqlite(ctx("create _litestream_seq/_litestream_lock")))?;
+            .map_err(Error::sqlite(ctx(
+                "create _litestream_seq/_litestream_lock",
+            )))?;
         let page_size: u32 = write
             .query_row("PRAGMA page_size", [], |r| r.get(0))
             .map_err(Error::sqlite(ctx("read page_size")))?;
@@ -136,8 +146,9 @@ impl DbConn {
         ckpt.execute_batch("PRAGMA wal_autocheckpoint = 0;")
             .map_err(Error::sqlite(ctx("disable auto-checkpoint")))?;
         let db_file = std::fs::File::open(path).map_err(Error::io("open", path))?;
-        let c = DbConn {
+        let mut c = DbConn {
             db_file,
+            shm_file: None,
             path: path.to_path_buf(),
             read,
             ckpt,
@@ -146,12 +157,20 @@ impl DbConn {
             page_size,
         };
         c.begin_read()?;
+        let mut shm = path.as_os_str().to_owned();
+        shm.push("-shm");
+        c.shm_file = std::fs::File::open(std::path::PathBuf::from(shm)).ok();
         Ok(c)
     }
 
     /// The database file, for positioned reads (never close it separately).
     pub fn db_file(&self) -> &std::fs::File {
         &self.db_file
+    }
+
+    /// The `-shm` file, if it could be opened (never close it separately).
+    pub fn shm_file(&self) -> Option<&std::fs::File> {
+        self.shm_file.as_ref()
     }
 
     /// Starts the long-lived read transaction (no-op if open).
@@ -166,7 +185,9 @@ impl DbConn {
         // The transaction takes its read lock at the first read.
         let r = self
             .read
-            .query_row("SELECT COUNT(1) FROM _litestream_seq", [], |r| r.get::<_, i64>(0));
+            .query_row("SELECT COUNT(1) FROM _litestream_seq", [], |r| {
+                r.get::<_, i64>(0)
+            });
         if let Err(e) = r {
             let _ = self.read.execute_batch("ROLLBACK");
             return Err(Error::sqlite(format!("read lock on {p}"))(e));
@@ -183,7 +204,10 @@ impl DbConn {
         self.in_read_tx.set(false);
         self.read
             .execute_batch("ROLLBACK")
-            .map_err(Error::sqlite(format!("end read transaction on {}", self.path.display())))
+            .map_err(Error::sqlite(format!(
+                "end read transaction on {}",
+                self.path.display()
+            )))
     }
 
     /// Writes one row to `_litestream_seq`. SQLite starts a new WAL (new salt) on this write
@@ -205,19 +229,31 @@ impl DbConn {
     pub fn checkpoint(&self, mode: CheckpointMode) -> Result<CheckpointResult> {
         let wait = mode == CheckpointMode::Passive;
         if !wait {
-            self.ckpt.busy_timeout(Duration::ZERO).map_err(Error::sqlite("busy_timeout"))?;
+            self.ckpt
+                .busy_timeout(Duration::ZERO)
+                .map_err(Error::sqlite("busy_timeout"))?;
         }
-        let r = self.ckpt.query_row(&format!("PRAGMA wal_checkpoint({})", mode.as_str()), [], |r| {
-            Ok(CheckpointResult {
-                busy: r.get::<_, i64>(0)? != 0,
-                log_frames: r.get(1)?,
-                checkpointed_frames: r.get(2)?,
-            })
-        });
+        let r = self.ckpt.query_row(
+            &format!("PRAGMA wal_checkpoint({})", mode.as_str()),
+            [],
+            |r| {
+                Ok(CheckpointResult {
+                    busy: r.get::<_, i64>(0)? != 0,
+                    log_frames: r.get(1)?,
+                    checkpointed_frames: r.get(2)?,
+                })
+            },
+        );
         if !wait {
-            self.ckpt.busy_timeout(BUSY_TIMEOUT).map_err(Error::sqlite("busy_timeout"))?;
+            self.ckpt
+                .busy_timeout(BUSY_TIMEOUT)
+                .map_err(Error::sqlite("busy_timeout"))?;
         }
-        r.map_err(Error::sqlite(format!("checkpoint {} on {}", mode.as_str(), self.path.display())))
+        r.map_err(Error::sqlite(format!(
+            "checkpoint {} on {}",
+            mode.as_str(),
+            self.path.display()
+        )))
     }
 
     /// Takes the database write lock (`BEGIN IMMEDIATE`), runs `f`, and rolls back. While `f`
@@ -235,14 +271,20 @@ impl DbConn {
     pub fn lock(&self) -> Result<()> {
         self.write
             .execute_batch("BEGIN IMMEDIATE")
-            .map_err(Error::sqlite(format!("take write lock on {}", self.path.display())))
+            .map_err(Error::sqlite(format!(
+                "take write lock on {}",
+                self.path.display()
+            )))
     }
 
     /// Releases the write lock taken by [`DbConn::lock`] (nothing was written).
     pub fn unlock(&self) -> Result<()> {
         self.write
             .execute_batch("ROLLBACK")
-            .map_err(Error::sqlite(format!("release write lock on {}", self.path.display())))
+            .map_err(Error::sqlite(format!(
+                "release write lock on {}",
+                self.path.display()
+            )))
     }
 }
 
@@ -267,10 +309,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.db");
         let app = Connection::open(&path).unwrap();
-        app.execute_batch("PRAGMA journal_mode=wal; CREATE TABLE t(x);").unwrap();
+        app.execute_batch("PRAGMA journal_mode=wal; CREATE TABLE t(x);")
+            .unwrap();
         let c = DbConn::open(&path).unwrap();
         for _ in 0..20 {
-            app.execute("INSERT INTO t VALUES (randomblob(3000))", []).unwrap();
+            app.execute("INSERT INTO t VALUES (randomblob(3000))", [])
+                .unwrap();
         }
         let before = wal_salt(&path);
         // The engine's sequence: write lock, end read, PASSIVE under the lock, unlock, seq

@@ -40,7 +40,7 @@ pub fn align(size: u64, page_size: u32) -> u64 {
 
 /// SQLite's WAL checksum over `data` (a multiple of 8 bytes), continuing from `seed`.
 pub fn checksum(data: &[u8], seed: (u32, u32), big_endian: bool) -> (u32, u32) {
-    debug_assert!(data.len() % 8 == 0);
+    debug_assert!(data.len().is_multiple_of(8));
     let (mut s0, mut s1) = seed;
     for chunk in data.chunks_exact(8) {
         let (x0, x1) = if big_endian {
@@ -225,7 +225,12 @@ pub fn scan_frames(buf: &[u8], hdr: &WalHeader, seed: (u32, u32)) -> Scan {
 }
 
 /// Builds a valid WAL header (used by tests and by fixtures).
-pub fn make_header(page_size: u32, checkpoint_seq: u32, salt: (u32, u32), big_endian: bool) -> [u8; 32] {
+pub fn make_header(
+    page_size: u32,
+    checkpoint_seq: u32,
+    salt: (u32, u32),
+    big_endian: bool,
+) -> [u8; 32] {
     let mut b = [0u8; 32];
     b[0..4].copy_from_slice(&(if big_endian { MAGIC_BE } else { MAGIC_LE }).to_be_bytes());
     b[4..8].copy_from_slice(&3_007_000u32.to_be_bytes());
@@ -240,8 +245,18 @@ pub fn make_header(page_size: u32, checkpoint_seq: u32, salt: (u32, u32), big_en
 }
 
 /// Builds a valid frame continuing the checksum `seed`; returns the frame and its checksum.
-pub fn make_frame(hdr: &WalHeader, seed: (u32, u32), pgno: u32, commit: u32, page: &[u8]) -> (Vec<u8>, (u32, u32)) {
-    assert_eq!(page.len(), hdr.page_size as usize, "page must be page_size bytes");
+pub fn make_frame(
+    hdr: &WalHeader,
+    seed: (u32, u32),
+    pgno: u32,
+    commit: u32,
+    page: &[u8],
+) -> (Vec<u8>, (u32, u32)) {
+    assert_eq!(
+        page.len(),
+        hdr.page_size as usize,
+        "page must be page_size bytes"
+    );
     let mut f = Vec::with_capacity(FRAME_HEADER_SIZE + page.len());
     f.extend_from_slice(&pgno.to_be_bytes());
     f.extend_from_slice(&commit.to_be_bytes());
@@ -277,8 +292,9 @@ mod tests {
     fn real_litestream_header_bytes_verify() {
         // From the spec's worked example (00000001_00000000.wal.lz4, decompressed).
         let b: [u8; 32] = [
-            0x37, 0x7f, 0x06, 0x82, 0x00, 0x2d, 0xe2, 0x18, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x01,
-            0x30, 0x06, 0xa4, 0x85, 0x58, 0xe8, 0xa6, 0x8c, 0x5b, 0x8b, 0x09, 0x43, 0xa1, 0x19, 0xc9, 0x40,
+            0x37, 0x7f, 0x06, 0x82, 0x00, 0x2d, 0xe2, 0x18, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00,
+            0x00, 0x01, 0x30, 0x06, 0xa4, 0x85, 0x58, 0xe8, 0xa6, 0x8c, 0x5b, 0x8b, 0x09, 0x43,
+            0xa1, 0x19, 0xc9, 0x40,
         ];
         let h = WalHeader::parse(&b).unwrap();
         assert_eq!(h.page_size, 4096);
@@ -313,7 +329,10 @@ mod tests {
         let mut w2 = w.clone();
         w2[32 + fs + 100] ^= 1;
         let s = scan_frames(&w2[32..], &h, h.checksum);
-        assert_eq!((s.committed_len, s.stop), (fs as u64, StopReason::ChecksumMismatch));
+        assert_eq!(
+            (s.committed_len, s.stop),
+            (fs as u64, StopReason::ChecksumMismatch)
+        );
         w[32 + fs + 8] ^= 1;
         let s = scan_frames(&w[32..], &h, h.checksum);
         assert_eq!(s.stop, StopReason::SaltMismatch);
@@ -335,7 +354,10 @@ mod tests {
     #[test]
     fn header_rejects_bad_input() {
         assert_eq!(WalHeader::parse(&[0; 10]), Err(HeaderError::Short(10)));
-        assert!(matches!(WalHeader::parse(&[0; 32]), Err(HeaderError::BadMagic(0))));
+        assert!(matches!(
+            WalHeader::parse(&[0; 32]),
+            Err(HeaderError::BadMagic(0))
+        ));
         let mut b = make_header(4096, 0, (1, 2), false);
         b[8..12].copy_from_slice(&1000u32.to_be_bytes());
         assert_eq!(WalHeader::parse(&b), Err(HeaderError::BadPageSize(1000)));

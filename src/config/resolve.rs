@@ -1,0 +1,822 @@
+//! From the file as written ([`raw`](super::raw)) to the resolved [`Config`]: defaults,
+//! paths, URLs, and every check that can be made without touching a database or a network.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::env::expand_env_with;
+use super::paths::{absolutize, clean_key_prefix};
+use super::raw::{self, Node, RawConfig, RawDb, RawDuration, RawReplica};
+use super::url::{KNOWN_SCHEMES, canonical_type, is_url, redact_url, with_default_port};
+use super::{
+    AgeConfig, Config, ConfigError, DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_MAX_CHECKPOINT_PAGE_COUNT,
+    DEFAULT_MIN_CHECKPOINT_PAGE_COUNT, DEFAULT_MONITOR_INTERVAL, DEFAULT_RETENTION,
+    DEFAULT_RETENTION_CHECK_INTERVAL, DEFAULT_SYNC_INTERVAL, DbConfig, EnvLookup, HttpConfig,
+    LoadedConfig, LogFormat, LogLevel, LoggingConfig, ReplicaConfig, ReplicaTarget, S3Config,
+    Secret,
+};
+
+/// Expands, parses and resolves config text.
+pub(crate) fn parse(
+    text: &str,
+    source: &Path,
+    lookup: Option<EnvLookup<'_>>,
+) -> Result<LoadedConfig, ConfigError> {
+    let expanded;
+    let text = match lookup {
+        Some(lookup) => {
+            expanded = expand_env_with(text, lookup);
+            expanded.as_str()
+        }
+        None => text,
+    };
+
+    // Go's yaml.v2 (non-strict) lets a repeated key overwrite the earlier one; do the same,
+    // and warn about it from the skeleton pass below.
+    let options = serde_saphyr::options! {
+        duplicate_keys: serde_saphyr::DuplicateKeyPolicy::LastWins,
+    };
+    let raw: Option<RawConfig> =
+        serde_saphyr::from_str_with_options(text, options).map_err(|e| parse_error(source, &e))?;
+    let raw = raw.unwrap_or_default();
+
+    let mut warnings = Vec::new();
+    let skeleton_options = serde_saphyr::options! {
+        duplicate_keys: serde_saphyr::DuplicateKeyPolicy::PassThrough,
+    };
+    match serde_saphyr::from_str_with_options::<Option<Node>>(text, skeleton_options) {
+        Ok(Some(skeleton)) => raw::check_keys(&skeleton, &mut warnings),
+        Ok(None) => {}
+        // The typed pass accepted the text, so this is a parser corner case: say the check
+        // was skipped rather than fail a valid config.
+        Err(e) => warnings.push(format!(
+            "could not check for unknown keys: {}",
+            e.without_snippet()
+        )),
+    }
+
+    let mut resolver = Resolver {
+        file: source,
+        warnings: &mut warnings,
+    };
+    let config = resolver.config(raw)?;
+    Ok(LoadedConfig {
+        config,
+        warnings,
+        path: source.to_path_buf(),
+    })
+}
+
+/// A YAML or type error, with line and column and without the source snippet (the line may
+/// hold a secret).
+fn parse_error(source: &Path, e: &serde_saphyr::Error) -> ConfigError {
+    let location = e.location();
+    let (line, column) = match location {
+        Some(l) => (Some(l.line()), Some(l.column())),
+        None => (None, None),
+    };
+    let mut message = e.without_snippet().to_string();
+    if let (Some(l), Some(c)) = (line, column) {
+        // The parser appends the position; it is already in the message prefix.
+        let suffix = format!(" at line {l}, column {c}");
+        if let Some(stripped) = message.strip_suffix(&suffix) {
+            message = stripped.to_string();
+        }
+    }
+    ConfigError::Parse {
+        path: source.to_path_buf(),
+        line,
+        column,
+        message,
+    }
+}
+
+/// Treats an empty string like an absent key, as Go's zero value does.
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.is_empty())
+}
+
+struct Resolver<'a> {
+    file: &'a Path,
+    warnings: &'a mut Vec<String>,
+}
+
+/// Where a replica sits, for messages: `db "/x.db" replica "name"` or `db "/x.db" replicas[1]`,
+/// plus the key path used by warnings (`dbs[0].replicas[1]`).
+struct ReplicaAt {
+    label: String,
+    keys: String,
+}
+
+impl Resolver<'_> {
+    fn invalid(&self, location: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.file.to_path_buf(),
+            location: location.into(),
+            message: message.into(),
+        }
+    }
+
+    fn config(&mut self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let logging = self.logging(raw.logging.unwrap_or_default())?;
+        let top_key_id = non_empty(raw.access_key_id);
+        let top_secret = non_empty(raw.secret_access_key);
+        let mut dbs = Vec::new();
+        for (i, db) in raw.dbs.unwrap_or_default().into_iter().enumerate() {
+            dbs.push(self.db(i, db, &top_key_id, &top_secret)?);
+        }
+        for (i, a) in dbs.iter().enumerate() {
+            if let Some(j) = dbs[..i].iter().position(|b| b.path == a.path) {
+                return Err(self.invalid(
+                    format!("dbs[{i}]"),
+                    format!(
+                        "db {:?} is listed twice (also dbs[{j}]); merge the two entries into \
+                         one with a replicas: list",
+                        a.path.display().to_string()
+                    ),
+                ));
+            }
+        }
+        Ok(Config {
+            dbs,
+            addr: non_empty(raw.addr),
+            exec: non_empty(raw.exec),
+            logging,
+        })
+    }
+
+    fn logging(&mut self, raw: raw::RawLogging) -> Result<LoggingConfig, ConfigError> {
+        let level = match non_empty(raw.level) {
+            None => LogLevel::Info,
+            Some(name) => LogLevel::parse(&name).unwrap_or_else(|| {
+                self.warnings.push(format!(
+                    "logging.level: unknown level {name:?}, using info; write debug, info, \
+                     warn or error"
+                ));
+                LogLevel::Info
+            }),
+        };
+        let format = match non_empty(raw.kind)
+            .map(|k| k.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(self.invalid(
+                    "logging.type",
+                    format!("unknown log type {other:?}; write text or json"),
+                ));
+            }
+        };
+        Ok(LoggingConfig {
+            level,
+            format,
+            stderr: raw.stderr.unwrap_or(false),
+        })
+    }
+
+    fn db(
+        &mut self,
+        index: usize,
+        raw: RawDb,
+        top_key_id: &Option<String>,
+        top_secret: &Option<String>,
+    ) -> Result<DbConfig, ConfigError> {
+        let keys = format!("dbs[{index}]");
+        let Some(raw_path) = non_empty(raw.path) else {
+            return Err(self.invalid(
+                &keys,
+                "missing path; add the database file, e.g. path: /var/lib/app.db",
+            ));
+        };
+        let path = absolutize(Path::new(&raw_path)).map_err(|m| self.invalid(&keys, m))?;
+        let label = format!("db {:?}", path.display().to_string());
+
+        let meta_path = match non_empty(raw.meta_path) {
+            Some(p) => Some(absolutize(Path::new(&p)).map_err(|m| self.invalid(&label, m))?),
+            None => None,
+        };
+
+        let monitor_interval = match raw.monitor_interval {
+            None => DEFAULT_MONITOR_INTERVAL,
+            Some(d) => self
+                .positive(&keys, "monitor-interval", d, "1s")
+                .map_err(|message| {
+                    self.invalid(
+                        &label,
+                        format!(
+                            "{message} (Litestream would silently not replicate this database)"
+                        ),
+                    )
+                })?,
+        };
+        let checkpoint_interval = match raw.checkpoint_interval {
+            None => Some(DEFAULT_CHECKPOINT_INTERVAL),
+            Some(d) => self.optional(&keys, "checkpoint-interval", d),
+        };
+
+        let min_checkpoint_page_count = match raw.min_checkpoint_page_count {
+            None => DEFAULT_MIN_CHECKPOINT_PAGE_COUNT,
+            Some(n) if n <= 0 => {
+                return Err(self.invalid(
+                    &label,
+                    format!(
+                        "min-checkpoint-page-count must be > 0 (got {n}); remove the key for \
+                         the default {DEFAULT_MIN_CHECKPOINT_PAGE_COUNT}"
+                    ),
+                ));
+            }
+            Some(n) => u32::try_from(n).map_err(|_| {
+                self.invalid(
+                    &label,
+                    format!(
+                        "min-checkpoint-page-count {n} is too large (at most {})",
+                        u32::MAX
+                    ),
+                )
+            })?,
+        };
+        let max_checkpoint_page_count = match raw.max_checkpoint_page_count {
+            None => DEFAULT_MAX_CHECKPOINT_PAGE_COUNT,
+            Some(n) if n < 0 => {
+                self.warnings.push(format!(
+                    "{keys}: max-checkpoint-page-count {n} is negative and disables forced \
+                     checkpoints; write 0 for that"
+                ));
+                0
+            }
+            Some(n) => u32::try_from(n).map_err(|_| {
+                self.invalid(
+                    &label,
+                    format!(
+                        "max-checkpoint-page-count {n} is too large (at most {})",
+                        u32::MAX
+                    ),
+                )
+            })?,
+        };
+        if max_checkpoint_page_count != 0 && max_checkpoint_page_count < min_checkpoint_page_count {
+            self.warnings.push(format!(
+                "{keys}: max-checkpoint-page-count ({max_checkpoint_page_count}) is below \
+                 min-checkpoint-page-count ({min_checkpoint_page_count}), so every checkpoint \
+                 will be a forced RESTART; raise max-checkpoint-page-count or set it to 0"
+            ));
+        }
+
+        let (raw_replicas, replica_keys) = match (raw.replicas, raw.replica) {
+            (Some(list), Some(_)) if !list.is_empty() => {
+                return Err(self.invalid(
+                    &label,
+                    "both replicas: and replica: are set; keep the replicas: list and move the \
+                     replica: entry into it",
+                ));
+            }
+            (list, Some(single)) if list.as_ref().is_none_or(Vec::is_empty) => {
+                self.warnings.push(format!(
+                    "{keys}: \"replica:\" (Litestream v0.5 syntax) treated as a one-element \
+                     \"replicas:\" list; Litestream v0.3.13 would ignore it"
+                ));
+                (vec![single], vec![format!("{keys}.replica")])
+            }
+            (list, _) => {
+                let list = list.unwrap_or_default();
+                let keys_list = (0..list.len())
+                    .map(|j| format!("{keys}.replicas[{j}]"))
+                    .collect();
+                (list, keys_list)
+            }
+        };
+        if raw_replicas.is_empty() {
+            return Err(self.invalid(
+                &label,
+                "no replicas configured; add a replicas: list, e.g. \
+                 replicas: [{url: s3://BUCKET/PATH}] or replicas: [{path: /backups/app}]",
+            ));
+        }
+
+        let mut replicas: Vec<ReplicaConfig> = Vec::new();
+        for (j, (r, rkeys)) in raw_replicas.into_iter().zip(replica_keys).enumerate() {
+            let at = ReplicaAt {
+                label: match non_empty(r.name.clone()) {
+                    Some(name) => format!("{label} replica {name:?}"),
+                    None => format!("{label} replicas[{j}]"),
+                },
+                keys: rkeys,
+            };
+            let replica = self.replica(&at, r, top_key_id, top_secret)?;
+            if let Some(k) = replicas.iter().position(|o| o.name == replica.name) {
+                return Err(self.invalid(
+                    &label,
+                    format!(
+                        "two replicas are named {:?} (replicas[{k}] and replicas[{j}]); give \
+                         each a distinct name: key",
+                        replica.name
+                    ),
+                ));
+            }
+            replicas.push(replica);
+        }
+
+        Ok(DbConfig {
+            path,
+            meta_path,
+            monitor_interval,
+            checkpoint_interval,
+            min_checkpoint_page_count,
+            max_checkpoint_page_count,
+            replicas,
+        })
+    }
+
+    /// A duration that must be > 0. Returns the message (without location) on failure.
+    fn positive(
+        &mut self,
+        keys: &str,
+        key: &str,
+        d: RawDuration,
+        default: &str,
+    ) -> Result<Duration, String> {
+        match d.value.to_std().filter(|d| !d.is_zero()) {
+            Some(std) => {
+                self.warn_bare_number(keys, key, d);
+                Ok(std)
+            }
+            None => Err(format!(
+                "{key} must be > 0 (got {}); remove the key for the default {default}",
+                d.value
+            )),
+        }
+    }
+
+    /// A duration where ≤ 0 means "off" (Litestream's meaning); negative values get a warning.
+    fn optional(&mut self, keys: &str, key: &str, d: RawDuration) -> Option<Duration> {
+        if d.value.as_nanos() < 0 {
+            self.warnings.push(format!(
+                "{keys}: {key} is negative ({}), which turns it off; write 0 for that",
+                d.value
+            ));
+            return None;
+        }
+        self.warn_bare_number(keys, key, d);
+        d.value.to_std().filter(|d| !d.is_zero())
+    }
+
+    /// Warns about `sync-interval: 10` and the like: a bare number is nanoseconds.
+    fn warn_bare_number(&mut self, keys: &str, key: &str, d: RawDuration) {
+        let n = d.value.as_nanos();
+        if d.bare_number && n > 0 && n < 1_000_000 {
+            self.warnings.push(format!(
+                "{keys}: {key}: {n} is {n} nanoseconds (a number without a unit counts \
+                 nanoseconds); write {n}s or {n}ms if that is what you meant"
+            ));
+        }
+    }
+
+    fn replica(
+        &mut self,
+        at: &ReplicaAt,
+        r: RawReplica,
+        top_key_id: &Option<String>,
+        top_secret: &Option<String>,
+    ) -> Result<ReplicaConfig, ConfigError> {
+        let label = at.label.as_str();
+        let keys = at.keys.as_str();
+        let url = non_empty(r.url.clone());
+        let path = non_empty(r.path.clone());
+        let explicit_type = non_empty(r.kind.clone());
+
+        if let Some(p) = &path
+            && is_url(p)
+        {
+            return Err(self.invalid(
+                label,
+                format!(
+                    "replica path cannot be a url, please use the 'url' field instead: write \
+                     url: {} and remove path:",
+                    redact_url(p)
+                ),
+            ));
+        }
+
+        // The url scheme decides the type; an explicit type must agree with it.
+        let (kind, url_target) = match &url {
+            Some(u) => {
+                let target = ReplicaTarget::from_url(u).map_err(|e| match e {
+                    ConfigError::Url { url, message } => {
+                        self.invalid(label, format!("url {url}: {message}"))
+                    }
+                    other => other,
+                })?;
+                let kind = target.type_name();
+                if let Some(t) = &explicit_type
+                    && canonical_type(t) != Some(kind)
+                {
+                    return Err(self.invalid(
+                        label,
+                        format!(
+                            "type: {t} does not match the url {} (a {kind} url); remove type: \
+                             (the url decides) or fix the url",
+                            redact_url(u)
+                        ),
+                    ));
+                }
+                if path.is_some() {
+                    return Err(self.invalid(
+                        label,
+                        "url and path are both set; the url already holds the path, so remove \
+                         path: (or remove url: and use type:, bucket: and path:)",
+                    ));
+                }
+                (kind, Some(target))
+            }
+            None => match &explicit_type {
+                None => ("file", None),
+                Some(t) => match canonical_type(t) {
+                    Some(kind) => (kind, None),
+                    None => {
+                        return Err(self.invalid(
+                            label,
+                            format!(
+                                "unknown replica type in config: {t:?}; write one of file, s3, \
+                                 gcs, abs, sftp, http (or use url: with one of the schemes \
+                                 {KNOWN_SCHEMES})"
+                            ),
+                        ));
+                    }
+                },
+            },
+        };
+        self.warn_inapplicable(keys, kind, &r);
+
+        let target = match kind {
+            "file" => self.file_target(label, path, url_target)?,
+            "s3" => {
+                ReplicaTarget::S3(self.s3_target(label, &r, url_target, top_key_id, top_secret)?)
+            }
+            "gcs" => self.gcs_target(label, &r, url_target)?,
+            "abs" => self.abs_target(label, &r, url_target)?,
+            "sftp" => self.sftp_target(label, &r, url_target)?,
+            "http" => self.http_target(label, &r, url_target)?,
+            other => unreachable!("canonical_type returned {other}"),
+        };
+
+        let name = non_empty(r.name).unwrap_or_else(|| target.type_name().to_string());
+
+        let sync_interval = match r.sync_interval {
+            None => DEFAULT_SYNC_INTERVAL,
+            Some(d) => self
+                .positive(keys, "sync-interval", d, "1s")
+                .map_err(|m| self.invalid(label, m))?,
+        };
+        let retention = match r.retention {
+            None => Some(DEFAULT_RETENTION),
+            Some(d) => self.optional(keys, "retention", d),
+        };
+        let retention_check_interval = match (r.retention_check_interval, retention) {
+            (None, _) => DEFAULT_RETENTION_CHECK_INTERVAL,
+            // Unused while retention is off; keep a harmless positive value.
+            (Some(d), None) => d
+                .value
+                .to_std()
+                .filter(|d| !d.is_zero())
+                .unwrap_or(DEFAULT_RETENTION_CHECK_INTERVAL),
+            (Some(d), Some(_)) => self
+                .positive(keys, "retention-check-interval", d, "1h")
+                .map_err(|m| {
+                    self.invalid(
+                        label,
+                        format!("{m}, or turn retention off with retention: 0"),
+                    )
+                })?,
+        };
+        let retention_check_interval = match retention {
+            Some(r) => retention_check_interval.min(r),
+            None => retention_check_interval,
+        };
+        let snapshot_interval = r
+            .snapshot_interval
+            .and_then(|d| self.optional(keys, "snapshot-interval", d));
+        let validation_interval = r
+            .validation_interval
+            .and_then(|d| self.optional(keys, "validation-interval", d));
+
+        let age = match r.age {
+            None => AgeConfig::default(),
+            Some(a) => AgeConfig {
+                identities: a
+                    .identities
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|s| !s.trim().is_empty())
+                    .map(Secret::new)
+                    .collect(),
+                recipients: a
+                    .recipients
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|s| !s.trim().is_empty())
+                    .collect(),
+            },
+        };
+        if !age.recipients.is_empty() && age.identities.is_empty() {
+            self.warnings.push(format!(
+                "{keys}: age.recipients without age.identities: the replica can be written but \
+                 not read back (restore, and resuming after a restart, need the identity); add \
+                 the matching age.identities entry"
+            ));
+        }
+        if !age.identities.is_empty() && age.recipients.is_empty() {
+            self.warnings.push(format!(
+                "{keys}: age.identities without age.recipients: new data will not be \
+                 encrypted; add the matching age.recipients entry"
+            ));
+        }
+
+        Ok(ReplicaConfig {
+            name,
+            target,
+            sync_interval,
+            retention,
+            retention_check_interval,
+            snapshot_interval,
+            validation_interval,
+            age,
+        })
+    }
+
+    /// Warns about keys that do nothing for this replica type (`bucket:` on a file replica).
+    fn warn_inapplicable(&mut self, keys: &str, kind: &str, r: &RawReplica) {
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
+        let checks: [(&str, bool, &[&str]); 14] = [
+            ("access-key-id", set(&r.access_key_id), &["s3"]),
+            ("secret-access-key", set(&r.secret_access_key), &["s3"]),
+            ("region", set(&r.region), &["s3"]),
+            ("endpoint", set(&r.endpoint), &["s3", "abs"]),
+            ("force-path-style", r.force_path_style.is_some(), &["s3"]),
+            ("skip-verify", r.skip_verify == Some(true), &["s3", "http"]),
+            ("bucket", set(&r.bucket), &["s3", "gcs", "abs"]),
+            ("account-name", set(&r.account_name), &["abs"]),
+            ("account-key", set(&r.account_key), &["abs"]),
+            ("host", set(&r.host), &["sftp"]),
+            ("user", set(&r.user), &["sftp", "http"]),
+            ("password", set(&r.password), &["sftp", "http"]),
+            ("key-path", set(&r.key_path), &["sftp"]),
+            ("bearer-token", set(&r.bearer_token), &["http"]),
+        ];
+        for (key, present, types) in checks {
+            if present && !types.contains(&kind) {
+                self.warnings.push(format!(
+                    "{keys}: {key} has no effect on a {kind} replica; it applies to {}",
+                    types.join(" and ")
+                ));
+            }
+        }
+    }
+
+    fn file_target(
+        &self,
+        label: &str,
+        path: Option<String>,
+        url_target: Option<ReplicaTarget>,
+    ) -> Result<ReplicaTarget, ConfigError> {
+        if let Some(target) = url_target {
+            return Ok(target);
+        }
+        let Some(path) = path else {
+            return Err(self.invalid(
+                label,
+                "file replica path required; add path: /backups/app (a local directory) or \
+                 url: s3://BUCKET/PATH for another type",
+            ));
+        };
+        let path = absolutize(Path::new(&path)).map_err(|m| self.invalid(label, m))?;
+        Ok(ReplicaTarget::File { path })
+    }
+
+    fn s3_target(
+        &self,
+        label: &str,
+        r: &RawReplica,
+        url_target: Option<ReplicaTarget>,
+        top_key_id: &Option<String>,
+        top_secret: &Option<String>,
+    ) -> Result<S3Config, ConfigError> {
+        let bucket = non_empty(r.bucket.clone());
+        let endpoint = non_empty(r.endpoint.clone()).map(|e| {
+            if e.contains("://") {
+                e
+            } else {
+                format!("https://{e}")
+            }
+        });
+        let mut s3 = match url_target {
+            Some(ReplicaTarget::S3(from_url)) => {
+                if bucket.is_some() {
+                    return Err(self.invalid(
+                        label,
+                        "url and bucket are both set; the url host is the bucket \
+                         (s3://BUCKET/PATH), so remove bucket: (or remove url: and use bucket: \
+                         and path:)",
+                    ));
+                }
+                from_url
+            }
+            _ => {
+                let Some(bucket) = bucket else {
+                    return Err(self.invalid(
+                        label,
+                        "bucket required for s3 replica; add bucket: NAME (and path: PREFIX), \
+                         or use url: s3://BUCKET/PATH",
+                    ));
+                };
+                S3Config {
+                    bucket,
+                    path: clean_key_prefix(r.path.as_deref().unwrap_or("")),
+                    region: None,
+                    endpoint: None,
+                    force_path_style: false,
+                    skip_verify: false,
+                    access_key_id: None,
+                    secret_access_key: None,
+                }
+            }
+        };
+        // Config keys win over what the URL host implied.
+        if let Some(region) = non_empty(r.region.clone()) {
+            s3.region = Some(region);
+        }
+        if let Some(endpoint) = endpoint {
+            s3.endpoint = Some(endpoint);
+            s3.force_path_style = true;
+        }
+        if let Some(v) = r.force_path_style {
+            s3.force_path_style = v;
+        }
+        s3.skip_verify = r.skip_verify.unwrap_or(false);
+        s3.access_key_id = non_empty(r.access_key_id.clone()).or_else(|| top_key_id.clone());
+        s3.secret_access_key = non_empty(r.secret_access_key.clone())
+            .or_else(|| top_secret.clone())
+            .map(Secret::new);
+        Ok(s3)
+    }
+
+    fn gcs_target(
+        &self,
+        label: &str,
+        r: &RawReplica,
+        url_target: Option<ReplicaTarget>,
+    ) -> Result<ReplicaTarget, ConfigError> {
+        let bucket = non_empty(r.bucket.clone());
+        match url_target {
+            Some(_) if bucket.is_some() => Err(self.invalid(
+                label,
+                "url and bucket are both set; the url host is the bucket \
+                     (gcs://BUCKET/PATH), so remove bucket:",
+            )),
+            Some(target) => Ok(target),
+            None => {
+                let Some(bucket) = bucket else {
+                    return Err(self.invalid(
+                        label,
+                        "bucket required for gcs replica; add bucket: NAME (and path: PREFIX), \
+                         or use url: gcs://BUCKET/PATH",
+                    ));
+                };
+                Ok(ReplicaTarget::Gcs {
+                    bucket,
+                    path: clean_key_prefix(r.path.as_deref().unwrap_or("")),
+                })
+            }
+        }
+    }
+
+    fn abs_target(
+        &self,
+        label: &str,
+        r: &RawReplica,
+        url_target: Option<ReplicaTarget>,
+    ) -> Result<ReplicaTarget, ConfigError> {
+        let bucket = non_empty(r.bucket.clone());
+        let (url_account, url_endpoint, bucket, path) = match url_target {
+            Some(ReplicaTarget::Abs {
+                account_name,
+                bucket: url_bucket,
+                path,
+                endpoint,
+                ..
+            }) => {
+                if bucket.is_some() {
+                    return Err(self.invalid(
+                        label,
+                        "url and bucket are both set; the url names the container \
+                         (abs://ACCOUNT@CONTAINER/PATH), so remove bucket:",
+                    ));
+                }
+                (account_name, endpoint, url_bucket, path)
+            }
+            _ => {
+                let Some(bucket) = bucket else {
+                    return Err(self.invalid(
+                        label,
+                        "bucket (the container) required for abs replica; add bucket: \
+                         CONTAINER, or use url: abs://ACCOUNT@CONTAINER/PATH",
+                    ));
+                };
+                let path = clean_key_prefix(r.path.as_deref().unwrap_or(""));
+                (None, None, bucket, path)
+            }
+        };
+        Ok(ReplicaTarget::Abs {
+            account_name: non_empty(r.account_name.clone()).or(url_account),
+            account_key: non_empty(r.account_key.clone()).map(Secret::new),
+            bucket,
+            path,
+            endpoint: non_empty(r.endpoint.clone()).or(url_endpoint),
+        })
+    }
+
+    fn sftp_target(
+        &self,
+        label: &str,
+        r: &RawReplica,
+        url_target: Option<ReplicaTarget>,
+    ) -> Result<ReplicaTarget, ConfigError> {
+        let host = non_empty(r.host.clone());
+        let key_path = match non_empty(r.key_path.clone()) {
+            Some(p) => Some(absolutize(Path::new(&p)).map_err(|m| self.invalid(label, m))?),
+            None => None,
+        };
+        let password = non_empty(r.password.clone()).map(Secret::new);
+        let user = non_empty(r.user.clone());
+        match url_target {
+            Some(ReplicaTarget::Sftp {
+                host: url_host,
+                user: url_user,
+                password: url_password,
+                path,
+                ..
+            }) => {
+                if host.is_some() {
+                    return Err(self.invalid(
+                        label,
+                        "url and host are both set; the url holds the host \
+                         (sftp://USER@HOST:PORT/PATH), so remove host:",
+                    ));
+                }
+                Ok(ReplicaTarget::Sftp {
+                    host: url_host,
+                    user: user.unwrap_or(url_user),
+                    password: password.or(url_password),
+                    key_path,
+                    path,
+                })
+            }
+            _ => {
+                let Some(host) = host else {
+                    return Err(self.invalid(
+                        label,
+                        "host required for sftp replica; add host: HOST[:PORT], or use url: \
+                         sftp://USER@HOST/PATH",
+                    ));
+                };
+                let Some(user) = user else {
+                    return Err(
+                        self.invalid(label, "user required for sftp replica; add user: NAME")
+                    );
+                };
+                Ok(ReplicaTarget::Sftp {
+                    host: with_default_port(&host, 22),
+                    user,
+                    password,
+                    key_path,
+                    path: r.path.clone().unwrap_or_default(),
+                })
+            }
+        }
+    }
+
+    fn http_target(
+        &self,
+        label: &str,
+        r: &RawReplica,
+        url_target: Option<ReplicaTarget>,
+    ) -> Result<ReplicaTarget, ConfigError> {
+        let Some(ReplicaTarget::Http(from_url)) = url_target else {
+            return Err(self.invalid(
+                label,
+                "http replica needs a url; add url: https://HOST/PATH (WebDAV, or a static \
+                 server for restore)",
+            ));
+        };
+        Ok(ReplicaTarget::Http(HttpConfig {
+            url: from_url.url,
+            skip_verify: r.skip_verify.unwrap_or(false),
+            user: non_empty(r.user.clone()).or(from_url.user),
+            password: non_empty(r.password.clone())
+                .map(Secret::new)
+                .or(from_url.password),
+            bearer_token: non_empty(r.bearer_token.clone()).map(Secret::new),
+        }))
+    }
+}

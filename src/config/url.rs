@@ -1,0 +1,834 @@
+//! Replica URLs (`s3://bucket/path`, `file:///dir`, ...): parsing and S3 host inference.
+
+use std::path::Path;
+
+use super::paths::{absolutize, clean_key_prefix, clean_path};
+use super::{ConfigError, HttpConfig, ReplicaTarget, S3Config, Secret};
+
+/// The schemes [`ReplicaTarget::from_url`] accepts, for error messages.
+pub(crate) const KNOWN_SCHEMES: &str =
+    "file, s3, gcs (or gs), abs, sftp, http, https, webdav and webdavs";
+
+/// True when `arg` looks like a replica URL rather than a database path: it starts with
+/// `<word characters>://`, the test Litestream's CLI applies (`^\w+://`).
+pub fn is_url(arg: &str) -> bool {
+    match arg.find("://") {
+        Some(0) | None => false,
+        Some(i) => arg[..i]
+            .bytes()
+            .all(|b| b == b'_' || b.is_ascii_alphanumeric()),
+    }
+}
+
+impl ReplicaTarget {
+    /// Parses a replica URL as given on the command line (URL mode) or in a replica's `url:`.
+    ///
+    /// | URL | target |
+    /// |---|---|
+    /// | `file:///abs/dir`, `file:/abs/dir` | file, that directory (cleaned) |
+    /// | `file:rel/dir`, `file:~/dir`, `file://~/dir`, `file://./dir` | file, `~`-expanded and made absolute against the current directory |
+    /// | `file://host/p` | file, `/host/p` (as Litestream) |
+    /// | `s3://bucket/prefix` | S3; provider hosts are recognised, see below |
+    /// | `gcs://bucket/prefix`, `gs://bucket/prefix` | Google Cloud Storage |
+    /// | `abs://account@container/prefix`, `abs://container/prefix` | Azure Blob Storage |
+    /// | `abs://account.blob.core.windows.net/container/prefix` | Azure Blob Storage, endpoint from the host |
+    /// | `sftp://user:password@host[:port]/dir` | SFTP; port 22 when absent |
+    /// | `http(s)://[user:password@]host/dir`, `webdav(s)://...` | HTTP: WebDAV, or a read-only static server |
+    ///
+    /// S3 host inference (Litestream's table; a `:port` is kept on the endpoint; path-style
+    /// addressing is set for every provider endpoint):
+    ///
+    /// | host | bucket | region | endpoint |
+    /// |---|---|---|---|
+    /// | `B.localhost[:port]` | B | us-east-1 | `http://localhost[:port]` |
+    /// | `B.s3.R.backblazeb2.com` | B | R | `https://s3.R.backblazeb2.com` |
+    /// | `B.s3.filebase.com` | B | — | `https://s3.filebase.com` |
+    /// | `B.R.digitaloceanspaces.com` | B | R | `https://R.digitaloceanspaces.com` |
+    /// | `B.s3.R.scw.cloud` | B | R | `https://s3.R.scw.cloud` |
+    /// | `B.R.linodeobjects.com` | B | R | `https://R.linodeobjects.com` |
+    /// | `B.s3.amazonaws.com`, `B.s3.R.amazonaws.com`, `B.s3-R.amazonaws.com` | B | R | AWS |
+    /// | anything else | the whole host (without port) | — | AWS |
+    ///
+    /// Two improvements over Litestream: it took `B.s3.amazonaws.com` as the bucket name
+    /// (`bucket.s3.amazonaws.com`); and when a provider host has no bucket label
+    /// (`s3://localhost:9000/bkt/db`, `s3://s3.us-west-2.amazonaws.com/bkt/db`) the first path
+    /// segment is the bucket (path-style URL) instead of an error.
+    ///
+    /// Credentials in a URL's user part end up in the target's secret fields, never in its
+    /// `url`; error messages redact them.
+    pub fn from_url(url: &str) -> Result<ReplicaTarget, ConfigError> {
+        target_from_url(url).map_err(|message| ConfigError::Url {
+            url: redact_url(url),
+            message,
+        })
+    }
+
+    /// The replica type, as Litestream names it and as used for a replica's default name:
+    /// `"file"`, `"s3"`, `"http"`, `"gcs"`, `"abs"` or `"sftp"`.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ReplicaTarget::File { .. } => "file",
+            ReplicaTarget::S3(_) => "s3",
+            ReplicaTarget::Http(_) => "http",
+            ReplicaTarget::Gcs { .. } => "gcs",
+            ReplicaTarget::Abs { .. } => "abs",
+            ReplicaTarget::Sftp { .. } => "sftp",
+        }
+    }
+}
+
+/// Maps a `type:` value or URL scheme to the canonical type name, or `None` if unknown.
+pub(crate) fn canonical_type(name: &str) -> Option<&'static str> {
+    Some(match name.to_ascii_lowercase().as_str() {
+        "file" => "file",
+        "s3" => "s3",
+        "gcs" | "gs" => "gcs",
+        "abs" => "abs",
+        "sftp" => "sftp",
+        "http" | "https" | "webdav" | "webdavs" => "http",
+        _ => return None,
+    })
+}
+
+/// Replaces the password of a URL's user part with `<redacted>`, for messages.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    let authority = &url[start..end];
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{}{user}:<redacted>@{host}{}", &url[..start], &url[end..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// The parts of a URL this module needs, split like Go's `net/url`.
+struct ParsedUrl<'a> {
+    /// Lower-cased scheme.
+    scheme: String,
+    /// The text after `scheme:` when it does not start with `/` (`file:rel/dir`).
+    opaque: Option<&'a str>,
+    user: Option<String>,
+    password: Option<String>,
+    /// `host[:port]`, undecoded.
+    host: &'a str,
+    /// Percent-decoded path.
+    path: String,
+    /// Everything after the authority, undecoded, without the fragment (path and query).
+    raw_after_host: &'a str,
+}
+
+fn parse_url(url: &str) -> Result<ParsedUrl<'_>, String> {
+    let colon = url.find(':').filter(|&i| {
+        i > 0
+            && url.as_bytes()[0].is_ascii_alphabetic()
+            && url[..i]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    });
+    let Some(colon) = colon else {
+        let file_url = if url.starts_with('/') {
+            format!("file://{url}")
+        } else {
+            format!("file:{url}")
+        };
+        return Err(format!(
+            "replica url scheme required: {url}; write {file_url} for a local directory, or \
+             use one of the schemes {KNOWN_SCHEMES}"
+        ));
+    };
+    let scheme = url[..colon].to_ascii_lowercase();
+    let rest = &url[colon + 1..];
+    let rest = rest.split_once('#').map_or(rest, |(before, _)| before);
+    let mut parsed = ParsedUrl {
+        scheme,
+        opaque: None,
+        user: None,
+        password: None,
+        host: "",
+        path: String::new(),
+        raw_after_host: "",
+    };
+    if let Some(after) = rest.strip_prefix("//") {
+        let end = after.find(['/', '?']).unwrap_or(after.len());
+        let authority = &after[..end];
+        parsed.raw_after_host = &after[end..];
+        let host = match authority.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let (user, password) = match userinfo.split_once(':') {
+                    Some((u, p)) => (u, Some(p)),
+                    None => (userinfo, None),
+                };
+                parsed.user = Some(percent_decode(user)?).filter(|u| !u.is_empty());
+                parsed.password = password.map(percent_decode).transpose()?;
+                host
+            }
+            None => authority,
+        };
+        parsed.host = host;
+        let raw_path = parsed.raw_after_host;
+        let raw_path = raw_path.split_once('?').map_or(raw_path, |(p, _)| p);
+        parsed.path = percent_decode(raw_path)?;
+    } else {
+        let before_query = rest.split_once('?').map_or(rest, |(p, _)| p);
+        if before_query.starts_with('/') || before_query.is_empty() {
+            parsed.path = percent_decode(before_query)?;
+        } else {
+            parsed.opaque = Some(before_query);
+        }
+    }
+    Ok(parsed)
+}
+
+fn percent_decode(s: &str) -> Result<String, String> {
+    if !s.contains('%') {
+        return Ok(s.to_string());
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| {
+                    format!("invalid percent-escape in {s:?}; write %25 for a literal %")
+                })?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("percent-escapes in {s:?} are not UTF-8"))
+}
+
+/// Splits `host:port` (port all digits) into its parts; IPv6 literals keep their brackets.
+fn split_port(host: &str) -> (&str, Option<&str>) {
+    match host.rsplit_once(':') {
+        Some((h, p))
+            if !p.is_empty()
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && (!h.contains(':') || h.ends_with(']')) =>
+        {
+            (h, Some(p))
+        }
+        _ => (host, None),
+    }
+}
+
+/// Splits the URL path into its first segment and the rest (for path-style bucket URLs).
+fn first_segment(path: &str) -> (&str, &str) {
+    let path = path.trim_start_matches('/');
+    path.split_once('/').unwrap_or((path, ""))
+}
+
+fn target_from_url(url: &str) -> Result<ReplicaTarget, String> {
+    let u = parse_url(url)?;
+    match canonical_type(&u.scheme) {
+        Some("file") => file_target(&u),
+        Some("s3") => s3_target(&u).map(ReplicaTarget::S3),
+        Some("gcs") => {
+            if u.host.is_empty() {
+                return Err("gcs url needs a bucket: gcs://BUCKET/PATH".into());
+            }
+            Ok(ReplicaTarget::Gcs {
+                bucket: u.host.to_string(),
+                path: clean_key_prefix(&u.path),
+            })
+        }
+        Some("abs") => abs_target(&u),
+        Some("sftp") => sftp_target(&u),
+        Some("http") => http_target(&u),
+        _ => Err(format!(
+            "unknown replica url scheme {:?}; supported schemes are {KNOWN_SCHEMES}",
+            u.scheme
+        )),
+    }
+}
+
+fn file_target(u: &ParsedUrl<'_>) -> Result<ReplicaTarget, String> {
+    let raw = match (u.opaque, u.host) {
+        (Some(opaque), _) => opaque.to_string(),
+        // `file://~/dir` and `file://./dir` mean what they look like.
+        (None, host @ ("~" | "." | "..")) => format!("{host}{}", u.path),
+        (None, "") => u.path.clone(),
+        (None, host) => format!("/{host}{}", u.path),
+    };
+    if raw.is_empty() {
+        return Err("file url has no path; write file:///absolute/dir or file:relative/dir".into());
+    }
+    let path = absolutize(Path::new(&raw))?;
+    Ok(ReplicaTarget::File {
+        path: clean_path(&path),
+    })
+}
+
+/// What an S3 URL host says about the bucket and service.
+#[derive(Debug, PartialEq)]
+struct S3Host {
+    bucket: Option<String>,
+    region: Option<String>,
+    endpoint: Option<String>,
+    force_path_style: bool,
+}
+
+/// Splits `[B.]tail` into `Some(bucket)` / `Some(None)` when `name` ends with `tail`.
+fn strip_bucket<'a>(name: &'a str, lower: &str, tail: &str) -> Option<Option<&'a str>> {
+    if lower == tail {
+        return Some(None);
+    }
+    let dotted = lower.len().checked_sub(tail.len() + 1)?;
+    if lower.ends_with(tail) && lower.as_bytes()[dotted] == b'.' && dotted > 0 {
+        return Some(Some(&name[..dotted]));
+    }
+    None
+}
+
+/// Splits `[B.]s3.R` (the part before a provider's domain) into bucket and region.
+fn bucket_s3_region<'a>(name: &'a str, lower: &str) -> Option<(Option<&'a str>, &'a str)> {
+    let (pre_len, _) = lower.rsplit_once('.')?;
+    let region = &name[pre_len.len() + 1..];
+    let bucket = strip_bucket(&name[..pre_len.len()], pre_len, "s3")?;
+    (!region.is_empty()).then_some((bucket, region))
+}
+
+/// Splits `[B.]R` into bucket and region.
+fn bucket_region(name: &str) -> Option<(Option<&str>, &str)> {
+    match name.rsplit_once('.') {
+        Some((b, r)) if !b.is_empty() && !r.is_empty() => Some((Some(b), r)),
+        Some(_) => None,
+        None => (!name.is_empty()).then_some((None, name)),
+    }
+}
+
+fn parse_s3_host(host: &str) -> S3Host {
+    let (name, port) = split_port(host);
+    let lower = name.to_ascii_lowercase();
+    let with_port = |endpoint: String| match port {
+        Some(p) => format!("{endpoint}:{p}"),
+        None => endpoint,
+    };
+    let provider = |bucket: Option<&str>, region: Option<&str>, endpoint: String| S3Host {
+        bucket: bucket.map(str::to_string),
+        region: region.map(str::to_string),
+        endpoint: Some(with_port(endpoint)),
+        force_path_style: true,
+    };
+    // Strips `.domain` from the end of the host, keeping the original case.
+    let before = |domain: &str| -> Option<(&str, String)> {
+        let cut = lower.strip_suffix(domain)?;
+        Some((&name[..cut.len()], cut.to_string()))
+    };
+
+    if let Some(bucket) = strip_bucket(name, &lower, "localhost") {
+        return provider(bucket, Some("us-east-1"), "http://localhost".into());
+    }
+    if let Some((rest, rest_lower)) = before(".backblazeb2.com")
+        && let Some((bucket, region)) = bucket_s3_region(rest, &rest_lower)
+    {
+        let endpoint = format!("https://s3.{region}.backblazeb2.com");
+        return provider(bucket, Some(region), endpoint);
+    }
+    if let Some(bucket) = strip_bucket(name, &lower, "s3.filebase.com") {
+        return provider(bucket, None, "https://s3.filebase.com".into());
+    }
+    if let Some((rest, _)) = before(".digitaloceanspaces.com")
+        && let Some((bucket, region)) = bucket_region(rest)
+    {
+        let endpoint = format!("https://{region}.digitaloceanspaces.com");
+        return provider(bucket, Some(region), endpoint);
+    }
+    if let Some((rest, rest_lower)) = before(".scw.cloud")
+        && let Some((bucket, region)) = bucket_s3_region(rest, &rest_lower)
+    {
+        let endpoint = format!("https://s3.{region}.scw.cloud");
+        return provider(bucket, Some(region), endpoint);
+    }
+    if let Some((rest, _)) = before(".linodeobjects.com")
+        && let Some((bucket, region)) = bucket_region(rest)
+    {
+        let endpoint = format!("https://{region}.linodeobjects.com");
+        return provider(bucket, Some(region), endpoint);
+    }
+    if let Some((rest, rest_lower)) = before(".amazonaws.com") {
+        let aws = |bucket: Option<&str>, region: Option<&str>| S3Host {
+            bucket: bucket.map(str::to_string),
+            region: region.map(str::to_string),
+            endpoint: None,
+            force_path_style: false,
+        };
+        // B.s3.amazonaws.com
+        if let Some(bucket) = strip_bucket(rest, &rest_lower, "s3") {
+            return aws(bucket, None);
+        }
+        // B.s3.R.amazonaws.com
+        if let Some((bucket, region)) = bucket_s3_region(rest, &rest_lower) {
+            return aws(bucket, Some(region));
+        }
+        // B.s3-R.amazonaws.com (legacy dash form)
+        let (bucket, last) = match rest.rsplit_once('.') {
+            Some((b, last)) => (Some(b), last),
+            None => (None, rest),
+        };
+        if let Some(region) = last.strip_prefix("s3-").filter(|r| !r.is_empty())
+            && bucket.is_none_or(|b| !b.is_empty())
+        {
+            return aws(bucket, Some(region));
+        }
+    }
+    S3Host {
+        bucket: Some(name.to_string()).filter(|b| !b.is_empty()),
+        region: None,
+        endpoint: None,
+        force_path_style: false,
+    }
+}
+
+fn s3_target(u: &ParsedUrl<'_>) -> Result<S3Config, String> {
+    let host = parse_s3_host(u.host);
+    let (bucket, prefix) = match host.bucket {
+        Some(bucket) => (bucket, u.path.as_str()),
+        None => {
+            let (bucket, rest) = first_segment(&u.path);
+            (bucket.to_string(), rest)
+        }
+    };
+    if bucket.is_empty() {
+        return Err("s3 url needs a bucket: s3://BUCKET/PATH".into());
+    }
+    Ok(S3Config {
+        bucket,
+        path: clean_key_prefix(prefix),
+        region: host.region,
+        endpoint: host.endpoint,
+        force_path_style: host.force_path_style,
+        skip_verify: false,
+        access_key_id: None,
+        secret_access_key: None,
+    })
+}
+
+fn abs_target(u: &ParsedUrl<'_>) -> Result<ReplicaTarget, String> {
+    let (name, _) = split_port(u.host);
+    let lower = name.to_ascii_lowercase();
+    let mut account_name = u.user.clone();
+    let (bucket, prefix, endpoint) = if lower.ends_with(".blob.core.windows.net") {
+        // v0.5 form: abs://[account@]ACCOUNT.blob.core.windows.net/CONTAINER/PATH
+        if account_name.is_none() {
+            account_name = name.split('.').next().map(str::to_string);
+        }
+        let (container, rest) = first_segment(&u.path);
+        (
+            container.to_string(),
+            rest,
+            Some(format!("https://{}", u.host)),
+        )
+    } else {
+        (u.host.to_string(), u.path.as_str(), None)
+    };
+    if bucket.is_empty() {
+        return Err("abs url needs a container: abs://ACCOUNT@CONTAINER/PATH".into());
+    }
+    Ok(ReplicaTarget::Abs {
+        account_name,
+        account_key: None,
+        bucket,
+        path: clean_key_prefix(prefix),
+        endpoint,
+    })
+}
+
+fn sftp_target(u: &ParsedUrl<'_>) -> Result<ReplicaTarget, String> {
+    if u.host.is_empty() {
+        return Err("sftp url needs a host: sftp://USER@HOST[:PORT]/PATH".into());
+    }
+    let Some(user) = u.user.clone() else {
+        return Err("sftp url needs a user: sftp://USER@HOST[:PORT]/PATH".into());
+    };
+    Ok(ReplicaTarget::Sftp {
+        host: with_default_port(u.host, 22),
+        user,
+        password: u.password.clone().map(Secret::new),
+        key_path: None,
+        path: if u.path.is_empty() {
+            String::new()
+        } else {
+            clean_path(Path::new(&u.path))
+                .to_string_lossy()
+                .into_owned()
+        },
+    })
+}
+
+/// Appends `:port` unless the host already names one.
+pub(crate) fn with_default_port(host: &str, port: u16) -> String {
+    match split_port(host) {
+        (_, Some(_)) => host.to_string(),
+        (h, None) => format!("{h}:{port}"),
+    }
+}
+
+fn http_target(u: &ParsedUrl<'_>) -> Result<ReplicaTarget, String> {
+    if u.host.is_empty() {
+        return Err(format!(
+            "{} url needs a host: {}://HOST/PATH",
+            u.scheme, u.scheme
+        ));
+    }
+    let scheme = match u.scheme.as_str() {
+        "webdav" => "http",
+        "webdavs" => "https",
+        other => other,
+    };
+    Ok(ReplicaTarget::Http(HttpConfig {
+        url: format!("{scheme}://{}{}", u.host, u.raw_after_host),
+        skip_verify: false,
+        user: u.user.clone(),
+        password: u.password.clone().map(Secret::new),
+        bearer_token: None,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn s3(url: &str) -> S3Config {
+        match ReplicaTarget::from_url(url) {
+            Ok(ReplicaTarget::S3(c)) => c,
+            other => panic!("{url}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn is_url_like_litestream() {
+        assert!(is_url("s3://bkt/db"));
+        assert!(is_url("file:///tmp/x"));
+        assert!(is_url("foo_1://x"));
+        assert!(!is_url("/var/lib/db"));
+        assert!(!is_url("file:rel"));
+        assert!(!is_url("://x"));
+        assert!(!is_url("a b://x"));
+        assert!(!is_url("./s3://x"));
+    }
+
+    #[test]
+    fn file_urls() {
+        let cwd = std::env::current_dir().unwrap();
+        let home = std::env::home_dir().unwrap();
+        let cases = [
+            ("file:///abs/path", PathBuf::from("/abs/path")),
+            ("file:///tmp/a/../b/", PathBuf::from("/tmp/b")),
+            ("file:/abs", PathBuf::from("/abs")),
+            ("file://host/p", PathBuf::from("/host/p")),
+            ("file:relative/x", cwd.join("relative/x")),
+            ("file://./rel", cwd.join("rel")),
+            ("file:~/bk", home.join("bk")),
+            ("file://~/bk", home.join("bk")),
+            ("file:///with%20space", PathBuf::from("/with space")),
+            ("FILE:///upper", PathBuf::from("/upper")),
+        ];
+        for (url, want) in cases {
+            assert_eq!(
+                ReplicaTarget::from_url(url).unwrap(),
+                ReplicaTarget::File { path: want },
+                "{url}"
+            );
+        }
+        let err = ReplicaTarget::from_url("file://").unwrap_err().to_string();
+        assert!(err.contains("file url has no path"), "{err}");
+    }
+
+    #[test]
+    fn s3_plain_and_paths() {
+        let c = s3("s3://bucket/some/path");
+        assert_eq!(
+            (c.bucket.as_str(), c.path.as_str()),
+            ("bucket", "some/path")
+        );
+        assert_eq!(
+            (c.region, c.endpoint, c.force_path_style),
+            (None, None, false)
+        );
+        assert_eq!(s3("s3://bkt/a//b/../c/").path, "a/c");
+        assert_eq!(s3("s3://bucket").path, "");
+        assert_eq!(s3("s3://bucket/").path, "");
+        assert_eq!(
+            s3("s3://mybkt.litestream.io/db").bucket,
+            "mybkt.litestream.io"
+        );
+        assert_eq!(
+            s3("s3://bkt:123/db").bucket,
+            "bkt",
+            "a port is not part of the bucket"
+        );
+        assert_eq!(s3("s3://key:secret@bkt/db").bucket, "bkt");
+    }
+
+    #[test]
+    fn s3_host_inference() {
+        struct Case {
+            url: &'static str,
+            bucket: &'static str,
+            path: &'static str,
+            region: Option<&'static str>,
+            endpoint: Option<&'static str>,
+            path_style: bool,
+        }
+        let cases = [
+            Case {
+                url: "s3://bkt.localhost/db",
+                bucket: "bkt",
+                path: "db",
+                region: Some("us-east-1"),
+                endpoint: Some("http://localhost"),
+                path_style: true,
+            },
+            Case {
+                url: "s3://bkt.localhost:9000/db",
+                bucket: "bkt",
+                path: "db",
+                region: Some("us-east-1"),
+                endpoint: Some("http://localhost:9000"),
+                path_style: true,
+            },
+            Case {
+                url: "s3://localhost:9000/bkt/a/db",
+                bucket: "bkt",
+                path: "a/db",
+                region: Some("us-east-1"),
+                endpoint: Some("http://localhost:9000"),
+                path_style: true,
+            },
+            Case {
+                url: "s3://my.bkt.s3.us-west-002.backblazeb2.com/db",
+                bucket: "my.bkt",
+                path: "db",
+                region: Some("us-west-002"),
+                endpoint: Some("https://s3.us-west-002.backblazeb2.com"),
+                path_style: true,
+            },
+            Case {
+                url: "s3://bkt.s3.filebase.com/db",
+                bucket: "bkt",
+                path: "db",
+                region: None,
+                endpoint: Some("https://s3.filebase.com"),
+                path_style: true,
+            },
+            Case {
+                url: "s3://mybkt.nyc3.digitaloceanspaces.com/db",
+                bucket: "mybkt",
+                path: "db",
+                region: Some("nyc3"),
+                endpoint: Some("https://nyc3.digitaloceanspaces.com"),
+                path_style: true,
+            },
+            Case {
+                url: "s3://bkt.s3.fr-par.scw.cloud/db",
+                bucket: "bkt",
+                path: "db",
+                region: Some("fr-par"),
+                endpoint: Some("https://s3.fr-par.scw.cloud"),
+                path_style: true,
+            },
+            Case {
+                url: "s3://bkt.us-east-1.linodeobjects.com/db",
+                bucket: "bkt",
+                path: "db",
+                region: Some("us-east-1"),
+                endpoint: Some("https://us-east-1.linodeobjects.com"),
+                path_style: true,
+            },
+            // Litestream quirk #27, done better: AWS virtual-hosted names.
+            Case {
+                url: "s3://bkt.s3.amazonaws.com/db",
+                bucket: "bkt",
+                path: "db",
+                region: None,
+                endpoint: None,
+                path_style: false,
+            },
+            Case {
+                url: "s3://bkt.s3.eu-west-1.amazonaws.com/db",
+                bucket: "bkt",
+                path: "db",
+                region: Some("eu-west-1"),
+                endpoint: None,
+                path_style: false,
+            },
+            Case {
+                url: "s3://bkt.s3-eu-west-1.amazonaws.com/db",
+                bucket: "bkt",
+                path: "db",
+                region: Some("eu-west-1"),
+                endpoint: None,
+                path_style: false,
+            },
+            Case {
+                url: "s3://s3.eu-west-1.amazonaws.com/bkt/db",
+                bucket: "bkt",
+                path: "db",
+                region: Some("eu-west-1"),
+                endpoint: None,
+                path_style: false,
+            },
+            Case {
+                url: "s3://BKT.S3.AMAZONAWS.COM/db",
+                bucket: "BKT",
+                path: "db",
+                region: None,
+                endpoint: None,
+                path_style: false,
+            },
+        ];
+        for case in cases {
+            let c = s3(case.url);
+            assert_eq!(c.bucket, case.bucket, "{}", case.url);
+            assert_eq!(c.path, case.path, "{}", case.url);
+            assert_eq!(c.region.as_deref(), case.region, "{}", case.url);
+            assert_eq!(c.endpoint.as_deref(), case.endpoint, "{}", case.url);
+            assert_eq!(c.force_path_style, case.path_style, "{}", case.url);
+        }
+        // Hosts that only resemble a provider stay whole bucket names.
+        assert_eq!(s3("s3://example.com/db").bucket, "example.com");
+        assert_eq!(s3("s3://notlocalhost/db").bucket, "notlocalhost");
+        let err = ReplicaTarget::from_url("s3://localhost:9000/").unwrap_err();
+        assert!(err.to_string().contains("needs a bucket"), "{err}");
+    }
+
+    #[test]
+    fn other_schemes() {
+        assert_eq!(
+            ReplicaTarget::from_url("gcs://bkt/a/b").unwrap(),
+            ReplicaTarget::Gcs {
+                bucket: "bkt".into(),
+                path: "a/b".into()
+            }
+        );
+        assert_eq!(
+            ReplicaTarget::from_url("gs://bkt").unwrap(),
+            ReplicaTarget::Gcs {
+                bucket: "bkt".into(),
+                path: String::new()
+            }
+        );
+        assert_eq!(
+            ReplicaTarget::from_url("abs://acct@container/db").unwrap(),
+            ReplicaTarget::Abs {
+                account_name: Some("acct".into()),
+                account_key: None,
+                bucket: "container".into(),
+                path: "db".into(),
+                endpoint: None
+            }
+        );
+        assert_eq!(
+            ReplicaTarget::from_url("abs://acct.blob.core.windows.net/container/db").unwrap(),
+            ReplicaTarget::Abs {
+                account_name: Some("acct".into()),
+                account_key: None,
+                bucket: "container".into(),
+                path: "db".into(),
+                endpoint: Some("https://acct.blob.core.windows.net".into())
+            }
+        );
+        assert_eq!(
+            ReplicaTarget::from_url("sftp://u:p%40ss@example.com:2222/backups/db").unwrap(),
+            ReplicaTarget::Sftp {
+                host: "example.com:2222".into(),
+                user: "u".into(),
+                password: Some(Secret::new("p@ss")),
+                key_path: None,
+                path: "/backups/db".into()
+            }
+        );
+        match ReplicaTarget::from_url("sftp://u@example.com/x").unwrap() {
+            ReplicaTarget::Sftp { host, .. } => assert_eq!(host, "example.com:22"),
+            other => panic!("{other:?}"),
+        }
+        match ReplicaTarget::from_url("https://bob:pw@dav.example.com/r/db?x=1#frag").unwrap() {
+            ReplicaTarget::Http(h) => {
+                assert_eq!(h.url, "https://dav.example.com/r/db?x=1");
+                assert_eq!(h.user.as_deref(), Some("bob"));
+                assert_eq!(h.password, Some(Secret::new("pw")));
+            }
+            other => panic!("{other:?}"),
+        }
+        match ReplicaTarget::from_url("webdav://127.0.0.1:9015/r").unwrap() {
+            ReplicaTarget::Http(h) => assert_eq!(h.url, "http://127.0.0.1:9015/r"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn type_names() {
+        let names: Vec<_> = [
+            "file:///x",
+            "s3://b",
+            "http://h/",
+            "gcs://b",
+            "abs://c",
+            "sftp://u@h/",
+        ]
+        .iter()
+        .map(|u| ReplicaTarget::from_url(u).unwrap().type_name())
+        .collect();
+        assert_eq!(names, ["file", "s3", "http", "gcs", "abs", "sftp"]);
+    }
+
+    #[test]
+    fn url_errors() {
+        let err = ReplicaTarget::from_url("foo://x/y")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown replica url scheme \"foo\""), "{err}");
+        assert!(
+            err.contains("s3") && err.contains("sftp") && err.contains("webdav"),
+            "{err}"
+        );
+        let err = ReplicaTarget::from_url("/var/lib/db")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("replica url scheme required: /var/lib/db"),
+            "{err}"
+        );
+        assert!(err.contains("file:///var/lib/db"), "{err}");
+        let err = ReplicaTarget::from_url("sftp://host/x")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs a user"), "{err}");
+        let err = ReplicaTarget::from_url("s3://b/%zz")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("percent-escape"), "{err}");
+        let err = ReplicaTarget::from_url("sftp://u:hunter2@/x")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(err.contains("u:<redacted>@"), "{err}");
+    }
+
+    #[test]
+    fn redaction() {
+        assert_eq!(
+            redact_url("sftp://u:secret@h:22/p?q=1"),
+            "sftp://u:<redacted>@h:22/p?q=1"
+        );
+        assert_eq!(redact_url("s3://bkt/p"), "s3://bkt/p");
+        assert_eq!(redact_url("https://u@h/p"), "https://u@h/p");
+        assert_eq!(redact_url("/plain/path"), "/plain/path");
+    }
+}

@@ -1,0 +1,411 @@
+//! The restore's local files: the temporary database beside the output, its cleanup, the
+//! page writer, the SQLite verification and the no-clobber install. Blocking I/O; the
+//! async side calls these on tokio's blocking pool.
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use super::replay::IndexReplay;
+use crate::backend::WalSegmentInfo;
+use crate::backend::file::{create_dir_all_synced, sync_dir};
+use crate::error::{Error, Result};
+
+/// The 16 bytes every SQLite database file starts with.
+pub(crate) const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+/// Suffixes of the files SQLite may create beside a database.
+const SIDE_FILES: [&str; 3] = ["-wal", "-shm", "-journal"];
+
+/// `path` with `suffix` appended to its file name.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Removes the temporary database and any SQLite side file beside it.
+fn remove_temp_files(db: &Path) {
+    let _ = std::fs::remove_file(db);
+    for suffix in SIDE_FILES {
+        let _ = std::fs::remove_file(with_suffix(db, suffix));
+    }
+}
+
+/// Removes the temporary database (and its `-wal`/`-shm`/`-journal`) when dropped, unless
+/// disarmed: any error, panic or cancellation (the restore future dropped) leaves no
+/// temporary file behind. It never touches the output path.
+#[derive(Debug)]
+pub(crate) struct TempGuard {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl TempGuard {
+    /// The temporary database path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The temporary file is gone (installed as the output): nothing left to clean up.
+    pub(crate) fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            remove_temp_files(&self.path);
+        }
+    }
+}
+
+/// A random suffix for the temporary name.
+fn random_hex() -> String {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        // No OS randomness: the name only needs to differ from a concurrent restore's, and
+        // `create_new` refuses a collision anyway.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        b = (t ^ u64::from(std::process::id()).rotate_left(40)).to_be_bytes();
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Checks that `output` does not exist, creates its directory if needed, and creates the
+/// temporary database `.<name>.walship-restore-<random>.tmp` beside it (mode 0644 before
+/// umask, as SQLite creates databases). Returns the guard and the open file.
+pub(crate) fn create_temp(output: &Path) -> Result<(TempGuard, File)> {
+    match std::fs::symlink_metadata(output) {
+        Ok(_) => return Err(Error::OutputExists(output.to_path_buf())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("stat output", output)(e)),
+    }
+    let name = output.file_name().ok_or_else(|| {
+        Error::Config(format!("output path {} has no file name", output.display()))
+    })?;
+    let dir = output_dir(output);
+    create_dir_all_synced(&dir)?;
+    let mut tmp_name = OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".walship-restore-{}.tmp", random_hex()));
+    let path = dir.join(tmp_name);
+    let mut oo = std::fs::OpenOptions::new();
+    oo.read(true).write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut oo, 0o644);
+    let file = oo
+        .open(&path)
+        .map_err(Error::io("create temporary database", &path))?;
+    Ok((TempGuard { path, armed: true }, file))
+}
+
+/// The directory `output` goes into (`.` for a bare file name).
+fn output_dir(output: &Path) -> PathBuf {
+    match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Checks a decompressed snapshot and returns the database page size. `object` names the
+/// snapshot in errors.
+pub(crate) fn snapshot_page_size(data: &[u8], object: &str) -> Result<u32> {
+    if data.len() < 100 || &data[..16] != SQLITE_MAGIC {
+        return Err(Error::corrupt(
+            object,
+            "snapshot is not a SQLite database (bad header)",
+        ));
+    }
+    let raw = u32::from(u16::from_be_bytes([data[16], data[17]]));
+    let page_size = if raw == 1 { 65536 } else { raw };
+    if !(512..=65536).contains(&page_size) || !page_size.is_power_of_two() {
+        return Err(Error::corrupt(
+            object,
+            format!("snapshot has an invalid page size {raw}"),
+        ));
+    }
+    if !data.len().is_multiple_of(page_size as usize) {
+        return Err(Error::corrupt(
+            object,
+            format!(
+                "snapshot is {} bytes, not a whole number of {page_size}-byte pages",
+                data.len()
+            ),
+        ));
+    }
+    Ok(page_size)
+}
+
+/// An index that was fully applied.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AppliedIndex {
+    pub index: u32,
+    pub frames: u64,
+    pub wal_bytes: u64,
+    pub db_pages: Option<u32>,
+}
+
+/// Writes a snapshot and then WAL pages into the temporary database.
+#[derive(Debug)]
+pub(crate) struct DbWriter {
+    file: File,
+    path: PathBuf,
+    page_size: u32,
+    current: Option<IndexReplay>,
+    pub pages_written: u64,
+}
+
+impl DbWriter {
+    /// Writes the snapshot bytes at the start of `file` (a new, empty file).
+    pub(crate) fn with_snapshot(
+        mut file: File,
+        path: PathBuf,
+        data: &[u8],
+        page_size: u32,
+    ) -> Result<DbWriter> {
+        file.write_all(data)
+            .map_err(Error::io("write snapshot to", &path))?;
+        Ok(DbWriter {
+            file,
+            path,
+            page_size,
+            current: None,
+            pages_written: 0,
+        })
+    }
+
+    /// Validates and applies one segment (the next in the plan's order). Returns the
+    /// previous index when this segment starts a new one.
+    pub(crate) fn apply_segment(
+        &mut self,
+        seg: &WalSegmentInfo,
+        data: &[u8],
+        object: &str,
+    ) -> Result<Option<AppliedIndex>> {
+        let mut finished = None;
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|c| c.index() != seg.index)
+        {
+            finished = self.finish_index()?;
+        }
+        let page_size = self.page_size;
+        let replay = self
+            .current
+            .get_or_insert_with(|| IndexReplay::new(seg.index, page_size));
+        let pages = replay.segment(seg.offset, data, object)?;
+        let ps = page_size as usize;
+        for p in pages {
+            let pos = u64::from(p.pgno - 1) * u64::from(page_size);
+            self.file
+                .seek(SeekFrom::Start(pos))
+                .and_then(|_| self.file.write_all(&data[p.at..p.at + ps]))
+                .map_err(Error::io("write page to", &self.path))?;
+            self.pages_written += 1;
+        }
+        Ok(finished)
+    }
+
+    /// Completes the current index: the database takes the size its last commit recorded.
+    pub(crate) fn finish_index(&mut self) -> Result<Option<AppliedIndex>> {
+        let Some(r) = self.current.take() else {
+            return Ok(None);
+        };
+        if let Some(pages) = r.db_pages() {
+            self.file
+                .set_len(u64::from(pages) * u64::from(self.page_size))
+                .map_err(Error::io("set size of", &self.path))?;
+        }
+        Ok(Some(AppliedIndex {
+            index: r.index(),
+            frames: r.frames(),
+            wal_bytes: r.wal_bytes(),
+            db_pages: r.db_pages(),
+        }))
+    }
+
+    /// fsyncs and closes the file; returns its size.
+    pub(crate) fn sync(self) -> Result<u64> {
+        self.file
+            .sync_all()
+            .map_err(Error::io("fsync", &self.path))?;
+        let len = self
+            .file
+            .metadata()
+            .map_err(Error::io("stat", &self.path))?
+            .len();
+        Ok(len)
+    }
+}
+
+/// Opens the restored database with SQLite and runs `PRAGMA integrity_check`, which must
+/// answer exactly `ok`. `what` names the source in a corruption error. SQLite's `-wal` and
+/// `-shm` for the temporary file are removed afterwards, whatever the outcome (this also runs
+/// to completion when the restore was cancelled meanwhile, so it cleans up after itself).
+pub(crate) fn verify(path: &Path, what: &str) -> Result<()> {
+    let res = integrity_check(path, what);
+    for suffix in SIDE_FILES {
+        let _ = std::fs::remove_file(with_suffix(path, suffix));
+    }
+    res
+}
+
+fn integrity_check(path: &Path, what: &str) -> Result<()> {
+    use rusqlite::OpenFlags;
+    // No CREATE flag: if the file vanished (cancelled restore) this fails instead of
+    // creating an empty database.
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(Error::sqlite(format!(
+        "open restored database {}",
+        path.display()
+    )))?;
+    let mut rows: Vec<String> = Vec::new();
+    {
+        let mut stmt = conn
+            .prepare("PRAGMA integrity_check(20)")
+            .map_err(|e| integrity_error(what, e))?;
+        let mut q = stmt.query([]).map_err(|e| integrity_error(what, e))?;
+        while let Some(row) = q.next().map_err(|e| integrity_error(what, e))? {
+            rows.push(
+                row.get::<_, String>(0)
+                    .map_err(|e| integrity_error(what, e))?,
+            );
+        }
+    }
+    conn.close().map_err(|(_, e)| {
+        Error::sqlite(format!("close restored database {}", path.display()))(e)
+    })?;
+    if rows.len() == 1 && rows[0] == "ok" {
+        return Ok(());
+    }
+    Err(Error::corrupt(
+        what,
+        format!(
+            "restored database fails integrity_check: {}",
+            rows.join("; ")
+        ),
+    ))
+}
+
+/// SQLite refusing to read the restored file at all is corruption of what was restored.
+fn integrity_error(what: &str, e: rusqlite::Error) -> Error {
+    Error::corrupt(
+        what,
+        format!("restored database fails integrity_check: {e}"),
+    )
+}
+
+/// Moves the verified temporary database to `output` without ever replacing a file that
+/// appeared there meanwhile, then fsyncs the directory.
+///
+/// `hard_link` is the no-clobber primitive: it fails with `AlreadyExists` if `output`
+/// exists, atomically, on every POSIX file system (std has no `renameat2(RENAME_NOREPLACE)`,
+/// and check-then-rename leaves a window in which a concurrent writer's file would be
+/// replaced). The temporary name is then unlinked, leaving the inode under `output` only.
+/// Where hard links are not supported (some FUSE, SMB and FAT mounts) it falls back to
+/// check-then-rename, whose window is the few microseconds between the two calls.
+pub(crate) fn install(tmp: &Path, output: &Path) -> Result<()> {
+    let dir = output_dir(output);
+    match std::fs::hard_link(tmp, output) {
+        Ok(()) => {
+            if let Err(e) = std::fs::remove_file(tmp) {
+                tracing::warn!(path = %tmp.display(), error = %e, "cannot remove temporary restore file");
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::OutputExists(output.to_path_buf()));
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "hard link not available, renaming after an existence check");
+            if std::fs::symlink_metadata(output).is_ok() {
+                return Err(Error::OutputExists(output.to_path_buf()));
+            }
+            std::fs::rename(tmp, output)
+                .map_err(Error::io("rename restored database to", output))?;
+        }
+    }
+    if let Err(e) = sync_dir(&dir) {
+        // The database is complete at `output` but its name may not survive a crash:
+        // report the failure and leave nothing half-done behind.
+        let _ = std::fs::remove_file(output);
+        return Err(e);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_file_is_beside_output_and_cleaned_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("sub").join("app.db");
+        let (guard, _f) = create_temp(&out).unwrap();
+        let name = guard
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            name.starts_with(".app.db.walship-restore-") && name.ends_with(".tmp"),
+            "{name}"
+        );
+        assert_eq!(guard.path().parent(), out.parent());
+        std::fs::write(with_suffix(guard.path(), "-wal"), b"x").unwrap();
+        std::fs::write(with_suffix(guard.path(), "-shm"), b"x").unwrap();
+        drop(guard);
+        assert_eq!(std::fs::read_dir(out.parent().unwrap()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn output_must_not_exist_and_install_does_not_clobber() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("app.db");
+        std::fs::write(&out, b"mine").unwrap();
+        assert!(matches!(create_temp(&out), Err(Error::OutputExists(_))));
+
+        let out2 = dir.path().join("b.db");
+        let (mut guard, _f) = create_temp(&out2).unwrap();
+        std::fs::write(guard.path(), b"restored").unwrap();
+        // Someone creates the output while the restore runs.
+        std::fs::write(&out2, b"theirs").unwrap();
+        assert!(matches!(
+            install(guard.path(), &out2),
+            Err(Error::OutputExists(_))
+        ));
+        assert_eq!(std::fs::read(&out2).unwrap(), b"theirs");
+        std::fs::remove_file(&out2).unwrap();
+        install(guard.path(), &out2).unwrap();
+        guard.disarm();
+        assert_eq!(std::fs::read(&out2).unwrap(), b"restored");
+        assert!(!guard.path().exists());
+    }
+
+    #[test]
+    fn snapshot_header_checks() {
+        let mut db = vec![0u8; 4096];
+        db[..16].copy_from_slice(SQLITE_MAGIC);
+        db[16..18].copy_from_slice(&4096u16.to_be_bytes());
+        assert_eq!(snapshot_page_size(&db, "s").unwrap(), 4096);
+        let mut big = vec![0u8; 65536];
+        big[..16].copy_from_slice(SQLITE_MAGIC);
+        big[16..18].copy_from_slice(&1u16.to_be_bytes());
+        assert_eq!(snapshot_page_size(&big, "s").unwrap(), 65536);
+        let err = snapshot_page_size(&db[..4000], "snap").unwrap_err();
+        assert!(err.to_string().contains("snap"), "{err}");
+        db[16..18].copy_from_slice(&1000u16.to_be_bytes());
+        assert!(snapshot_page_size(&db, "s").is_err());
+        assert!(snapshot_page_size(b"not a database at all", "s").is_err());
+    }
+}
