@@ -40,6 +40,11 @@ fn main() -> ExitCode {
     let args = cli::normalize_args(std::env::args());
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
+        Err(e) if e.kind() == clap::error::ErrorKind::InvalidSubcommand => {
+            let cmd = std::env::args().nth(1).unwrap_or_default();
+            eprintln!("walship {cmd}: unknown command (try 'walship --help')");
+            return ExitCode::from(1);
+        }
         Err(e) => {
             let _ = e.print();
             return if e.use_stderr() {

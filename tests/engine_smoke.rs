@@ -83,10 +83,8 @@ async fn engine_ships_writes_and_checkpoints() {
     );
 
     // The real Litestream restores what we wrote.
-    let Ok(out) = std::process::Command::new("litestream")
-        .arg("version")
-        .output()
-    else {
+    let ls = std::env::var_os("LITESTREAM_BIN").unwrap_or_else(|| "litestream".into());
+    let Ok(out) = std::process::Command::new(&ls).arg("version").output() else {
         assert!(
             std::env::var_os("CI").is_none(),
             "litestream binary missing in CI"
@@ -96,7 +94,7 @@ async fn engine_ships_writes_and_checkpoints() {
     };
     assert!(String::from_utf8_lossy(&out.stdout).contains("v0.3.13"));
     let restored = dir.path().join("restored.db");
-    let out = std::process::Command::new("litestream")
+    let out = std::process::Command::new(&ls)
         .arg("restore")
         .arg("-o")
         .arg(&restored)

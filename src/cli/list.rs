@@ -107,7 +107,7 @@ fn required(args: &ListArgs, what: &str) -> Result<String> {
 /// `walship snapshots`.
 pub async fn snapshots(args: ListArgs) -> Result<()> {
     let arg = required(&args, "database path required")?;
-    let t = resolve_target(&arg, &args.config, args.replica.as_deref())?;
+    let t = resolve_target(&arg, &args.config, args.replica.as_deref(), false)?;
     let mut rows = vec![
         vec!["replica", "generation", "index", "size", "created"]
             .into_iter()
@@ -141,7 +141,7 @@ pub async fn snapshots(args: ListArgs) -> Result<()> {
 /// `walship wal`.
 pub async fn wal(args: WalArgs) -> Result<()> {
     let arg = required(&args.list, "database path required")?;
-    let t = resolve_target(&arg, &args.list.config, args.list.replica.as_deref())?;
+    let t = resolve_target(&arg, &args.list.config, args.list.replica.as_deref(), false)?;
     let mut rows = vec![
         vec![
             "replica",
@@ -186,7 +186,7 @@ pub async fn wal(args: WalArgs) -> Result<()> {
 /// `walship generations`.
 pub async fn generations(args: ListArgs) -> Result<()> {
     let arg = required(&args, "database path or replica URL required")?;
-    let t = resolve_target(&arg, &args.config, args.replica.as_deref())?;
+    let t = resolve_target(&arg, &args.config, args.replica.as_deref(), false)?;
     // Lag is measured from the database's last change in config mode, from now otherwise.
     let reference = match &t.db_path {
         Some(p) => {
@@ -239,8 +239,11 @@ pub async fn generations(args: ListArgs) -> Result<()> {
 }
 
 /// `walship databases`.
-pub fn databases(args: ConfigArgs) -> Result<()> {
-    let loaded = args.load()?;
+pub fn databases(args: super::DatabasesArgs) -> Result<()> {
+    if !args.extra.is_empty() {
+        anyhow::bail!("too many arguments");
+    }
+    let loaded = args.config.load()?;
     let mut rows = vec![vec!["path".to_string(), "replicas".to_string()]];
     for db in &loaded.config.dbs {
         rows.push(vec![

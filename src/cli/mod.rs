@@ -37,9 +37,19 @@ pub enum Command {
     /// List the WAL segments of a database or replica.
     Wal(list::WalArgs),
     /// List the databases in the config file.
-    Databases(ConfigArgs),
+    Databases(DatabasesArgs),
     /// Print the version.
     Version,
+}
+
+/// Arguments of `databases`.
+#[derive(Debug, Args)]
+pub struct DatabasesArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Rejected with Litestream's message.
+    #[arg(hide = true)]
+    pub extra: Vec<String>,
 }
 
 /// `-config` and `-no-expand-env`, shared by every command that reads a config.
@@ -75,7 +85,7 @@ pub fn logging_config(command: &Command) -> Option<config::LoggingConfig> {
         Command::Restore(a) if a.config.config.is_some() => &a.config,
         Command::Snapshots(a) | Command::Generations(a) if a.config.config.is_some() => &a.config,
         Command::Wal(a) if a.list.config.config.is_some() => &a.list.config,
-        Command::Databases(a) => a,
+        Command::Databases(a) => &a.config,
         _ => return None,
     };
     let path = args
@@ -118,6 +128,13 @@ pub fn normalize_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
             out.push(a);
             continue;
         }
+        // Go also takes `--o=x` for the one-letter flag.
+        if let Some(body) = a.strip_prefix("--")
+            && body.split('=').next().is_some_and(|n| n.len() == 1)
+        {
+            out.push(format!("-{body}"));
+            continue;
+        }
         if let Some(body) = a.strip_prefix('-').filter(|b| !b.starts_with('-')) {
             let name = body.split('=').next().unwrap_or("");
             if LONG_FLAGS.contains(&name) {
@@ -145,12 +162,26 @@ pub struct Target {
 
 /// Resolves a positional `DB_PATH` or `REPLICA_URL` (or a bare replica directory, when no
 /// `-config` was given) into replicas, keeping only `-replica NAME` if given.
-pub fn resolve_target(arg: &str, cfg: &ConfigArgs, replica: Option<&str>) -> Result<Target> {
+///
+/// With `filter_only` (restore), an unknown `-replica` leaves no replicas (and restore then
+/// finds no backups, as Litestream's does) instead of being an error.
+pub fn resolve_target(
+    arg: &str,
+    cfg: &ConfigArgs,
+    replica: Option<&str>,
+    filter_only: bool,
+) -> Result<Target> {
     let from_url = |target: ReplicaTarget| -> Result<Target> {
         let name = target.type_name().to_string();
         if let Some(r) = replica
             && r != name
         {
+            if filter_only {
+                return Ok(Target {
+                    db_path: None,
+                    replicas: Vec::new(),
+                });
+            }
             bail!(
                 "replica {r:?} not found for {arg:?} (a replica URL names one replica, called {name:?})"
             );
@@ -194,6 +225,7 @@ pub fn resolve_target(arg: &str, cfg: &ConfigArgs, replica: Option<&str>) -> Res
     }
     if let Some(r) = replica
         && replicas.is_empty()
+        && !filter_only
     {
         bail!(
             "replica {r:?} not found for database {:?}",

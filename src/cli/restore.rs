@@ -78,7 +78,7 @@ pub async fn run(args: RestoreArgs) -> Result<()> {
         bail!("cannot specify index & timestamp to restore");
     }
     let timestamp = args.timestamp.as_deref().map(parse_timestamp).transpose()?;
-    let target = resolve_target(&arg, &args.config, args.replica.as_deref())?;
+    let target = resolve_target(&arg, &args.config, args.replica.as_deref(), true)?;
     let output = match (&args.output, &target.db_path) {
         (Some(o), _) => o.clone(),
         (None, Some(db)) => db.clone(),
