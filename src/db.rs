@@ -405,8 +405,10 @@ impl Db {
         remove_tmp_files(&self.meta_dir);
         inner.shadow = None;
         let gen_file = self.meta_dir.join("generation");
-        let text = match std::fs::read_to_string(&gen_file) {
-            Ok(t) => t,
+        // Bytes, not a String: a damaged file with non-UTF-8 garbage must start a new
+        // generation like any other damage, not fail every sync.
+        let text = match std::fs::read(&gen_file) {
+            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(Error::io("read", &gen_file)(e)),
         };
