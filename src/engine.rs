@@ -15,6 +15,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::backend::ReplicaClient;
 use crate::backend::file::FileClient;
+use crate::backend::object::ObjectClient;
 use crate::config::{Config, DbConfig, ReplicaTarget};
 use crate::db::{Db, DbOptions};
 use crate::error::{Error, Result};
@@ -37,8 +38,10 @@ pub struct Engine {
 pub fn client_for(target: &ReplicaTarget) -> Result<Arc<dyn ReplicaClient>> {
     match target {
         ReplicaTarget::File { path } => Ok(Arc::new(FileClient::new(path.clone()))),
+        ReplicaTarget::S3(c) => Ok(Arc::new(ObjectClient::s3(c)?)),
+        ReplicaTarget::Http(c) => Ok(Arc::new(ObjectClient::http(c)?)),
         other => Err(Error::Config(format!(
-            "{} replicas are not supported by this walship build yet; use a file replica (type: file)",
+            "{} replicas are not supported by this walship build yet; use a file, s3 or http replica",
             other.type_name()
         ))),
     }

@@ -16,6 +16,7 @@ use crate::layout;
 use crate::pos::Generation;
 
 pub mod file;
+pub mod object;
 
 /// One entry of a directory listing.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,720 @@
+//! S3 and HTTP replicas.
+//!
+//! - S3 (and S3-compatible stores) through `object_store`'s AWS store.
+//! - HTTP through `object_store`'s HTTP store, which speaks WebDAV (PUT, GET, DELETE,
+//!   PROPFIND): read and write.
+//! - A plain static HTTP server (`python3 -m http.server`, nginx `autoindex on`) answers
+//!   PROPFIND with 405/501; the HTTP client then reads directory index pages instead
+//!   (read-only: restore and listings). Names read from a listing are returned as they are;
+//!   every caller parses them with [`crate::layout`], which accepts only the fixed-width
+//!   hex names of the layout, so a hostile server cannot point walship elsewhere.
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path as ObjPath;
+use object_store::{
+    ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart,
+};
+
+use super::{ObjectInfo, ReplicaClient};
+use crate::config::{HttpConfig, S3Config};
+use crate::error::{Error, Result};
+
+/// Objects larger than this are uploaded in parts.
+const MULTIPART_THRESHOLD: usize = 64 << 20;
+/// Part size of multipart uploads.
+const PART_SIZE: usize = 16 << 20;
+/// Largest directory index page read from a static server.
+const MAX_INDEX_PAGE: usize = 16 << 20;
+
+fn retry_config() -> RetryConfig {
+    // walship's replica loop retries with its own backoff and never advances past what the
+    // store confirmed, so each request gives up after a few quick tries instead of
+    // object_store's default of ten over three minutes.
+    RetryConfig {
+        max_retries: 3,
+        retry_timeout: Duration::from_secs(30),
+        ..Default::default()
+    }
+}
+
+fn client_options(skip_verify: bool, allow_http: bool) -> ClientOptions {
+    ClientOptions::new()
+        .with_allow_http(allow_http)
+        .with_allow_invalid_certificates(skip_verify)
+        .with_connect_timeout(Duration::from_secs(10))
+        // Snapshots can be large; the timeout bounds a whole request.
+        .with_timeout(Duration::from_secs(600))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    S3,
+    Http,
+}
+
+const MODE_UNKNOWN: u8 = 0;
+const MODE_WEBDAV: u8 = 1;
+const MODE_STATIC: u8 = 2;
+
+/// A replica in an object store (S3) or on an HTTP server (WebDAV, or a static server).
+pub struct ObjectClient {
+    kind: Kind,
+    store: Arc<dyn ObjectStore>,
+    /// Key prefix inside the bucket / below the URL (no leading or trailing `/`).
+    prefix: String,
+    location: String,
+    /// HTTP only: base URL ending in `/`, and a plain client for static servers.
+    base_url: String,
+    http: Option<reqwest::Client>,
+    mode: AtomicU8,
+    /// HTTP only: the collections of the base URL exist (created with MKCOL once).
+    base_ready: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for ObjectClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectClient")
+            .field("kind", &self.kind)
+            .field("location", &self.location)
+            .finish()
+    }
+}
+
+fn env_nonempty(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl ObjectClient {
+    /// An S3 client for `cfg`. Credentials: the config's keys, else `AWS_ACCESS_KEY_ID` /
+    /// `AWS_SECRET_ACCESS_KEY` (or Litestream's `LITESTREAM_ACCESS_KEY_ID` /
+    /// `LITESTREAM_SECRET_ACCESS_KEY`), else the AWS default chain object_store supports.
+    pub fn s3(cfg: &S3Config) -> Result<ObjectClient> {
+        let mut b = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(&cfg.bucket);
+        let region = cfg
+            .region
+            .clone()
+            .or_else(|| env_nonempty("AWS_REGION"))
+            .or_else(|| env_nonempty("AWS_DEFAULT_REGION"))
+            .unwrap_or_else(|| "us-east-1".to_string());
+        b = b.with_region(region);
+        let mut allow_http = false;
+        if let Some(ep) = &cfg.endpoint {
+            let ep = if ep.contains("://") {
+                ep.clone()
+            } else {
+                format!("https://{ep}")
+            };
+            allow_http = ep.starts_with("http://");
+            b = b.with_endpoint(ep);
+        }
+        b = b.with_virtual_hosted_style_request(!cfg.force_path_style);
+        let key = cfg
+            .access_key_id
+            .clone()
+            .or_else(|| env_nonempty("AWS_ACCESS_KEY_ID"))
+            .or_else(|| env_nonempty("LITESTREAM_ACCESS_KEY_ID"));
+        let secret = cfg
+            .secret_access_key
+            .as_ref()
+            .map(|s| s.expose().to_string())
+            .or_else(|| env_nonempty("AWS_SECRET_ACCESS_KEY"))
+            .or_else(|| env_nonempty("LITESTREAM_SECRET_ACCESS_KEY"));
+        if let Some(k) = key {
+            b = b.with_access_key_id(k);
+        }
+        if let Some(s) = secret {
+            b = b.with_secret_access_key(s);
+        }
+        b = b
+            .with_retry(retry_config())
+            .with_client_options(client_options(cfg.skip_verify, allow_http));
+        let store = b.build().map_err(|e| {
+            Error::Config(format!("s3 replica s3://{}/{}: {e}", cfg.bucket, cfg.path))
+        })?;
+        let prefix = cfg
+            .path
+            .trim_matches('/')
+            .trim_start_matches("./")
+            .to_string();
+        let prefix = if prefix == "." { String::new() } else { prefix };
+        Ok(ObjectClient {
+            kind: Kind::S3,
+            store: Arc::new(store),
+            location: format!("s3://{}/{}", cfg.bucket, prefix),
+            prefix,
+            base_url: String::new(),
+            http: None,
+            mode: AtomicU8::new(MODE_WEBDAV),
+            base_ready: std::sync::atomic::AtomicBool::new(true),
+        })
+    }
+
+    /// An HTTP client for `cfg`: WebDAV when the server speaks it, else a read-only reader
+    /// of a static server's directory index pages.
+    pub fn http(cfg: &HttpConfig) -> Result<ObjectClient> {
+        let url = cfg.url.trim_end_matches('/').to_string();
+        let base_url = format!("{url}/");
+        let mut headers = reqwest::header::HeaderMap::new();
+        let auth = match (&cfg.bearer_token, &cfg.user) {
+            (Some(t), _) => Some(format!("Bearer {}", t.expose())),
+            (None, Some(u)) => {
+                use base64::Engine as _;
+                let pw = cfg.password.as_ref().map(|p| p.expose()).unwrap_or("");
+                Some(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(format!("{u}:{pw}"))
+                ))
+            }
+            _ => None,
+        };
+        if let Some(a) = auth {
+            let mut v = reqwest::header::HeaderValue::from_str(&a).map_err(|_| {
+                Error::Config(
+                    "http replica: credentials contain characters not allowed in a header".into(),
+                )
+            })?;
+            v.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
+        let allow_http = base_url.starts_with("http://");
+        let opts =
+            client_options(cfg.skip_verify, allow_http).with_default_headers(headers.clone());
+        let store = object_store::http::HttpBuilder::new()
+            .with_url(&url)
+            .with_retry(retry_config())
+            .with_client_options(opts)
+            .build()
+            .map_err(|e| Error::Config(format!("http replica {url}: {e}")))?;
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .danger_accept_invalid_certs(cfg.skip_verify)
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(600))
+            .build()
+            .map_err(|e| Error::Config(format!("http replica {url}: {e}")))?;
+        Ok(ObjectClient {
+            kind: Kind::Http,
+            store: Arc::new(store),
+            prefix: String::new(),
+            location: url,
+            base_url,
+            http: Some(http),
+            mode: AtomicU8::new(MODE_UNKNOWN),
+            base_ready: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    fn key(&self, rel: &str) -> Result<ObjPath> {
+        if rel.starts_with('/') || rel.split('/').any(|c| c == ".." || c == ".") {
+            return Err(Error::corrupt(rel, "path escapes the replica root"));
+        }
+        let full = if self.prefix.is_empty() {
+            rel.to_string()
+        } else if rel.is_empty() {
+            self.prefix.clone()
+        } else {
+            format!("{}/{rel}", self.prefix)
+        };
+        ObjPath::parse(&full).map_err(|e| Error::corrupt(rel, e.to_string()))
+    }
+
+    fn err(&self, what: &str, rel: &str, e: object_store::Error) -> Error {
+        match e {
+            object_store::Error::NotFound { .. } => {
+                Error::NotFound(format!("{}/{rel}", self.location))
+            }
+            e => Error::Backend {
+                backend: self.type_name().into(),
+                message: format!("{what} {}/{rel}: {e}", self.location),
+            },
+        }
+    }
+
+    /// Decides once whether the HTTP server speaks WebDAV (PROPFIND) or is a static server.
+    async fn http_mode(&self) -> Result<u8> {
+        let m = self.mode.load(Ordering::Relaxed);
+        if m != MODE_UNKNOWN {
+            return Ok(m);
+        }
+        let http = self
+            .http
+            .as_ref()
+            .ok_or_else(|| Error::Config("internal: no http client".into()))?;
+        let method =
+            reqwest::Method::from_bytes(b"PROPFIND").map_err(|e| Error::Config(e.to_string()))?;
+        let resp = http
+            .request(method, &self.base_url)
+            .header("Depth", "0")
+            .send()
+            .await
+            .map_err(|e| self.http_err("probe", "", e))?;
+        let s = resp.status().as_u16();
+        let mode = match s {
+            207 | 200 => MODE_WEBDAV,
+            // A WebDAV server with no replica there yet.
+            404 | 409 => MODE_WEBDAV,
+            400 | 403 | 405 | 501 => MODE_STATIC,
+            401 => {
+                return Err(Error::Backend {
+                    backend: "http".into(),
+                    message: format!(
+                        "{}: 401 unauthorized: check the replica's user/password or bearer token",
+                        self.location
+                    ),
+                });
+            }
+            other => {
+                return Err(Error::Backend {
+                    backend: "http".into(),
+                    message: format!("{}: unexpected answer {other} to PROPFIND", self.location),
+                });
+            }
+        };
+        if mode == MODE_STATIC {
+            tracing::debug!(location = %self.location, status = s, "http replica is a static server: read-only, listing index pages");
+        }
+        self.mode.store(mode, Ordering::Relaxed);
+        Ok(mode)
+    }
+
+    fn http_err(&self, what: &str, rel: &str, e: reqwest::Error) -> Error {
+        Error::Backend {
+            backend: "http".into(),
+            // reqwest's Display names the URL, never the Authorization header.
+            message: format!("{what} {}/{rel}: {e}", self.location),
+        }
+    }
+
+    async fn static_list(&self, dir: &str) -> Result<Vec<ObjectInfo>> {
+        let http = self
+            .http
+            .as_ref()
+            .ok_or_else(|| Error::Config("internal: no http client".into()))?;
+        let dir = dir.trim_matches('/');
+        let url = if dir.is_empty() {
+            self.base_url.clone()
+        } else {
+            format!("{}{dir}/", self.base_url)
+        };
+        let resp = http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| self.http_err("list", dir, e))?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(Vec::new());
+        }
+        if !resp.status().is_success() {
+            return Err(Error::Backend {
+                backend: "http".into(),
+                message: format!("list {url}: status {}", resp.status()),
+            });
+        }
+        let body = read_limited(resp, MAX_INDEX_PAGE)
+            .await
+            .map_err(|e| match e {
+                Some(e) => self.http_err("list", dir, e),
+                None => Error::corrupt(
+                    url.clone(),
+                    format!("directory index larger than {MAX_INDEX_PAGE} bytes"),
+                ),
+            })?;
+        let text = String::from_utf8_lossy(&body);
+        let mut names: Vec<(String, bool)> = parse_index(&text);
+        names.sort();
+        names.dedup();
+        // Sizes and times of files come from HEAD (Content-Length, Last-Modified), as a
+        // plain index page may not carry them.
+        let heads = futures::stream::iter(names.into_iter().map(|(name, is_dir)| {
+            let url = format!("{url}{}", percent_encode(&name));
+            async move {
+                if is_dir {
+                    return Ok::<_, Error>(Some(ObjectInfo {
+                        name,
+                        size: 0,
+                        modified: SystemTime::UNIX_EPOCH,
+                        is_dir: true,
+                    }));
+                }
+                let r = http
+                    .head(&url)
+                    .send()
+                    .await
+                    .map_err(|e| self.http_err("head", &name, e))?;
+                if r.status() == reqwest::StatusCode::NOT_FOUND {
+                    return Ok(None);
+                }
+                if !r.status().is_success() {
+                    return Err(Error::Backend {
+                        backend: "http".into(),
+                        message: format!("head {url}: status {}", r.status()),
+                    });
+                }
+                let size = r
+                    .headers()
+                    .get(reqwest::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let modified = r
+                    .headers()
+                    .get(reqwest::header::LAST_MODIFIED)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| httpdate::parse_http_date(v).ok())
+                    .unwrap_or(SystemTime::UNIX_EPOCH);
+                Ok(Some(ObjectInfo {
+                    name,
+                    size,
+                    modified,
+                    is_dir: false,
+                }))
+            }
+        }))
+        .buffered(16)
+        .try_collect::<Vec<_>>()
+        .await?;
+        let mut out: Vec<ObjectInfo> = heads.into_iter().flatten().collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    async fn static_get(&self, rel: &str) -> Result<Bytes> {
+        let http = self
+            .http
+            .as_ref()
+            .ok_or_else(|| Error::Config("internal: no http client".into()))?;
+        let url = format!(
+            "{}{}",
+            self.base_url,
+            rel.split('/')
+                .map(percent_encode)
+                .collect::<Vec<_>>()
+                .join("/")
+        );
+        let resp = http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| self.http_err("get", rel, e))?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Err(Error::NotFound(url));
+        }
+        if !resp.status().is_success() {
+            return Err(Error::Backend {
+                backend: "http".into(),
+                message: format!("get {url}: status {}", resp.status()),
+            });
+        }
+        resp.bytes().await.map_err(|e| self.http_err("get", rel, e))
+    }
+
+    /// Creates the WebDAV collections of the base URL's path (`/backups/app/` needs
+    /// `/backups/` and `/backups/app/`): object_store's HTTP store creates the collections
+    /// below its base URL on demand, but not the base itself.
+    async fn ensure_base(&self) -> Result<()> {
+        if self.base_ready.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let http = self
+            .http
+            .as_ref()
+            .ok_or_else(|| Error::Config("internal: no http client".into()))?;
+        let url = reqwest::Url::parse(&self.base_url)
+            .map_err(|e| Error::Config(format!("http replica {}: {e}", self.location)))?;
+        let segments: Vec<String> = url
+            .path_segments()
+            .map(|s| s.filter(|x| !x.is_empty()).map(str::to_owned).collect())
+            .unwrap_or_default();
+        let method =
+            reqwest::Method::from_bytes(b"MKCOL").map_err(|e| Error::Config(e.to_string()))?;
+        let mut path = String::new();
+        for seg in segments {
+            path.push('/');
+            path.push_str(&seg);
+            let mut u = url.clone();
+            u.set_path(&format!("{path}/"));
+            let r = http
+                .request(method.clone(), u.clone())
+                .send()
+                .await
+                .map_err(|e| self.http_err("mkcol", "", e))?;
+            // 201 created; 405 (or 301 on some servers) already exists.
+            let st = r.status().as_u16();
+            if !(st == 201 || st == 405 || st == 301 || st == 200) {
+                return Err(Error::Backend {
+                    backend: "http".into(),
+                    message: format!("create collection {u}: status {st}"),
+                });
+            }
+        }
+        self.base_ready.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn read_only(&self) -> Error {
+        Error::Config(format!(
+            "{} is a plain static HTTP server (no WebDAV): it can be restored from and listed, not written to; replicate to a WebDAV server or a file replica",
+            self.location
+        ))
+    }
+}
+
+/// Reads a response body, refusing more than `limit` bytes (`Err(None)` when over).
+async fn read_limited(
+    resp: reqwest::Response,
+    limit: usize,
+) -> std::result::Result<Vec<u8>, Option<reqwest::Error>> {
+    let mut out = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(Some)?;
+        if out.len() + chunk.len() > limit {
+            return Err(None);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// Names in a directory index page: every `href="..."` that names a direct child
+/// (`name` or `name/`), percent-decoded; parent links, queries, absolute URLs and anything
+/// with a `/` inside are skipped. Works for python's http.server and nginx's autoindex.
+pub fn parse_index(html: &str) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    let mut rest = html;
+    while let Some(i) = rest.find("href=\"") {
+        rest = &rest[i + 6..];
+        let Some(end) = rest.find('"') else { break };
+        let raw = &rest[..end];
+        rest = &rest[end..];
+        if raw.starts_with('?')
+            || raw.starts_with('#')
+            || raw.contains("://")
+            || raw.starts_with('/')
+        {
+            continue;
+        }
+        let decoded = percent_decode(raw);
+        let (name, is_dir) = match decoded.strip_suffix('/') {
+            Some(n) => (n.to_string(), true),
+            None => (decoded, false),
+        };
+        if name.is_empty()
+            || name == "."
+            || name == ".."
+            || name.contains('/')
+            || name.contains('\\')
+        {
+            continue;
+        }
+        out.push((name, is_dir));
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && let Some(v) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.bytes() {
+        if c.is_ascii_alphanumeric() || b"-._~".contains(&c) {
+            out.push(c as char);
+        } else {
+            out.push_str(&format!("%{c:02X}"));
+        }
+    }
+    out
+}
+
+#[async_trait]
+impl ReplicaClient for ObjectClient {
+    fn type_name(&self) -> &'static str {
+        match self.kind {
+            Kind::S3 => "s3",
+            Kind::Http => "http",
+        }
+    }
+
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    async fn list(&self, dir: &str) -> Result<Vec<ObjectInfo>> {
+        if self.kind == Kind::Http && self.http_mode().await? == MODE_STATIC {
+            return self.static_list(dir).await;
+        }
+        let prefix = self.key(dir)?;
+        let prefix_opt = if prefix.as_ref().is_empty() {
+            None
+        } else {
+            Some(&prefix)
+        };
+        let res = match self.store.list_with_delimiter(prefix_opt).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(self.err("list", dir, e)),
+        };
+        let mut out = Vec::new();
+        for p in res.common_prefixes {
+            if let Some(name) = p.filename() {
+                out.push(ObjectInfo {
+                    name: name.to_string(),
+                    size: 0,
+                    modified: SystemTime::UNIX_EPOCH,
+                    is_dir: true,
+                });
+            }
+        }
+        for o in res.objects {
+            if let Some(name) = o.location.filename() {
+                // WebDAV servers may list the directory itself.
+                if o.location == prefix {
+                    continue;
+                }
+                out.push(ObjectInfo {
+                    name: name.to_string(),
+                    size: o.size,
+                    modified: SystemTime::from(o.last_modified),
+                    is_dir: false,
+                });
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out.dedup_by(|a, b| a.name == b.name);
+        Ok(out)
+    }
+
+    async fn get(&self, path: &str) -> Result<Bytes> {
+        if self.kind == Kind::Http && self.http_mode().await? == MODE_STATIC {
+            return self.static_get(path).await;
+        }
+        let key = self.key(path)?;
+        let r = self
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| self.err("get", path, e))?;
+        r.bytes().await.map_err(|e| self.err("get", path, e))
+    }
+
+    async fn put(&self, path: &str, data: Bytes) -> Result<ObjectInfo> {
+        if self.kind == Kind::Http {
+            if self.http_mode().await? == MODE_STATIC {
+                return Err(self.read_only());
+            }
+            self.ensure_base().await?;
+        }
+        let key = self.key(path)?;
+        let size = data.len() as u64;
+        if data.len() > MULTIPART_THRESHOLD && self.kind == Kind::S3 {
+            let upload = self
+                .store
+                .put_multipart(&key)
+                .await
+                .map_err(|e| self.err("put", path, e))?;
+            let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+            w.put(data);
+            w.finish().await.map_err(|e| self.err("put", path, e))?;
+        } else {
+            self.store
+                .put(&key, PutPayload::from_bytes(data))
+                .await
+                .map_err(|e| self.err("put", path, e))?;
+        }
+        Ok(ObjectInfo {
+            name: key.filename().unwrap_or_default().to_string(),
+            size,
+            modified: SystemTime::now(),
+            is_dir: false,
+        })
+    }
+
+    async fn delete(&self, path: &str) -> Result<()> {
+        if self.kind == Kind::Http && self.http_mode().await? == MODE_STATIC {
+            return Err(self.read_only());
+        }
+        let key = self.key(path)?;
+        match self.store.delete(&key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err("delete", path, e)),
+        }
+    }
+
+    async fn delete_all(&self, dir: &str) -> Result<()> {
+        if self.kind == Kind::Http && self.http_mode().await? == MODE_STATIC {
+            return Err(self.read_only());
+        }
+        let prefix = self.key(dir)?;
+        let keys: Vec<ObjPath> = match self
+            .store
+            .list(Some(&prefix))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+        {
+            Ok(k) => k,
+            Err(object_store::Error::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(self.err("list", dir, e)),
+        };
+        let stream = futures::stream::iter(keys.into_iter().map(Ok)).boxed();
+        let mut deleted = self.store.delete_stream(stream);
+        while let Some(r) = deleted.next().await {
+            match r {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.err("delete", dir, e)),
+            }
+        }
+        if self.kind == Kind::Http {
+            // Remove the now-empty collection too (ignore servers that refuse).
+            let _ = self.store.delete(&prefix).await;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_pages_of_python_and_nginx() {
+        let py = r#"<ul><li><a href="generations/">generations/</a></li><li><a href="a%20b.txt">a b.txt</a></li>
+            <li><a href="../">../</a></li><li><a href="?C=M">sort</a></li><li><a href="http://evil/x">x</a></li>
+            <li><a href="/etc/passwd">p</a></li><li><a href="..%2F..%2Fetc">t</a></li></ul>"#;
+        assert_eq!(
+            parse_index(py),
+            vec![
+                ("generations".to_string(), true),
+                ("a b.txt".to_string(), false)
+            ]
+        );
+        let nginx = "<pre><a href=\"../\">../</a>\n<a href=\"00000000_00000000.wal.lz4\">00000000_00000000.wal.lz4</a>   21-Nov-2026 23:15  470\n</pre>";
+        assert_eq!(
+            parse_index(nginx),
+            vec![("00000000_00000000.wal.lz4".to_string(), false)]
+        );
+    }
+}
