@@ -229,10 +229,11 @@ async fn monitor(db: Arc<Db>, waker: Arc<Notify>, mut stop: watch::Receiver<bool
             }
             Ok(Err(e)) => {
                 let msg = e.to_string();
-                if last_error.as_deref() != Some(msg.as_str()) {
+                let shape = crate::replica::error_shape(&msg);
+                if last_error.as_deref() != Some(shape.as_str()) {
                     error!(db = %db.path().display(), error = %msg, "monitor error");
                 }
-                last_error = Some(msg);
+                last_error = Some(shape);
             }
             Err(e) => error!(db = %db.path().display(), error = %e, "sync task failed"),
         }

@@ -258,13 +258,15 @@ impl Replica {
                 Err(e) => {
                     failures = failures.saturating_add(1);
                     let msg = e.to_string();
-                    // Log a persistent error once, not once per retry.
-                    if last_error.as_deref() != Some(msg.as_str()) {
+                    // Log a persistent error once, not once per retry. Messages carry
+                    // timings and counters ("in 366µs"), so compare them without digits.
+                    let shape = error_shape(&msg);
+                    if last_error.as_deref() != Some(shape.as_str()) {
                         error!(db = %self.db.path().display(), replica = %self.opts.name, error = %msg, "replica sync failed; retrying");
                     } else {
                         debug!(replica = %self.opts.name, error = %msg, attempt = failures, "replica sync failed again");
                     }
-                    last_error = Some(msg);
+                    last_error = Some(shape);
                 }
             }
             if failures > 0 && failures.is_multiple_of(20) {
@@ -272,6 +274,26 @@ impl Replica {
             }
         }
     }
+}
+
+/// An error message with every number (and a duration unit right after it) replaced by
+/// `#`, so that the same failure with another timing or count compares equal.
+pub(crate) fn error_shape(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut in_number = false;
+    for c in msg.chars() {
+        let continues = in_number && (c == '.' || "µnmsh".contains(c));
+        if c.is_ascii_digit() || continues {
+            if !in_number {
+                out.push('#');
+            }
+            in_number = true;
+        } else {
+            in_number = false;
+            out.push(c);
+        }
+    }
+    out
 }
 
 async fn sleep_opt(d: Option<Duration>) {
@@ -292,4 +314,23 @@ fn backoff(base: Duration, failures: u32) -> Duration {
         .unwrap_or(0);
     // Up to +25% jitter so many replicas do not retry in lockstep.
     capped + capped.mul_f64(f64::from(nanos % 1000) / 4000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_shape_ignores_timings() {
+        assert_eq!(
+            error_shape("put x: 409 Conflict in 366.622µs"),
+            error_shape("put x: 409 Conflict in 1.5ms")
+        );
+        assert_ne!(
+            error_shape("put x: timeout"),
+            error_shape("put x: 403 Forbidden")
+        );
+        assert!(backoff(Duration::from_secs(1), 1) >= Duration::from_secs(1));
+        assert!(backoff(Duration::from_secs(1), 30) <= Duration::from_secs(75));
+    }
 }
