@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::fs::{self, File};
-use std::io::Read;
+use std::io::{Read, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
@@ -268,10 +268,12 @@ pub fn litestream(test: &str) -> Option<PathBuf> {
             if in_ci() {
                 panic!("{test}: {msg}");
             }
-            eprintln!(
-                "\n{}\n!!! {test}: SKIPPING the Litestream side: {msg}\n{}\n",
-                "!".repeat(78),
-                "!".repeat(78)
+            // Written to the real stderr, not through `eprintln!`, which the test harness
+            // captures and hides for passing tests: a skip must be seen.
+            let bar = "!".repeat(78);
+            let _ = writeln!(
+                std::io::stderr(),
+                "\n{bar}\n!!! {test}: SKIPPING the Litestream side: {msg}\n{bar}\n"
             );
             None
         }
