@@ -146,6 +146,9 @@ pub struct Db {
     inner: Mutex<Inner>,
     pos_tx: watch::Sender<Option<Pos>>,
     replica_pos: Mutex<BTreeMap<String, Option<Pos>>>,
+    /// Woken whenever a replica's position changes (durability waits listen here).
+    progress: tokio::sync::Notify,
+    events: std::sync::OnceLock<tokio::sync::broadcast::Sender<crate::event::Event>>,
 }
 
 impl std::fmt::Debug for Db {
@@ -197,6 +200,8 @@ impl Db {
             }),
             pos_tx: watch::channel(None).0,
             replica_pos: Mutex::new(BTreeMap::new()),
+            progress: tokio::sync::Notify::new(),
+            events: std::sync::OnceLock::new(),
         })
     }
 
@@ -236,6 +241,25 @@ impl Db {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(replica.to_string(), pos);
+        self.progress.notify_waiters();
+    }
+
+    /// Where each replica is, as last recorded.
+    pub fn replica_positions(&self) -> BTreeMap<String, Option<Pos>> {
+        self.replica_pos
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Notified whenever a replica's position changes.
+    pub fn progress(&self) -> &tokio::sync::Notify {
+        &self.progress
+    }
+
+    /// Sends engine events to `tx` (set once, by the engine).
+    pub fn set_events(&self, tx: tokio::sync::broadcast::Sender<crate::event::Event>) {
+        let _ = self.events.set(tx);
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -656,6 +680,13 @@ impl Db {
     fn create_generation(&self, inner: &mut Inner, reason: &str) -> Result<()> {
         let g = Generation::random();
         info!(db = %self.opts.path.display(), generation = %g, reason, "sync: new generation");
+        if let Some(tx) = self.events.get() {
+            let _ = tx.send(crate::event::Event::GenerationStarted {
+                db: self.opts.path.clone(),
+                generation: g,
+                reason: reason.to_string(),
+            });
+        }
         inner.shadow = None;
         let wal_file = File::open(&self.wal_path).map_err(Error::io("open", &self.wal_path))?;
         let mut header = [0u8; HEADER_SIZE];

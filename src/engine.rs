@@ -1,16 +1,37 @@
-//! [`Engine`]: runs every database and replica of a configuration until shutdown.
+//! [`Engine`]: runs every database and replica of a configuration until shutdown, and
+//! [`EngineHandle`]: what an embedding application holds while it runs.
 //!
 //! Task structure: one monitor task per database (woken by file-system notifications on the
-//! database's directory, with `monitor-interval` polling as a safety net) runs
-//! [`Db::sync`] on a blocking thread; one task per replica waits for the database's
-//! position to change and uploads at most once per `sync-interval`. Shutdown stops the
-//! tasks, then runs one final database sync and one final sync per replica.
+//! database's directory, by the application's commit hook when embedded, and by
+//! `monitor-interval` polling as a safety net) runs [`Db::sync`] on a blocking thread; one
+//! task per replica waits for the database's position to change and uploads at most once
+//! per `sync-interval`, or at once when a durability wait asks. Shutdown stops the tasks,
+//! then runs one final database sync and one final sync per replica.
+//!
+//! ```no_run
+//! # async fn demo() -> walship::Result<()> {
+//! use std::time::Duration;
+//! use walship::engine::{Durability, Engine};
+//! use walship::config::Config;
+//!
+//! let config = Config::load("litestream.yml".as_ref(), true)?.config;
+//! let handle = Engine::from_config(&config)?.start();
+//! // ... the application commits a transaction on /data/app.db, then:
+//! let pos = handle
+//!     .wait_durable("/data/app.db".as_ref(), Durability::AllReplicas, Duration::from_secs(5))
+//!     .await?;
+//! println!("on every replica up to {pos}");
+//! handle.shutdown().await?;
+//! # Ok(())
+//! # }
+//! ```
 use std::collections::HashMap;
 use std::future::Future;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, broadcast, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::backend::ReplicaClient;
@@ -19,6 +40,8 @@ use crate::backend::object::ObjectClient;
 use crate::config::{Config, DbConfig, ReplicaTarget};
 use crate::db::{Db, DbOptions};
 use crate::error::{Error, Result};
+use crate::event::{DbStatus, Event};
+use crate::pos::Pos;
 use crate::replica::{Replica, ReplicaOptions};
 
 /// A database with its replicas, as the engine runs them.
@@ -26,12 +49,33 @@ use crate::replica::{Replica, ReplicaOptions};
 pub struct DbHandle {
     pub db: Arc<Db>,
     pub replicas: Vec<Arc<Replica>>,
+    /// Wakes the database's monitor task (file-system events, commit hooks).
+    pub waker: Arc<Notify>,
 }
 
 /// Runs a set of databases and their replicas.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Engine {
     dbs: Vec<DbHandle>,
+    events: broadcast::Sender<Event>,
+}
+
+impl Default for Engine {
+    fn default() -> Engine {
+        Engine {
+            dbs: Vec::new(),
+            events: broadcast::channel(1024).0,
+        }
+    }
+}
+
+/// How many replicas a durability wait needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// At least one replica has the data.
+    AnyReplica,
+    /// Every replica of the database has the data.
+    AllReplicas,
 }
 
 /// Builds the storage client for a replica target.
@@ -95,11 +139,20 @@ impl Engine {
         replicas: Vec<(Arc<dyn ReplicaClient>, ReplicaOptions)>,
     ) -> DbHandle {
         let db = Db::new(opts);
-        let replicas = replicas
+        db.set_events(self.events.clone());
+        let replicas: Vec<Arc<Replica>> = replicas
             .into_iter()
-            .map(|(c, o)| Replica::new(db.clone(), c, o))
+            .map(|(c, o)| {
+                let r = Replica::new(db.clone(), c, o);
+                r.set_events(self.events.clone());
+                r
+            })
             .collect();
-        let h = DbHandle { db, replicas };
+        let h = DbHandle {
+            db,
+            replicas,
+            waker: Arc::new(Notify::new()),
+        };
         self.dbs.push(h.clone());
         h
     }
@@ -109,43 +162,247 @@ impl Engine {
         &self.dbs
     }
 
-    /// Runs until `shutdown` completes, then syncs every database and replica one last time.
-    /// Returns an error if the final sync of any replica failed (so a supervisor can tell).
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+    /// Starts every task on the current tokio runtime and returns the handle that controls
+    /// them. Must be called from within a runtime.
+    pub fn start(self) -> EngineHandle {
         if self.dbs.is_empty() {
             warn!("no databases specified in configuration");
         }
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
-
-        // One file-system watcher for all databases, routing events by path.
         let mut wakers: HashMap<PathBuf, Arc<Notify>> = HashMap::new();
         for h in &self.dbs {
-            let n = Arc::new(Notify::new());
-            wakers.insert(h.db.path().to_path_buf(), n.clone());
-            wakers.insert(h.db.wal_path().to_path_buf(), n);
+            wakers.insert(h.db.path().to_path_buf(), h.waker.clone());
+            wakers.insert(h.db.wal_path().to_path_buf(), h.waker.clone());
         }
-        let _watcher = start_watcher(&self.dbs, wakers.clone());
-
+        let watcher = start_watcher(&self.dbs, wakers);
         for h in &self.dbs {
             info!(path = %h.db.path().display(), "initialized db");
             for r in &h.replicas {
                 info!(db = %h.db.path().display(), name = r.name(), r#type = r.client().type_name(), location = %r.client().location(), "replicating to");
             }
-            let waker = wakers[h.db.path()].clone();
-            tasks.spawn(monitor(h.db.clone(), waker, stop_rx.clone()));
+            tasks.spawn(monitor(h.db.clone(), h.waker.clone(), stop_rx.clone()));
             for r in &h.replicas {
                 tasks.spawn(r.clone().run(stop_rx.clone()));
             }
         }
+        EngineHandle {
+            inner: Arc::new(Shared {
+                dbs: self.dbs,
+                events: self.events,
+                stop_tx,
+                tasks: tokio::sync::Mutex::new(Some(tasks)),
+                watcher: Mutex::new(watcher),
+            }),
+        }
+    }
 
+    /// Runs until `shutdown` completes, then syncs every database and replica one last time.
+    /// Returns an error if the final sync of any replica failed (so a supervisor can tell).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let handle = self.start();
         shutdown.await;
         info!("signal received, walship shutting down");
-        let _ = stop_tx.send(true);
+        handle.shutdown().await
+    }
+}
+
+struct Shared {
+    dbs: Vec<DbHandle>,
+    events: broadcast::Sender<Event>,
+    stop_tx: watch::Sender<bool>,
+    tasks: tokio::sync::Mutex<Option<tokio::task::JoinSet<()>>>,
+    watcher: Mutex<Option<notify::RecommendedWatcher>>,
+}
+
+/// Controls a running engine: force syncs, wait for durability, read status, subscribe to
+/// events, shut down. Cheap to clone.
+#[derive(Clone)]
+pub struct EngineHandle {
+    inner: Arc<Shared>,
+}
+
+impl std::fmt::Debug for EngineHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineHandle")
+            .field("dbs", &self.inner.dbs.len())
+            .finish()
+    }
+}
+
+impl EngineHandle {
+    /// The databases.
+    pub fn dbs(&self) -> &[DbHandle] {
+        &self.inner.dbs
+    }
+
+    /// The database at `path` (as configured: absolute).
+    pub fn db(&self, path: &Path) -> Option<&DbHandle> {
+        self.inner.dbs.iter().find(|h| h.db.path() == path)
+    }
+
+    fn db_or_err(&self, path: &Path) -> Result<&DbHandle> {
+        self.db(path).ok_or_else(|| {
+            Error::NotFound(format!(
+                "database {} is not replicated by this engine",
+                path.display()
+            ))
+        })
+    }
+
+    /// Hooks an application connection to the engine: every commit on `conn` wakes the
+    /// database's monitor at once (SQLite's WAL hook, which runs after the commit is in the
+    /// WAL), so a commit is picked up without polling; and SQLite's own auto-checkpoint is
+    /// turned off on `conn`, so walship alone decides when to checkpoint. The connection's
+    /// main database must be one this engine replicates.
+    pub fn attach(&self, conn: &mut rusqlite::Connection) -> Result<()> {
+        let path = conn
+            .path()
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .ok_or_else(|| {
+                Error::Config("attach: the connection has no database file (in-memory?)".into())
+            })?;
+        let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        let want = canon(&path);
+        let h = self
+            .inner
+            .dbs
+            .iter()
+            .find(|h| canon(h.db.path()) == want)
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "database {} is not replicated by this engine",
+                    path.display()
+                ))
+            })?;
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0")
+            .map_err(Error::sqlite(format!(
+                "disable auto-checkpoint on {}",
+                path.display()
+            )))?;
+        let waker = h.waker.clone();
+        conn.wal_hook(Some(
+            move |_: &mut rusqlite::hooks::Wal, _pages: std::os::raw::c_int| {
+                waker.notify_one();
+                Ok(())
+            },
+        ))
+        .map_err(Error::sqlite(format!(
+            "install wal hook on {}",
+            path.display()
+        )))?;
+        Ok(())
+    }
+
+    /// Subscribes to engine events.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    /// The state of every database and replica.
+    pub fn status(&self) -> Vec<DbStatus> {
+        self.inner
+            .dbs
+            .iter()
+            .map(|h| DbStatus {
+                path: h.db.path().to_path_buf(),
+                pos: h.db.pos(),
+                replicas: h.replicas.iter().map(|r| r.status()).collect(),
+            })
+            .collect()
+    }
+
+    /// Copies everything committed so far into the shadow WAL now and returns the position.
+    pub async fn capture(&self, path: &Path) -> Result<Pos> {
+        let h = self.db_or_err(path)?;
+        let db = h.db.clone();
+        tokio::task::spawn_blocking(move || db.sync())
+            .await
+            .map_err(|e| Error::Config(format!("sync task failed: {e}")))??;
+        h.db.pos().ok_or(Error::NoGeneration)
+    }
+
+    /// Waits until everything committed to the database before this call is stored on
+    /// one replica or on all of them (`durability`), or `timeout` passes. Returns the
+    /// position reached. Replicas are asked to upload at once instead of waiting out their
+    /// `sync-interval`; concurrent waiters share one upload (group commit).
+    pub async fn wait_durable(
+        &self,
+        path: &Path,
+        durability: Durability,
+        timeout: Duration,
+    ) -> Result<Pos> {
+        let fut = async {
+            let target = self.capture(path).await?;
+            let h = self.db_or_err(path)?;
+            if h.replicas.is_empty() {
+                return Err(Error::Config(format!(
+                    "database {} has no replicas",
+                    path.display()
+                )));
+            }
+            loop {
+                let notified = h.db.progress().notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                let current = h.db.pos().map(|p| p.generation);
+                let covered = h
+                    .replicas
+                    .iter()
+                    .filter(|r| covers(r.pos(), target, current))
+                    .count();
+                let enough = match durability {
+                    Durability::AnyReplica => covered >= 1,
+                    Durability::AllReplicas => covered == h.replicas.len(),
+                };
+                if enough {
+                    return Ok(target);
+                }
+                for r in &h.replicas {
+                    if !covers(r.pos(), target, current) {
+                        r.wake();
+                    }
+                }
+                notified.await;
+            }
+        };
+        match tokio::time::timeout(timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout(format!(
+                "{} not durable on {} within {timeout:?}",
+                path.display(),
+                match durability {
+                    Durability::AnyReplica => "any replica",
+                    Durability::AllReplicas => "all replicas",
+                }
+            ))),
+        }
+    }
+
+    /// Forces an immediate copy and upload to every replica of `path` and returns the
+    /// position reached (waits without limit; see [`EngineHandle::wait_durable`]).
+    pub async fn sync(&self, path: &Path) -> Result<Pos> {
+        self.wait_durable(path, Durability::AllReplicas, Duration::MAX / 4)
+            .await
+    }
+
+    /// Stops every task, then syncs every database and replica one last time and closes
+    /// the databases. Returns an error if any final sync failed. Idempotent.
+    pub async fn shutdown(&self) -> Result<()> {
+        let Some(mut tasks) = self.inner.tasks.lock().await.take() else {
+            return Ok(());
+        };
+        let _ = self.inner.stop_tx.send(true);
         while tasks.join_next().await.is_some() {}
+        self.inner
+            .watcher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
 
         let mut failed = Vec::new();
-        for h in &self.dbs {
+        for h in &self.inner.dbs {
             let db = h.db.clone();
             match tokio::task::spawn_blocking(move || db.sync()).await {
                 Ok(Ok(_)) => {}
@@ -174,6 +431,23 @@ impl Engine {
                 message: format!("final sync failed for {}", failed.join("; ")),
             })
         }
+    }
+}
+
+/// True when a replica at `replica` holds everything up to `target`: the same generation
+/// at or past it, or the database's current, newer generation (whose snapshot holds
+/// everything committed before it started).
+fn covers(
+    replica: Option<Pos>,
+    target: Pos,
+    current_generation: Option<crate::pos::Generation>,
+) -> bool {
+    match replica {
+        Some(p) if p.generation == target.generation => {
+            (p.index, p.offset) >= (target.index, target.offset)
+        }
+        Some(p) => Some(p.generation) == current_generation,
+        None => false,
     }
 }
 

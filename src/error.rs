@@ -48,6 +48,9 @@ pub enum Error {
     /// Restore refused to overwrite an existing file.
     #[error("cannot restore, output path already exists: {}", .0.display())]
     OutputExists(PathBuf),
+    /// A wait (for durability, for a sync) ran out of time.
+    #[error("timed out: {0}")]
+    Timeout(String),
     /// The operation was cancelled by shutdown.
     #[error("shutting down")]
     Shutdown,

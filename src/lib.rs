@@ -20,12 +20,14 @@
 //! | [`replica`] | [`Replica`](replica::Replica): ships one database to one destination |
 //! | [`restore`] | restore plan (pure) and apply |
 //! | [`engine`] | [`Engine`](engine::Engine): runs every database and replica of a config |
+//! | [`event`] | events and status for embedding applications |
 pub mod backend;
 pub mod compress;
 pub mod config;
 pub mod db;
 pub mod engine;
 pub mod error;
+pub mod event;
 pub mod layout;
 pub mod pos;
 pub mod replica;

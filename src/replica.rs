@@ -10,6 +10,7 @@ use crate::backend::{self, ReplicaClient};
 use crate::compress;
 use crate::db::{Db, ShadowRead};
 use crate::error::{Error, Result};
+use crate::event::{Event, ReplicaStatus};
 use crate::layout;
 use crate::pos::Pos;
 use crate::sqlite::wal::{HEADER_SIZE, WalHeader};
@@ -45,6 +46,19 @@ pub struct Replica {
     /// Where the replica is; `None` means unknown (recomputed from the remote).
     pos: Mutex<Option<Pos>>,
     last_snapshot: Mutex<Option<SystemTime>>,
+    /// Asks the run loop to upload now, without waiting out `sync-interval`: `urgent` says
+    /// so (it survives whichever branch consumes the notification), `wake` interrupts a wait.
+    wake: tokio::sync::Notify,
+    urgent: std::sync::atomic::AtomicBool,
+    state: Mutex<RunState>,
+    events: std::sync::OnceLock<tokio::sync::broadcast::Sender<Event>>,
+}
+
+#[derive(Debug, Default)]
+struct RunState {
+    behind_since: Option<Instant>,
+    last_sync: Option<SystemTime>,
+    last_error: Option<String>,
 }
 
 impl Replica {
@@ -57,6 +71,10 @@ impl Replica {
             client,
             pos: Mutex::new(None),
             last_snapshot: Mutex::new(None),
+            wake: tokio::sync::Notify::new(),
+            urgent: std::sync::atomic::AtomicBool::new(false),
+            state: Mutex::new(RunState::default()),
+            events: std::sync::OnceLock::new(),
         })
     }
 
@@ -78,6 +96,52 @@ impl Replica {
     fn set_pos(&self, pos: Option<Pos>) {
         *self.pos.lock().unwrap_or_else(|e| e.into_inner()) = pos;
         self.db.set_replica_pos(&self.opts.name, pos);
+    }
+
+    /// Sends engine events to `tx` (set once, by the engine).
+    pub fn set_events(&self, tx: tokio::sync::broadcast::Sender<Event>) {
+        let _ = self.events.set(tx);
+    }
+
+    fn emit(&self, e: Event) {
+        if let Some(tx) = self.events.get() {
+            let _ = tx.send(e);
+        }
+    }
+
+    /// Asks the replica to upload what is new right away, skipping the rest of
+    /// `sync-interval` (used by durability waits and [`crate::engine::EngineHandle::sync`]).
+    pub fn wake(&self) {
+        self.urgent.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    /// The replica's state for [`crate::event::DbStatus`].
+    pub fn status(&self) -> ReplicaStatus {
+        let pos = self.pos();
+        let db = self.db.pos();
+        let lag_bytes = match (pos, db) {
+            (Some(r), Some(d)) if r.generation == d.generation => Some(if r.index == d.index {
+                d.offset.saturating_sub(r.offset)
+            } else {
+                d.offset
+            }),
+            _ => None,
+        };
+        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        ReplicaStatus {
+            name: self.opts.name.clone(),
+            kind: self.client.type_name().to_string(),
+            pos,
+            lag_bytes,
+            lag: if self.up_to_date() {
+                Duration::ZERO
+            } else {
+                st.behind_since.map(|t| t.elapsed()).unwrap_or_default()
+            },
+            last_sync: st.last_sync,
+            last_error: st.last_error.clone(),
+        }
     }
 
     /// True when the replica holds everything the database's shadow WAL holds.
@@ -102,6 +166,11 @@ impl Replica {
         let info = self.client.put(&path, Bytes::from(data)).await?;
         *self.last_snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Some(info.modified);
         info!(db = %self.db.path().display(), replica = %self.opts.name, position = %pos, sz = size, elapsed = ?started.elapsed(), "snapshot written");
+        self.emit(Event::SnapshotWritten {
+            db: self.db.path().to_path_buf(),
+            replica: self.opts.name.clone(),
+            pos,
+        });
         Ok(pos)
     }
 
@@ -110,8 +179,42 @@ impl Replica {
     /// confirmed; on any error it is forgotten and recomputed from the store next time.
     pub async fn sync(&self) -> Result<()> {
         let r = self.sync_inner().await;
-        if r.is_err() {
-            self.set_pos(None);
+        let up = self.up_to_date();
+        {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            match &r {
+                Ok(()) => {
+                    st.last_sync = Some(SystemTime::now());
+                    st.last_error = None;
+                }
+                Err(Error::NoGeneration) => {}
+                Err(e) => st.last_error = Some(e.to_string()),
+            }
+            if up {
+                st.behind_since = None;
+            } else if st.behind_since.is_none() {
+                st.behind_since = Some(Instant::now());
+            }
+        }
+        match &r {
+            Ok(()) => {
+                if let Some(pos) = self.pos() {
+                    self.emit(Event::Synced {
+                        db: self.db.path().to_path_buf(),
+                        replica: self.opts.name.clone(),
+                        pos,
+                    });
+                }
+            }
+            Err(Error::NoGeneration) => {}
+            Err(e) => {
+                self.set_pos(None);
+                self.emit(Event::ReplicaError {
+                    db: self.db.path().to_path_buf(),
+                    replica: self.opts.name.clone(),
+                    message: e.to_string(),
+                });
+            }
         }
         r
     }
@@ -220,7 +323,16 @@ impl Replica {
                 let snap_wait = self.snapshot_due();
                 tokio::select! {
                     _ = shutdown.changed() => return,
-                    r = changes.changed() => if r.is_err() { return },
+                    r = changes.changed() => {
+                        if r.is_err() {
+                            return;
+                        }
+                        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                        if st.behind_since.is_none() {
+                            st.behind_since = Some(Instant::now());
+                        }
+                    }
+                    _ = self.wake.notified() => {}
                     _ = sleep_opt(snap_wait) => {
                         if let Err(e) = self.snapshot().await {
                             error!(db = %self.db.path().display(), replica = %self.opts.name, error = %e, "scheduled snapshot failed");
@@ -230,8 +342,11 @@ impl Replica {
                 }
             }
             // Respect sync-interval between uploads (and back off after failures).
+            let urgent = self.urgent.swap(false, std::sync::atomic::Ordering::SeqCst);
             let wait = if failures > 0 {
                 backoff(self.opts.sync_interval, failures)
+            } else if urgent {
+                Duration::ZERO
             } else {
                 last_sync
                     .map(|t| self.opts.sync_interval.saturating_sub(t.elapsed()))
@@ -241,6 +356,8 @@ impl Replica {
                 tokio::select! {
                     _ = shutdown.changed() => return,
                     _ = tokio::time::sleep(wait) => {}
+                    // A durability wait wants it now (not while backing off from errors).
+                    _ = self.wake.notified(), if failures == 0 => {}
                 }
             }
             last_sync = Some(Instant::now());
