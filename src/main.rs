@@ -67,23 +67,23 @@ fn main() -> ExitCode {
     };
     let res = rt.block_on(async move {
         match cli.command {
-            Command::Replicate(a) => cli::replicate::run(a).await,
-            Command::Restore(a) => cli::restore::run(a).await,
-            Command::Snapshots(a) => cli::list::snapshots(a).await,
-            Command::Generations(a) => cli::list::generations(a).await,
-            Command::Wal(a) => cli::list::wal(a).await,
-            Command::Databases(a) => cli::list::databases(a),
+            Command::Replicate(a) => cli::replicate::run(a).await.map(ExitCode::from),
+            Command::Restore(a) => cli::restore::run(a).await.map(|()| ExitCode::SUCCESS),
+            Command::Snapshots(a) => cli::list::snapshots(a).await.map(|()| ExitCode::SUCCESS),
+            Command::Generations(a) => cli::list::generations(a).await.map(|()| ExitCode::SUCCESS),
+            Command::Wal(a) => cli::list::wal(a).await.map(|()| ExitCode::SUCCESS),
+            Command::Databases(a) => cli::list::databases(a).map(|()| ExitCode::SUCCESS),
             Command::Version => {
                 println!(
                     "walship v{} (Litestream v0.3.13 compatible)",
                     env!("CARGO_PKG_VERSION")
                 );
-                Ok(())
+                Ok(ExitCode::SUCCESS)
             }
         }
     });
     match res {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)

@@ -17,7 +17,9 @@ use super::ConfigArgs;
 pub struct ReplicateArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
-    /// Run this command as a child process and stop when it exits (not supported yet).
+    /// Run this command as a child process (split like a shell would, no shell involved);
+    /// SIGINT/SIGTERM are forwarded to it, and when it exits walship syncs one last time
+    /// and exits with the child's exit code.
     #[arg(long = "exec", value_name = "CMD")]
     pub exec: Option<String>,
     /// Without -config: DB_PATH followed by one or more REPLICA_URLs.
@@ -25,19 +27,13 @@ pub struct ReplicateArgs {
     pub args: Vec<String>,
 }
 
-/// Builds the engine the arguments describe.
-pub fn build(args: &ReplicateArgs) -> Result<Engine> {
-    if args.exec.is_some() {
-        bail!("-exec is not supported by this walship build yet; run the application separately");
-    }
+/// Builds the engine the arguments describe, and the command to run beside it (`-exec`,
+/// else the config's `exec:`).
+pub fn build(args: &ReplicateArgs) -> Result<(Engine, Option<String>)> {
     if args.args.is_empty() {
         let loaded = args.config.load()?;
-        if loaded.config.exec.is_some() {
-            bail!(
-                "the config's exec: key is not supported by this walship build yet; run the application separately"
-            );
-        }
-        return Ok(Engine::from_config(&loaded.config)?);
+        let exec = args.exec.clone().or(loaded.config.exec.clone());
+        return Ok((Engine::from_config(&loaded.config)?, exec));
     }
     if args.config.config.is_some() {
         bail!(
@@ -73,23 +69,92 @@ pub fn build(args: &ReplicateArgs) -> Result<Engine> {
     }
     let mut e = Engine::new();
     e.add_db(DbOptions::new(db_path), replicas);
-    Ok(e)
+    Ok((e, args.exec.clone()))
 }
 
-/// Runs `walship replicate` until SIGINT or SIGTERM; a second signal exits at once.
-pub async fn run(args: ReplicateArgs) -> Result<()> {
-    let engine = build(&args)?;
+/// Runs `walship replicate` until SIGINT or SIGTERM (a second signal exits at once), or,
+/// with `-exec`, until the child exits. Returns the exit code.
+pub async fn run(args: ReplicateArgs) -> Result<u8> {
+    let (engine, exec) = build(&args)?;
     info!(version = env!("CARGO_PKG_VERSION"), "walship");
-    let shutdown = async {
-        wait_for_signal().await;
-        tokio::spawn(async {
+    let Some(cmd) = exec else {
+        let shutdown = async {
             wait_for_signal().await;
-            warn!("second signal received, exiting at once");
-            std::process::exit(1);
-        });
+            tokio::spawn(async {
+                wait_for_signal().await;
+                warn!("second signal received, exiting at once");
+                std::process::exit(1);
+            });
+        };
+        engine.run(shutdown).await?;
+        return Ok(0);
     };
-    engine.run(shutdown).await?;
-    Ok(())
+    let argv = shell_words::split(&cmd)
+        .with_context(|| format!("-exec {cmd:?}: cannot split into arguments"))?;
+    let Some((prog, rest)) = argv.split_first() else {
+        bail!("-exec is empty");
+    };
+    let handle = engine.start();
+    let mut child = match tokio::process::Command::new(prog)
+        .args(rest)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = handle.shutdown().await;
+            bail!("-exec: cannot start {prog:?}: {e}");
+        }
+    };
+    let pid = child.id();
+    let status = loop {
+        tokio::select! {
+            st = child.wait() => break st.with_context(|| format!("wait for {prog:?}"))?,
+            sig = next_signal() => {
+                info!(signal = sig, "forwarding signal to the child process");
+                if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+                    // SAFETY: kill(2) with a pid we spawned and a valid signal number.
+                    unsafe {
+                        libc::kill(pid, sig);
+                    }
+                }
+            }
+        }
+    };
+    use std::os::unix::process::ExitStatusExt;
+    let code = match (status.code(), status.signal()) {
+        (Some(c), _) => c,
+        (None, Some(sig)) => 128 + sig,
+        _ => 1,
+    };
+    info!(code, "subprocess exited, walship shutting down");
+    if let Err(e) = handle.shutdown().await {
+        warn!(error = %e, "final sync failed");
+        // The child's success must not hide a failed final sync.
+        return Ok(if code == 0 {
+            1
+        } else {
+            u8::try_from(code).unwrap_or(1)
+        });
+    }
+    Ok(u8::try_from(code).unwrap_or(1))
+}
+
+/// Waits for SIGINT or SIGTERM and returns which.
+async fn next_signal() -> i32 {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut i), Ok(mut t)) => {
+            tokio::select! {
+                _ = i.recv() => libc::SIGINT,
+                _ = t.recv() => libc::SIGTERM,
+            }
+        }
+        _ => std::future::pending().await,
+    }
 }
 
 async fn wait_for_signal() {
