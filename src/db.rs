@@ -149,6 +149,7 @@ pub struct Db {
     /// Woken whenever a replica's position changes (durability waits listen here).
     progress: tokio::sync::Notify,
     events: std::sync::OnceLock<tokio::sync::broadcast::Sender<crate::event::Event>>,
+    metrics: crate::metrics::DbMetrics,
 }
 
 impl std::fmt::Debug for Db {
@@ -185,6 +186,7 @@ impl Db {
         let mut wal = opts.path.as_os_str().to_owned();
         wal.push("-wal");
         let meta_dir = opts.meta_dir();
+        let metrics = crate::metrics::global().db(&opts.path);
         Arc::new(Db {
             wal_path: PathBuf::from(wal),
             meta_dir,
@@ -202,6 +204,7 @@ impl Db {
             replica_pos: Mutex::new(BTreeMap::new()),
             progress: tokio::sync::Notify::new(),
             events: std::sync::OnceLock::new(),
+            metrics,
         })
     }
 
@@ -284,7 +287,15 @@ impl Db {
     /// needed, and checkpoints. Blocking: call from a blocking thread.
     pub fn sync(&self) -> Result<SyncOutcome> {
         let mut inner = self.lock();
+        let started = Instant::now();
         let r = self.sync_locked(&mut inner);
+        self.metrics.sync(started.elapsed(), r.is_ok());
+        if let (Some(sh), Ok(outcome)) = (&inner.shadow, &r)
+            && (*outcome == SyncOutcome::Changed || self.metrics.shadow_wal_size.get() == 0)
+        {
+            self.metrics
+                .shadow(sh.index, &self.shadow_dir(sh.generation));
+        }
         if r.is_err() {
             // After an error the state of the connection and shadow is unknown: reopen and
             // re-verify from disk next time.
@@ -316,6 +327,7 @@ impl Db {
             }
             Err(e) => return Err(Error::io("stat", &self.opts.path)(e)),
         };
+        self.metrics.db_size.set(db_md.len() as i64);
         let mut force_reason = None;
         if inner.db_id.is_some_and(|id| id != file_id(&db_md)) {
             warn!(db = %self.opts.path.display(), "database file was replaced; reopening");
@@ -352,6 +364,7 @@ impl Db {
             force_reason = Some("wal file replaced".to_string());
         }
         inner.wal_id = Some(file_id(&wal_md));
+        self.metrics.wal_size.set(wal_md.len() as i64);
 
         // Taken before looking at the WAL, so a commit that lands while this sync runs
         // changes the key and the next sync looks again.
@@ -583,6 +596,7 @@ impl Db {
             let next = sh.index + 1;
             let path = self.shadow_path(sh.generation, next);
             write_atomic(&path, &real_header)?;
+            self.metrics.total_wal_bytes.inc_by(HEADER_SIZE as u64);
             debug!(db = %self.opts.path.display(), index = next, "new shadow wal index");
             sh = Shadow {
                 generation: sh.generation,
@@ -672,6 +686,7 @@ impl Db {
             ));
         }
         out.sync_data().map_err(Error::io("fsync", &path))?;
+        self.metrics.total_wal_bytes.inc_by(commit_end - sh.size);
         sh.size = commit_end;
         sh.checksum = commit_ck;
         Ok(true)
@@ -700,6 +715,7 @@ impl Db {
             .map_err(|e| Error::corrupt(self.wal_path.display().to_string(), e.to_string()))?;
         let path = self.shadow_path(g, 0);
         write_atomic(&path, &header)?;
+        self.metrics.total_wal_bytes.inc_by(HEADER_SIZE as u64);
         let mut sh = Shadow {
             generation: g,
             index: 0,
@@ -772,6 +788,8 @@ impl Db {
             .ok_or_else(|| Error::Config("internal: connection missing".into()))?;
         let r = self.checkpoint_with(inner, &conn, mode);
         inner.conn = Some(conn);
+        self.metrics
+            .checkpoint(mode.as_str(), started.elapsed(), r.is_ok());
         match r {
             Ok(res) => {
                 inner.last_checkpoint = Instant::now();

@@ -21,6 +21,7 @@
 //! | [`restore`] | restore plan (pure) and apply |
 //! | [`engine`] | [`Engine`](engine::Engine): runs every database and replica of a config |
 //! | [`event`] | events and status for embedding applications |
+//! | [`metrics`] | Prometheus metrics (Litestream's names) and the `addr:` HTTP server |
 pub mod backend;
 pub mod compress;
 pub mod config;
@@ -29,9 +30,11 @@ pub mod engine;
 pub mod error;
 pub mod event;
 pub mod layout;
+pub mod metrics;
 pub mod pos;
 pub mod replica;
 pub mod restore;
+pub mod retention;
 pub mod sqlite;
 
 pub use error::{Error, Result};

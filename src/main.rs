@@ -73,6 +73,7 @@ fn main() -> ExitCode {
             Command::Generations(a) => cli::list::generations(a).await.map(|()| ExitCode::SUCCESS),
             Command::Wal(a) => cli::list::wal(a).await.map(|()| ExitCode::SUCCESS),
             Command::Databases(a) => cli::list::databases(a).map(|()| ExitCode::SUCCESS),
+            Command::Status(a) => cli::status::run(a).await.map(|()| ExitCode::SUCCESS),
             Command::Version => {
                 println!(
                     "walship v{} (Litestream v0.3.13 compatible)",

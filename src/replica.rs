@@ -52,6 +52,7 @@ pub struct Replica {
     urgent: std::sync::atomic::AtomicBool,
     state: Mutex<RunState>,
     events: std::sync::OnceLock<tokio::sync::broadcast::Sender<Event>>,
+    metrics: crate::metrics::ReplicaMetrics,
 }
 
 #[derive(Debug, Default)]
@@ -65,6 +66,7 @@ impl Replica {
     /// A replica of `db` stored through `client`.
     pub fn new(db: Arc<Db>, client: Arc<dyn ReplicaClient>, opts: ReplicaOptions) -> Arc<Replica> {
         db.set_replica_pos(&opts.name, None);
+        let metrics = crate::metrics::global().replica(db.path(), &opts.name);
         Arc::new(Replica {
             opts,
             db,
@@ -75,6 +77,7 @@ impl Replica {
             urgent: std::sync::atomic::AtomicBool::new(false),
             state: Mutex::new(RunState::default()),
             events: std::sync::OnceLock::new(),
+            metrics,
         })
     }
 
@@ -95,6 +98,9 @@ impl Replica {
 
     fn set_pos(&self, pos: Option<Pos>) {
         *self.pos.lock().unwrap_or_else(|e| e.into_inner()) = pos;
+        if let Some(p) = pos {
+            self.metrics.set_pos(p);
+        }
         self.db.set_replica_pos(&self.opts.name, pos);
     }
 
@@ -295,6 +301,7 @@ impl Replica {
             .map_err(|e| Error::Config(format!("compress task failed: {e}")))?;
         let path = layout::wal_segment_path(at.generation, at.index, offset);
         self.client.put(&path, Bytes::from(compressed)).await?;
+        self.metrics.wal_bytes.inc_by(len);
         debug!(db = %self.db.path().display(), replica = %self.opts.name, position = %at, sz = len, "wal segment written");
         Ok(Pos::new(at.generation, at.index, at.offset + len))
     }

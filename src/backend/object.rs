@@ -563,6 +563,7 @@ impl ReplicaClient for ObjectClient {
     }
 
     async fn list(&self, dir: &str) -> Result<Vec<ObjectInfo>> {
+        crate::metrics::global().operation(self.type_name(), "LIST", 0);
         if self.kind == Kind::Http && self.http_mode().await? == MODE_STATIC {
             return self.static_list(dir).await;
         }
@@ -609,7 +610,9 @@ impl ReplicaClient for ObjectClient {
 
     async fn get(&self, path: &str) -> Result<Bytes> {
         if self.kind == Kind::Http && self.http_mode().await? == MODE_STATIC {
-            return self.static_get(path).await;
+            let data = self.static_get(path).await?;
+            crate::metrics::global().operation(self.type_name(), "GET", data.len() as u64);
+            return Ok(data);
         }
         let key = self.key(path)?;
         let r = self
@@ -617,7 +620,9 @@ impl ReplicaClient for ObjectClient {
             .get(&key)
             .await
             .map_err(|e| self.err("get", path, e))?;
-        r.bytes().await.map_err(|e| self.err("get", path, e))
+        let data = r.bytes().await.map_err(|e| self.err("get", path, e))?;
+        crate::metrics::global().operation(self.type_name(), "GET", data.len() as u64);
+        Ok(data)
     }
 
     async fn put(&self, path: &str, data: Bytes) -> Result<ObjectInfo> {
@@ -629,6 +634,7 @@ impl ReplicaClient for ObjectClient {
         }
         let key = self.key(path)?;
         let size = data.len() as u64;
+        crate::metrics::global().operation(self.type_name(), "PUT", size);
         if data.len() > MULTIPART_THRESHOLD && self.kind == Kind::S3 {
             let upload = self
                 .store
@@ -657,6 +663,7 @@ impl ReplicaClient for ObjectClient {
             return Err(self.read_only());
         }
         let key = self.key(path)?;
+        crate::metrics::global().operation(self.type_name(), "DELETE", 0);
         match self.store.delete(&key).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.err("delete", path, e)),
@@ -668,6 +675,7 @@ impl ReplicaClient for ObjectClient {
             return Err(self.read_only());
         }
         let prefix = self.key(dir)?;
+        crate::metrics::global().operation(self.type_name(), "LIST", 0);
         let keys: Vec<ObjPath> = match self
             .store
             .list(Some(&prefix))
@@ -679,6 +687,9 @@ impl ReplicaClient for ObjectClient {
             Err(object_store::Error::NotFound { .. }) => return Ok(()),
             Err(e) => return Err(self.err("list", dir, e)),
         };
+        for _ in &keys {
+            crate::metrics::global().operation(self.type_name(), "DELETE", 0);
+        }
         let stream = futures::stream::iter(keys.into_iter().map(Ok)).boxed();
         let mut deleted = self.store.delete_stream(stream);
         while let Some(r) = deleted.next().await {

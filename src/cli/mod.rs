@@ -15,6 +15,7 @@ use walship::restore::ReplicaSource;
 pub mod list;
 pub mod replicate;
 pub mod restore;
+pub mod status;
 
 /// walship: SQLite WAL replication, a drop-in for Litestream v0.3.13.
 #[derive(Debug, Parser)]
@@ -38,6 +39,10 @@ pub enum Command {
     Wal(list::WalArgs),
     /// List the databases in the config file.
     Databases(DatabasesArgs),
+    /// Show every database and replica: position, lag, last sync, last error (from a
+    /// running `walship replicate` at the config's addr, else from disk).
+    #[command(alias = "replicas")]
+    Status(status::StatusArgs),
     /// Print the version.
     Version,
 }
@@ -86,6 +91,7 @@ pub fn logging_config(command: &Command) -> Option<config::LoggingConfig> {
         Command::Snapshots(a) | Command::Generations(a) if a.config.config.is_some() => &a.config,
         Command::Wal(a) if a.list.config.config.is_some() => &a.list.config,
         Command::Databases(a) => &a.config,
+        Command::Status(a) => &a.config,
         _ => return None,
     };
     let path = args
@@ -103,6 +109,7 @@ const LONG_FLAGS: &[&str] = &[
     "config",
     "no-expand-env",
     "exec",
+    "addr",
     "replica",
     "generation",
     "index",

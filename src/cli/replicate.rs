@@ -8,6 +8,7 @@ use tracing::{info, warn};
 use walship::config::{self, ReplicaTarget};
 use walship::db::DbOptions;
 use walship::engine::{self, Engine};
+use walship::metrics::MetricsListener;
 use walship::replica::ReplicaOptions;
 
 use super::ConfigArgs;
@@ -22,18 +23,23 @@ pub struct ReplicateArgs {
     /// and exits with the child's exit code.
     #[arg(long = "exec", value_name = "CMD")]
     pub exec: Option<String>,
+    /// Serve Prometheus metrics (`/metrics`) and JSON status (`/status`) on this address,
+    /// e.g. `:9090` (all interfaces) or `127.0.0.1:9090`; overrides the config's `addr:`.
+    #[arg(long = "addr", value_name = "ADDR")]
+    pub addr: Option<String>,
     /// Without -config: DB_PATH followed by one or more REPLICA_URLs.
     #[arg(value_name = "DB_PATH REPLICA_URL")]
     pub args: Vec<String>,
 }
 
-/// Builds the engine the arguments describe, and the command to run beside it (`-exec`,
-/// else the config's `exec:`).
-pub fn build(args: &ReplicateArgs) -> Result<(Engine, Option<String>)> {
+/// Builds the engine the arguments describe, the command to run beside it (`-exec`,
+/// else the config's `exec:`) and the metrics address (`-addr`, else the config's `addr:`).
+pub fn build(args: &ReplicateArgs) -> Result<(Engine, Option<String>, Option<String>)> {
     if args.args.is_empty() {
         let loaded = args.config.load()?;
         let exec = args.exec.clone().or(loaded.config.exec.clone());
-        return Ok((Engine::from_config(&loaded.config)?, exec));
+        let addr = args.addr.clone().or(loaded.config.addr.clone());
+        return Ok((Engine::from_config(&loaded.config)?, exec, addr));
     }
     if args.config.config.is_some() {
         bail!(
@@ -69,24 +75,34 @@ pub fn build(args: &ReplicateArgs) -> Result<(Engine, Option<String>)> {
     }
     let mut e = Engine::new();
     e.add_db(DbOptions::new(db_path), replicas);
-    Ok((e, args.exec.clone()))
+    Ok((e, args.exec.clone(), args.addr.clone()))
 }
 
 /// Runs `walship replicate` until SIGINT or SIGTERM (a second signal exits at once), or,
 /// with `-exec`, until the child exits. Returns the exit code.
 pub async fn run(args: ReplicateArgs) -> Result<u8> {
-    let (engine, exec) = build(&args)?;
+    let (engine, exec, addr) = build(&args)?;
     info!(version = env!("CARGO_PKG_VERSION"), "walship");
+    // Bound before the engine starts, so a bad or busy address fails at once.
+    let listener = match addr.as_deref().filter(|a| !a.is_empty()) {
+        Some(a) => Some(MetricsListener::bind(a).await?),
+        None => None,
+    };
     let Some(cmd) = exec else {
-        let shutdown = async {
+        let handle = engine.start();
+        let server = listener.map(|l| l.serve(handle.clone()));
+        wait_for_signal().await;
+        tokio::spawn(async {
             wait_for_signal().await;
-            tokio::spawn(async {
-                wait_for_signal().await;
-                warn!("second signal received, exiting at once");
-                std::process::exit(1);
-            });
-        };
-        engine.run(shutdown).await?;
+            warn!("second signal received, exiting at once");
+            std::process::exit(1);
+        });
+        info!("signal received, walship shutting down");
+        let r = handle.shutdown().await;
+        if let Some(s) = server {
+            s.stop().await;
+        }
+        r?;
         return Ok(0);
     };
     let argv = shell_words::split(&cmd)
@@ -95,6 +111,7 @@ pub async fn run(args: ReplicateArgs) -> Result<u8> {
         bail!("-exec is empty");
     };
     let handle = engine.start();
+    let server = listener.map(|l| l.serve(handle.clone()));
     let mut child = match tokio::process::Command::new(prog)
         .args(rest)
         .stdin(std::process::Stdio::null())
@@ -128,7 +145,11 @@ pub async fn run(args: ReplicateArgs) -> Result<u8> {
         _ => 1,
     };
     info!(code, "subprocess exited, walship shutting down");
-    if let Err(e) = handle.shutdown().await {
+    let shutdown = handle.shutdown().await;
+    if let Some(s) = server {
+        s.stop().await;
+    }
+    if let Err(e) = shutdown {
         warn!(error = %e, "final sync failed");
         // The child's success must not hide a failed final sync.
         return Ok(if code == 0 {
