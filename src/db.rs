@@ -106,6 +106,10 @@ struct Inner {
     last_checkpoint: Instant,
     /// Change key (see [`Db::change_key`]) taken at the start of the last completed sync.
     last_wal_stat: Option<ChangeKey>,
+    /// A WAL restart walship made itself, under the write lock, right after a complete
+    /// checkpoint: (shadow index, shadow size, the new WAL header). The old cycle is known
+    /// to end exactly at that size, so the new cycle may overwrite its last frame.
+    restarted: Option<(u32, u64, [u8; HEADER_SIZE])>,
 }
 
 /// See [`Db::change_key`].
@@ -199,6 +203,7 @@ impl Db {
                 loaded: false,
                 last_checkpoint: Instant::now(),
                 last_wal_stat: None,
+                restarted: None,
             }),
             pos_tx: watch::channel(None).0,
             replica_pos: Mutex::new(BTreeMap::new()),
@@ -565,9 +570,12 @@ impl Db {
                     ));
                 }
             }
+            // A restart walship made itself: the old cycle ended exactly at our size.
+            let own_restart =
+                !same_cycle && inner.restarted == Some((sh.index, sh.size, real_header));
             // The last frame we copied must still be there, byte for byte; otherwise the WAL
             // was overwritten past what we saw.
-            if sh.size > HEADER_SIZE as u64 {
+            if sh.size > HEADER_SIZE as u64 && !own_restart {
                 let mut ours = vec![0u8; fs as usize];
                 let mut theirs = vec![0u8; fs as usize];
                 let sp = self.shadow_path(sh.generation, sh.index);
@@ -847,13 +855,75 @@ impl Db {
                 return Err(e);
             }
         };
-        let seq = conn.bump_seq();
-        let read = conn.begin_read();
-        let res = res?;
-        seq?;
-        read?;
+        let res = match res {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = conn.begin_read();
+                return Err(e);
+            }
+        };
+        // Restart the WAL now, before the application can: after a complete checkpoint,
+        // take the write lock again and, if nobody wrote in between, make the first write
+        // of the new cycle ourselves. Then the old cycle provably ends at the shadow's end.
+        let complete = !res.busy && res.log_frames == res.checkpointed_frames;
+        let mut restarted = false;
+        if under_lock && complete {
+            restarted = self.restart_wal(inner, conn)?;
+        }
+        if !restarted {
+            conn.bump_seq()?;
+        }
+        conn.begin_read()?;
         let adv = conn.with_write_lock(|| self.advance(inner))?;
+        inner.restarted = None;
         Ok((res, adv))
+    }
+
+    /// Under the write lock: if the WAL still ends exactly where the shadow does (nobody
+    /// wrote since the checkpoint), writes `_litestream_seq` so SQLite restarts the WAL, and
+    /// records the new header in `inner.restarted`. Returns whether the restart happened.
+    fn restart_wal(&self, inner: &mut Inner, conn: &DbConn) -> Result<bool> {
+        let Some(sh) = inner.shadow.clone() else {
+            return Ok(false);
+        };
+        conn.lock()?;
+        let r = (|| {
+            let wal_file = File::open(&self.wal_path).map_err(Error::io("open", &self.wal_path))?;
+            let mut header = [0u8; HEADER_SIZE];
+            if read_exact_at(&wal_file, &mut header, 0, &self.wal_path)? < HEADER_SIZE
+                || header != sh.header
+            {
+                return Ok(false);
+            }
+            // Any valid frame continuing our chain means someone appended: not ours to restart.
+            let mut next = vec![0u8; sh.hdr.frame_size() as usize];
+            let n = read_exact_at(&wal_file, &mut next, sh.size, &self.wal_path)?;
+            if n == next.len() && wal::scan_frames(&next, &sh.hdr, sh.checksum).valid_len > 0 {
+                return Ok(false);
+            }
+            conn.bump_seq()?;
+            conn.commit()?;
+            let mut after = [0u8; HEADER_SIZE];
+            read_exact_at(&wal_file, &mut after, 0, &self.wal_path)?;
+            if after != sh.header {
+                inner.restarted = Some((sh.index, sh.size, after));
+                return Ok(true);
+            }
+            // A reader kept SQLite from restarting: our row went into the old cycle, which
+            // the next copy picks up as usual.
+            Ok(true)
+        })();
+        match r {
+            Ok(false) => {
+                conn.unlock()?;
+                Ok(false)
+            }
+            Ok(true) => Ok(true),
+            Err(e) => {
+                let _ = conn.unlock();
+                Err(e)
+            }
+        }
     }
 
     /// Removes shadow WAL files every replica is past (keeping one spare index).

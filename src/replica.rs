@@ -226,7 +226,7 @@ impl Replica {
     }
 
     async fn sync_inner(&self) -> Result<()> {
-        let db_pos = self.db.pos().ok_or(Error::NoGeneration)?;
+        let mut db_pos = self.db.pos().ok_or(Error::NoGeneration)?;
         let g = db_pos.generation;
         let mut pos = match self.pos() {
             Some(p) if p.generation == g => p,
@@ -242,6 +242,12 @@ impl Replica {
                     .ok_or_else(|| {
                         Error::NoSnapshots(format!(" for generation {g} right after writing one"))
                     })?;
+                // A snapshot taken just now may name a newer index than the position read
+                // before it: compare with the database as it is now.
+                match self.db.pos() {
+                    Some(now) if now.generation == g => db_pos = now,
+                    _ => return Err(Error::NoGeneration),
+                }
                 if p.index > db_pos.index || (p.index == db_pos.index && p.offset > db_pos.offset) {
                     return Err(Error::Backend {
                         backend: self.client.type_name().into(),
@@ -255,7 +261,14 @@ impl Replica {
                 p
             }
         };
+        // Upload up to where the database was when this sync started, not beyond: under
+        // steady writes, chasing the growing tail would upload a stream of tiny segments
+        // (one request each) and make sync-interval meaningless.
+        let until = db_pos;
         loop {
+            if pos.index > until.index || (pos.index == until.index && pos.offset >= until.offset) {
+                break;
+            }
             let db = self.db.clone();
             let read = tokio::task::spawn_blocking(move || db.read_shadow(pos))
                 .await
@@ -266,7 +279,12 @@ impl Replica {
                     pos = Pos::new(pos.generation, pos.index + 1, 0);
                     // The position is only advanced once the new index's first segment is up.
                 }
-                Ok(ShadowRead::Data { pos: at, data }) => {
+                Ok(ShadowRead::Data { pos: at, mut data }) => {
+                    if at.index == until.index {
+                        // `until.offset` is a commit boundary: the shadow only ever grows by
+                        // whole committed transactions.
+                        data.truncate(until.offset.saturating_sub(at.offset) as usize);
+                    }
                     let end = self.upload_segment(at, data).await?;
                     pos = end;
                     self.set_pos(Some(pos));
@@ -368,7 +386,13 @@ impl Replica {
                 }
             }
             last_sync = Some(Instant::now());
-            match self.sync().await {
+            // Shutdown interrupts a sync stalled on the store; the engine's final sync
+            // tries again, under the store's per-operation deadlines.
+            let res = tokio::select! {
+                r = self.sync() => r,
+                _ = shutdown.changed() => return,
+            };
+            match res {
                 Ok(()) => {
                     if failures > 0 {
                         info!(db = %self.db.path().display(), replica = %self.opts.name, "replica sync recovered");
@@ -427,11 +451,11 @@ async fn sleep_opt(d: Option<Duration>) {
     }
 }
 
-/// Exponential backoff from the sync interval to one minute, with jitter.
+/// Exponential backoff from the sync interval to 30 s, with jitter.
 fn backoff(base: Duration, failures: u32) -> Duration {
     let base = base.max(Duration::from_millis(100));
     let exp = base.saturating_mul(1u32 << failures.min(10).saturating_sub(1));
-    let capped = exp.min(Duration::from_secs(60));
+    let capped = exp.min(Duration::from_secs(30));
     let nanos = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
@@ -455,6 +479,6 @@ mod tests {
             error_shape("put x: 403 Forbidden")
         );
         assert!(backoff(Duration::from_secs(1), 1) >= Duration::from_secs(1));
-        assert!(backoff(Duration::from_secs(1), 30) <= Duration::from_secs(75));
+        assert!(backoff(Duration::from_secs(1), 30) <= Duration::from_secs(38));
     }
 }

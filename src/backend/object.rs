@@ -28,6 +28,11 @@ use crate::error::{Error, Result};
 const MULTIPART_THRESHOLD: usize = 64 << 20;
 /// Part size of multipart uploads.
 const PART_SIZE: usize = 16 << 20;
+/// Deadline of one operation moving `bytes`: 10 s plus 1 s per MiB (a floor of 1 MiB/s).
+fn deadline(bytes: u64) -> Duration {
+    Duration::from_secs(10 + bytes / (1 << 20))
+}
+
 /// Largest directory index page read from a static server.
 const MAX_INDEX_PAGE: usize = 16 << 20;
 
@@ -47,8 +52,10 @@ fn client_options(skip_verify: bool, allow_http: bool) -> ClientOptions {
         .with_allow_http(allow_http)
         .with_allow_invalid_certificates(skip_verify)
         .with_connect_timeout(Duration::from_secs(10))
-        // Snapshots can be large; the timeout bounds a whole request.
-        .with_timeout(Duration::from_secs(600))
+        // The whole-request bound is only a backstop: each operation has its own deadline
+        // scaled to its size (see `deadline`), so a stalled server (accepts, never answers)
+        // holds a sync for seconds, not minutes.
+        .with_timeout(Duration::from_secs(3600))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +77,9 @@ pub struct ObjectClient {
     location: String,
     /// HTTP only: base URL ending in `/`, and a plain client for static servers.
     base_url: String,
+    /// HTTP only: the base URL's path without slashes at either end (`replica/app`).
+    /// object_store's HTTP store reports locations with it in front.
+    base_path: String,
     http: Option<reqwest::Client>,
     mode: AtomicU8,
     /// HTTP only: the collections of the base URL exist (created with MKCOL once).
@@ -148,6 +158,7 @@ impl ObjectClient {
             location: format!("s3://{}/{}", cfg.bucket, prefix),
             prefix,
             base_url: String::new(),
+            base_path: String::new(),
             http: None,
             mode: AtomicU8::new(MODE_WEBDAV),
             base_ready: std::sync::atomic::AtomicBool::new(true),
@@ -201,6 +212,9 @@ impl ObjectClient {
             kind: Kind::Http,
             store: Arc::new(store),
             prefix: String::new(),
+            base_path: reqwest::Url::parse(&base_url)
+                .map(|u| u.path().trim_matches('/').to_string())
+                .unwrap_or_default(),
             location: url,
             base_url,
             http: Some(http),
@@ -221,6 +235,43 @@ impl ObjectClient {
             format!("{}/{rel}", self.prefix)
         };
         ObjPath::parse(&full).map_err(|e| Error::corrupt(rel, e.to_string()))
+    }
+
+    /// A location as object_store reports it, relative to the replica root (strips the
+    /// HTTP base path and the S3 key prefix).
+    fn relative(&self, loc: &ObjPath) -> String {
+        let mut s = loc.as_ref();
+        for base in [self.base_path.as_str(), self.prefix.as_str()] {
+            if base.is_empty() {
+                continue;
+            }
+            if let Some(rest) = s.strip_prefix(base) {
+                if rest.is_empty() {
+                    s = "";
+                } else if let Some(r) = rest.strip_prefix('/') {
+                    s = r;
+                }
+            }
+        }
+        s.to_string()
+    }
+
+    /// Runs a store operation under its deadline.
+    async fn timed<T>(
+        &self,
+        what: &str,
+        rel: &str,
+        bytes: u64,
+        fut: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let d = deadline(bytes);
+        match tokio::time::timeout(d, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Backend {
+                backend: self.type_name().into(),
+                message: format!("{what} {}/{rel}: no answer within {d:?}", self.location),
+            }),
+        }
     }
 
     fn err(&self, what: &str, rel: &str, e: object_store::Error) -> Error {
@@ -375,7 +426,8 @@ impl ObjectClient {
                 }))
             }
         }))
-        .buffered(16)
+        // Small static servers (python's http.server) queue only a few connections.
+        .buffered(4)
         .try_collect::<Vec<_>>()
         .await?;
         let mut out: Vec<ObjectInfo> = heads.into_iter().flatten().collect();
@@ -411,6 +463,59 @@ impl ObjectClient {
             });
         }
         resp.bytes().await.map_err(|e| self.http_err("get", rel, e))
+    }
+
+    /// WebDAV: PUT to `<path>.<random>.tmp`, then `MOVE` it over `<path>` (`Overwrite: T`).
+    /// Servers without MOVE get a plain PUT.
+    async fn webdav_put_atomic(&self, path: &str, data: Bytes) -> Result<()> {
+        let http = self
+            .http
+            .as_ref()
+            .ok_or_else(|| Error::Config("internal: no http client".into()))?;
+        let mut r = [0u8; 8];
+        let _ = getrandom::fill(&mut r);
+        let tmp_rel = format!("{path}.{:016x}.tmp", u64::from_be_bytes(r));
+        let tmp = self.key(&tmp_rel)?;
+        self.store
+            .put(&tmp, PutPayload::from_bytes(data.clone()))
+            .await
+            .map_err(|e| self.err("put", path, e))?;
+        let url_of = |rel: &str| {
+            format!(
+                "{}{}",
+                self.base_url,
+                rel.split('/')
+                    .map(percent_encode)
+                    .collect::<Vec<_>>()
+                    .join("/")
+            )
+        };
+        let method =
+            reqwest::Method::from_bytes(b"MOVE").map_err(|e| Error::Config(e.to_string()))?;
+        let resp = http
+            .request(method, url_of(&tmp_rel))
+            .header("Destination", url_of(path))
+            .header("Overwrite", "T")
+            .send()
+            .await
+            .map_err(|e| self.http_err("move", path, e))?;
+        let st = resp.status().as_u16();
+        if matches!(st, 200 | 201 | 204) {
+            return Ok(());
+        }
+        let _ = self.store.delete(&tmp).await;
+        if matches!(st, 405 | 501) {
+            let key = self.key(path)?;
+            self.store
+                .put(&key, PutPayload::from_bytes(data))
+                .await
+                .map_err(|e| self.err("put", path, e))?;
+            return Ok(());
+        }
+        Err(Error::Backend {
+            backend: "http".into(),
+            message: format!("move {} into place: status {st}", url_of(path)),
+        })
     }
 
     /// Creates the WebDAV collections of the base URL's path (`/backups/app/` needs
@@ -573,16 +678,32 @@ impl ReplicaClient for ObjectClient {
         } else {
             Some(&prefix)
         };
-        let res = match self.store.list_with_delimiter(prefix_opt).await {
+        let res = match self
+            .timed("list", dir, 0, async {
+                Ok(self.store.list_with_delimiter(prefix_opt).await)
+            })
+            .await?
+        {
             Ok(r) => r,
             Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
             Err(e) => return Err(self.err("list", dir, e)),
         };
+        let dir_rel = dir.trim_matches('/');
+        // Only direct children of `dir`: WebDAV servers also list the directory itself.
+        let child = |loc: &ObjPath| -> Option<String> {
+            let rel = self.relative(loc);
+            let rest = if dir_rel.is_empty() {
+                rel.as_str()
+            } else {
+                rel.strip_prefix(dir_rel)?.strip_prefix('/')?
+            };
+            (!rest.is_empty() && !rest.contains('/')).then(|| rest.to_string())
+        };
         let mut out = Vec::new();
         for p in res.common_prefixes {
-            if let Some(name) = p.filename() {
+            if let Some(name) = child(&p) {
                 out.push(ObjectInfo {
-                    name: name.to_string(),
+                    name,
                     size: 0,
                     modified: SystemTime::UNIX_EPOCH,
                     is_dir: true,
@@ -590,13 +711,9 @@ impl ReplicaClient for ObjectClient {
             }
         }
         for o in res.objects {
-            if let Some(name) = o.location.filename() {
-                // WebDAV servers may list the directory itself.
-                if o.location == prefix {
-                    continue;
-                }
+            if let Some(name) = child(&o.location) {
                 out.push(ObjectInfo {
-                    name: name.to_string(),
+                    name,
                     size: o.size,
                     modified: SystemTime::from(o.last_modified),
                     is_dir: false,
@@ -615,12 +732,17 @@ impl ReplicaClient for ObjectClient {
             return Ok(data);
         }
         let key = self.key(path)?;
-        let r = self
-            .store
-            .get(&key)
-            .await
-            .map_err(|e| self.err("get", path, e))?;
-        let data = r.bytes().await.map_err(|e| self.err("get", path, e))?;
+        let data = self
+            .timed("get", path, 0, async {
+                let r = self
+                    .store
+                    .get(&key)
+                    .await
+                    .map_err(|e| self.err("get", path, e))?;
+                // The read timeout bounds a stalled body; a slow one may take its time.
+                r.bytes().await.map_err(|e| self.err("get", path, e))
+            })
+            .await?;
         crate::metrics::global().operation(self.type_name(), "GET", data.len() as u64);
         Ok(data)
     }
@@ -636,19 +758,32 @@ impl ReplicaClient for ObjectClient {
         let size = data.len() as u64;
         crate::metrics::global().operation(self.type_name(), "PUT", size);
         if data.len() > MULTIPART_THRESHOLD && self.kind == Kind::S3 {
-            let upload = self
-                .store
-                .put_multipart(&key)
-                .await
-                .map_err(|e| self.err("put", path, e))?;
-            let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-            w.put(data);
-            w.finish().await.map_err(|e| self.err("put", path, e))?;
+            self.timed("put", path, size, async {
+                let upload = self
+                    .store
+                    .put_multipart(&key)
+                    .await
+                    .map_err(|e| self.err("put", path, e))?;
+                let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+                w.put(data);
+                w.finish().await.map_err(|e| self.err("put", path, e))?;
+                Ok(())
+            })
+            .await?;
+        } else if self.kind == Kind::Http {
+            // A WebDAV PUT may rewrite the file in place (rclone does), so readers could see
+            // a partial object: write a temporary name, then MOVE it over the final one.
+            self.timed("put", path, size, self.webdav_put_atomic(path, data))
+                .await?;
         } else {
-            self.store
-                .put(&key, PutPayload::from_bytes(data))
-                .await
-                .map_err(|e| self.err("put", path, e))?;
+            self.timed("put", path, size, async {
+                self.store
+                    .put(&key, PutPayload::from_bytes(data))
+                    .await
+                    .map_err(|e| self.err("put", path, e))?;
+                Ok(())
+            })
+            .await?;
         }
         Ok(ObjectInfo {
             name: key.filename().unwrap_or_default().to_string(),
@@ -676,17 +811,26 @@ impl ReplicaClient for ObjectClient {
         }
         let prefix = self.key(dir)?;
         crate::metrics::global().operation(self.type_name(), "LIST", 0);
-        let keys: Vec<ObjPath> = match self
-            .store
-            .list(Some(&prefix))
-            .map_ok(|m| m.location)
-            .try_collect()
-            .await
+        let listed: Vec<ObjPath> = match self
+            .timed("list", dir, 0, async {
+                Ok(self
+                    .store
+                    .list(Some(&prefix))
+                    .map_ok(|m| m.location)
+                    .try_collect::<Vec<_>>()
+                    .await)
+            })
+            .await?
         {
             Ok(k) => k,
             Err(object_store::Error::NotFound { .. }) => return Ok(()),
             Err(e) => return Err(self.err("list", dir, e)),
         };
+        // Listings report full locations (with the HTTP base path); deletes take keys.
+        let mut keys = Vec::with_capacity(listed.len());
+        for loc in &listed {
+            keys.push(self.key(&self.relative(loc))?);
+        }
         for _ in &keys {
             crate::metrics::global().operation(self.type_name(), "DELETE", 0);
         }

@@ -277,6 +277,13 @@ impl DbConn {
             )))
     }
 
+    /// Commits the transaction begun by [`DbConn::lock`] (after [`DbConn::bump_seq`]).
+    pub fn commit(&self) -> Result<()> {
+        self.write
+            .execute_batch("COMMIT")
+            .map_err(Error::sqlite(format!("commit on {}", self.path.display())))
+    }
+
     /// Releases the write lock taken by [`DbConn::lock`] (nothing was written).
     pub fn unlock(&self) -> Result<()> {
         self.write

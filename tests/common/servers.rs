@@ -1,0 +1,854 @@
+//! Real servers for the backend tests, each on 127.0.0.1 with a port of its own, and an
+//! in-process fault-injecting TCP proxy to put in front of any of them.
+//!
+//! - [`MotoServer`]: an S3-compatible server (`moto_server`, from `pip install 'moto[server]'`);
+//! - [`WebDav`]: `rclone serve webdav` (Debian package `rclone`);
+//! - [`StaticHttp`]: `python3 -m http.server`, a plain static file server (no PROPFIND);
+//! - [`FaultProxy`]: pass / reset / blackhole, switchable while connections are open; it
+//!   also counts the HTTP requests that pass through it.
+//!
+//! Every server runs in its own process group, logs to a file in the test's directory,
+//! is waited for until it answers HTTP, and is killed (the whole group) on drop. When a
+//! server's binary is missing, `start` fails the test under CI (naming the install command)
+//! and otherwise returns `None` after a loud "SKIPPED" message.
+//!
+//! Include it next to `mod common;` (it uses `common::in_ci`):
+//! `#[path = "common/servers.rs"] mod servers;`.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{Read, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use walship::config::{HttpConfig, ReplicaTarget, S3Config, Secret};
+
+/// How long a server may take to answer its first HTTP request.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Access key every S3 test uses (moto accepts any credentials).
+pub const S3_KEY: &str = "testkey";
+/// Secret key every S3 test uses.
+pub const S3_SECRET: &str = "testsecret";
+/// Region every S3 test uses.
+pub const S3_REGION: &str = "us-east-1";
+
+// ------------------------------------------------------------------------------------------
+// Finding binaries
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The binary `name` from `PATH`. When it is missing: under CI, panics with `install`;
+/// otherwise prints a loud SKIPPED line for `test` to the real stderr (not the captured
+/// one, so a skip is always seen) and returns `None`.
+pub fn require_bin(test: &str, name: &str, install: &str) -> Option<PathBuf> {
+    if let Some(p) = find_on_path(name) {
+        return Some(p);
+    }
+    let msg = format!("`{name}` not found on PATH; install it with `{install}`");
+    if crate::common::in_ci() {
+        panic!("{test}: {msg}");
+    }
+    let bar = "!".repeat(78);
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n{bar}\n!!! SKIPPED: {test}: {msg}\n{bar}\n"
+    );
+    None
+}
+
+// ------------------------------------------------------------------------------------------
+// A tiny HTTP/1.1 client (no dependency): enough to create buckets and probe servers
+
+/// A finished HTTP exchange.
+#[derive(Debug, Clone)]
+pub struct HttpReply {
+    pub status: u16,
+    /// Header lines, as received.
+    pub head: String,
+    /// The body as received (not de-chunked).
+    pub body: Vec<u8>,
+}
+
+impl HttpReply {
+    /// The body as text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends one request to `127.0.0.1:port` with `Connection: close` and reads the whole reply.
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+) -> std::io::Result<HttpReply> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = TcpStream::connect_timeout(&addr, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())?;
+    s.write_all(body)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let split = find(&raw, b"\r\n\r\n").ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("no HTTP header in {} bytes", raw.len()),
+        )
+    })?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("bad status line: {head:?}"),
+            )
+        })?;
+    Ok(HttpReply {
+        status,
+        head,
+        body: raw[split + 4..].to_vec(),
+    })
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A port nobody listens on right now (bound once on port 0, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+// ------------------------------------------------------------------------------------------
+// A server child process
+
+/// A server process: its own process group, output in `<dir>/<name>.log`, killed on drop.
+pub struct ServerProc {
+    pub name: String,
+    pub port: u16,
+    child: Child,
+    log: PathBuf,
+}
+
+impl ServerProc {
+    /// Starts `bin` with the arguments `args(port)` on a free port, and waits until
+    /// `GET /` answers with any HTTP status. Retries with another port when the first one
+    /// was taken in the meantime.
+    pub fn start(
+        dir: &Path,
+        name: &str,
+        bin: &Path,
+        args: impl Fn(u16) -> Vec<String>,
+    ) -> ServerProc {
+        let log = dir.join(format!("{name}.log"));
+        for attempt in 0..3 {
+            let port = free_port();
+            let out = File::options()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .expect("create server log");
+            let err = out.try_clone().expect("clone log handle");
+            let argv = args(port);
+            let child = Command::new(bin)
+                .args(&argv)
+                .current_dir(dir)
+                .stdin(Stdio::null())
+                .stdout(out)
+                .stderr(err)
+                // Own process group: Drop kills the server and anything it started.
+                .process_group(0)
+                .spawn()
+                .unwrap_or_else(|e| panic!("spawn {} {argv:?}: {e}", bin.display()));
+            let mut srv = ServerProc {
+                name: name.to_string(),
+                port,
+                child,
+                log: log.clone(),
+            };
+            let start = Instant::now();
+            loop {
+                if let Some(st) = srv.child.try_wait().expect("try_wait") {
+                    let logs = srv.logs();
+                    if attempt < 2 && logs.to_ascii_lowercase().contains("address already in use") {
+                        eprintln!("{name}: port {port} was taken, retrying");
+                        break;
+                    }
+                    panic!("{name} exited with {st} before it was ready\n{logs}");
+                }
+                if http_request(port, "GET", "/", &[], b"", Duration::from_secs(2)).is_ok() {
+                    eprintln!(
+                        "{name} ready on 127.0.0.1:{port} in {:?} (pid {}, log {})",
+                        start.elapsed(),
+                        srv.child.id(),
+                        log.display()
+                    );
+                    return srv;
+                }
+                if start.elapsed() > READY_TIMEOUT {
+                    panic!(
+                        "{name} did not answer HTTP on 127.0.0.1:{port} within {READY_TIMEOUT:?}\n{}",
+                        srv.logs()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        unreachable!("the last attempt either returns or panics")
+    }
+
+    /// The process id (also the process group id).
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's output so far.
+    pub fn logs(&self) -> String {
+        format!(
+            "===== {} log ({}) =====\n{}\n===== end of {} =====",
+            self.name,
+            self.log.display(),
+            fs::read_to_string(&self.log).unwrap_or_else(|e| format!("<{e}>")),
+            self.name
+        )
+    }
+
+    /// True while the server process runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the process group our own child leads; it is not reaped yet,
+        // so the id cannot have been reused.
+        unsafe {
+            libc::kill(-self.pid(), libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// moto (S3)
+
+/// An S3-compatible server: `moto_server` (in memory; accepts any credentials).
+pub struct MotoServer {
+    pub proc: ServerProc,
+}
+
+impl MotoServer {
+    /// Starts moto, logging to `dir/moto.log`; `None` (after a loud skip) when `moto_server`
+    /// is missing outside CI.
+    pub fn start(test: &str, dir: &Path) -> Option<MotoServer> {
+        let bin = require_bin(test, "moto_server", "pip install 'moto[server]'")?;
+        let proc = ServerProc::start(dir, "moto", &bin, |port| {
+            vec![
+                "-H".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                port.to_string(),
+            ]
+        });
+        Some(MotoServer { proc })
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.proc.port
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> String {
+        self.proc.base_url()
+    }
+
+    /// Creates `bucket` (unsigned `PUT /bucket`; moto accepts it).
+    pub fn create_bucket(&self, bucket: &str) {
+        let r = http_request(
+            self.port(),
+            "PUT",
+            &format!("/{bucket}"),
+            &[],
+            b"",
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("create bucket {bucket}: {e}"));
+        assert_eq!(r.status, 200, "create bucket {bucket}: {}", r.text());
+    }
+
+    /// The keys under `prefix` in `bucket` with their sizes (first 1,000; ListObjectsV2).
+    pub fn list_keys(&self, bucket: &str, prefix: &str) -> Vec<(String, u64)> {
+        let r = http_request(
+            self.port(),
+            "GET",
+            &format!("/{bucket}?list-type=2&max-keys=1000&prefix={prefix}"),
+            &[],
+            b"",
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("list {bucket}/{prefix}: {e}"));
+        assert_eq!(r.status, 200, "list {bucket}/{prefix}: {}", r.text());
+        let text = r.text();
+        let mut out = Vec::new();
+        for item in text.split("<Contents>").skip(1) {
+            let tag = |t: &str| -> String {
+                item.split(&format!("<{t}>"))
+                    .nth(1)
+                    .and_then(|s| s.split(&format!("</{t}>")).next())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            out.push((tag("Key"), tag("Size").parse().unwrap_or(u64::MAX)));
+        }
+        out
+    }
+}
+
+/// The S3 target of `bucket`/`path` at the S3 endpoint on `port` (moto, or a proxy in front
+/// of it), with the test credentials.
+pub fn s3_target(port: u16, bucket: &str, path: &str) -> ReplicaTarget {
+    ReplicaTarget::S3(S3Config {
+        bucket: bucket.to_string(),
+        path: path.to_string(),
+        region: Some(S3_REGION.to_string()),
+        endpoint: Some(format!("http://127.0.0.1:{port}")),
+        force_path_style: true,
+        skip_verify: false,
+        access_key_id: Some(S3_KEY.to_string()),
+        secret_access_key: Some(Secret::new(S3_SECRET)),
+    })
+}
+
+/// The `replicas:` entry (indented for a `dbs:` item) of an S3 replica at the endpoint on
+/// `port`, in the keys both walship and Litestream v0.3.13 read.
+pub fn s3_replica_yaml(port: u16, bucket: &str, path: &str, sync_interval: &str) -> String {
+    format!(
+        "      - type: s3\n        bucket: {bucket}\n        path: {path}\n        \
+         endpoint: http://127.0.0.1:{port}\n        region: {S3_REGION}\n        \
+         force-path-style: true\n        access-key-id: {S3_KEY}\n        \
+         secret-access-key: {S3_SECRET}\n        sync-interval: {sync_interval}\n"
+    )
+}
+
+// ------------------------------------------------------------------------------------------
+// rclone serve webdav
+
+/// A WebDAV server: `rclone serve webdav` over a local directory.
+pub struct WebDav {
+    pub proc: ServerProc,
+    /// The served directory.
+    pub root: PathBuf,
+}
+
+impl WebDav {
+    /// Serves `root` (created if needed); `None` (after a loud skip) when `rclone` is missing
+    /// outside CI.
+    pub fn start(test: &str, dir: &Path, root: &Path) -> Option<WebDav> {
+        let bin = require_bin(test, "rclone", "apt-get install rclone")?;
+        fs::create_dir_all(root).expect("create webdav root");
+        let root_s = root.to_str().expect("utf-8 path").to_string();
+        let proc = ServerProc::start(dir, "rclone-webdav", &bin, |port| {
+            vec![
+                "serve".into(),
+                "webdav".into(),
+                "--addr".into(),
+                format!("127.0.0.1:{port}"),
+                "--config".into(),
+                "/dev/null".into(),
+                root_s.clone(),
+            ]
+        });
+        Some(WebDav {
+            proc,
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// `http://127.0.0.1:<port>/<prefix>` (no trailing `/`; `prefix` may be empty).
+    pub fn url(&self, prefix: &str) -> String {
+        join_url(&self.proc.base_url(), prefix)
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// python3 -m http.server
+
+/// A static file server: `python3 -m http.server` over a local directory (GET/HEAD only,
+/// HTML directory listings).
+pub struct StaticHttp {
+    pub proc: ServerProc,
+    /// The served directory.
+    pub root: PathBuf,
+}
+
+impl StaticHttp {
+    /// Serves `root` (created if needed); `None` (after a loud skip) when `python3` is
+    /// missing outside CI.
+    pub fn start(test: &str, dir: &Path, root: &Path) -> Option<StaticHttp> {
+        let bin = require_bin(test, "python3", "apt-get install python3")?;
+        fs::create_dir_all(root).expect("create static root");
+        let root_s = root.to_str().expect("utf-8 path").to_string();
+        let proc = ServerProc::start(dir, "python-http", &bin, |port| {
+            vec![
+                // Unbuffered, so the request log reaches the file as it happens.
+                "-u".into(),
+                "-m".into(),
+                "http.server".into(),
+                port.to_string(),
+                "--bind".into(),
+                "127.0.0.1".into(),
+                "--directory".into(),
+                root_s.clone(),
+            ]
+        });
+        Some(StaticHttp {
+            proc,
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// `http://127.0.0.1:<port>/<prefix>` (no trailing `/`; `prefix` may be empty).
+    pub fn url(&self, prefix: &str) -> String {
+        join_url(&self.proc.base_url(), prefix)
+    }
+}
+
+fn join_url(base: &str, prefix: &str) -> String {
+    let prefix = prefix.trim_matches('/');
+    if prefix.is_empty() {
+        format!("{base}/")
+    } else {
+        format!("{base}/{prefix}")
+    }
+}
+
+/// The HTTP target of `url` with nothing else set (what `ReplicaTarget::from_url` gives).
+pub fn http_target(url: &str) -> ReplicaTarget {
+    ReplicaTarget::Http(HttpConfig {
+        url: url.to_string(),
+        skip_verify: false,
+        user: None,
+        password: None,
+        bearer_token: None,
+    })
+}
+
+// ------------------------------------------------------------------------------------------
+// The fault proxy
+
+/// What the proxy does with connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Forward both ways.
+    Pass,
+    /// Reset (RST) every new connection at once, and every open one.
+    Reset,
+    /// Accept and read, never answer, never close: the client can only time out. Open
+    /// connections stop being forwarded.
+    Blackhole,
+}
+
+/// Counters of a [`FaultProxy`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProxyStats {
+    /// Connections accepted.
+    pub connections: u64,
+    /// Connections reset (new ones in reset mode, and open ones when reset mode began).
+    pub resets: u64,
+    /// Connections blackholed.
+    pub blackholed: u64,
+    /// Blackholed connections the client still holds open (it has not timed out yet).
+    pub blackholed_open: u64,
+    /// HTTP requests forwarded upstream (request heads seen in pass mode).
+    pub requests: u64,
+    /// The same, by method.
+    pub by_method: BTreeMap<String, u64>,
+    /// Bytes forwarded client → server.
+    pub bytes_up: u64,
+    /// Bytes forwarded server → client.
+    pub bytes_down: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    connections: AtomicU64,
+    resets: AtomicU64,
+    blackholed: AtomicU64,
+    blackholed_open: AtomicU64,
+    requests: AtomicU64,
+    bytes_up: AtomicU64,
+    bytes_down: AtomicU64,
+    by_method: Mutex<BTreeMap<String, u64>>,
+}
+
+/// A TCP proxy on 127.0.0.1 in front of `upstream`, running on its own thread and tokio
+/// runtime (so it works from sync and async tests alike). The mode can be switched at any
+/// time with [`FaultProxy::set_mode`]; it applies to new and open connections.
+pub struct FaultProxy {
+    port: u16,
+    mode: tokio::sync::watch::Sender<Mode>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    counters: Arc<Counters>,
+}
+
+impl FaultProxy {
+    /// A proxy in pass mode on a free port, forwarding to `upstream`.
+    pub fn start(upstream: SocketAddr) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().expect("proxy addr").port();
+        listener.set_nonblocking(true).expect("nonblocking");
+        let (mode_tx, mode_rx) = tokio::sync::watch::channel(Mode::Pass);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let counters = Arc::new(Counters::default());
+        let c = counters.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("fault-proxy-{port}"))
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("proxy runtime");
+                rt.block_on(async move {
+                    let listener =
+                        tokio::net::TcpListener::from_std(listener).expect("proxy listener");
+                    let accept = async {
+                        loop {
+                            let Ok((sock, _)) = listener.accept().await else {
+                                continue;
+                            };
+                            let _ = sock.set_nodelay(true);
+                            tokio::spawn(proxy_conn(sock, upstream, mode_rx.clone(), c.clone()));
+                        }
+                    };
+                    tokio::select! {
+                        _ = accept => {}
+                        _ = stop_rx => {}
+                    }
+                });
+                // Dropping the runtime here aborts every connection task, closing sockets.
+            })
+            .expect("spawn proxy thread");
+        eprintln!("fault proxy on 127.0.0.1:{port} -> {upstream}");
+        FaultProxy {
+            port,
+            mode: mode_tx,
+            shutdown: Some(stop_tx),
+            thread: Some(thread),
+            counters,
+        }
+    }
+
+    /// The proxy's port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Switches the mode for new and open connections.
+    pub fn set_mode(&self, mode: Mode) {
+        eprintln!("fault proxy 127.0.0.1:{}: mode {mode:?}", self.port);
+        self.mode.send_replace(mode);
+    }
+
+    /// The current mode.
+    pub fn mode(&self) -> Mode {
+        *self.mode.borrow()
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> ProxyStats {
+        let c = &self.counters;
+        ProxyStats {
+            connections: c.connections.load(Ordering::Relaxed),
+            resets: c.resets.load(Ordering::Relaxed),
+            blackholed: c.blackholed.load(Ordering::Relaxed),
+            blackholed_open: c.blackholed_open.load(Ordering::Relaxed),
+            requests: c.requests.load(Ordering::Relaxed),
+            by_method: c.by_method.lock().expect("stats lock").clone(),
+            bytes_up: c.bytes_up.load(Ordering::Relaxed),
+            bytes_down: c.bytes_down.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// How one forwarded connection ended.
+enum Ended {
+    Closed,
+    Switched(Mode),
+}
+
+async fn proxy_conn(
+    mut client: tokio::net::TcpStream,
+    upstream: SocketAddr,
+    mut mode: tokio::sync::watch::Receiver<Mode>,
+    c: Arc<Counters>,
+) {
+    use tokio::io::AsyncWriteExt as _;
+    c.connections.fetch_add(1, Ordering::Relaxed);
+    let now = *mode.borrow_and_update();
+    match now {
+        Mode::Pass => {}
+        Mode::Reset => return reset(client, None, &c),
+        Mode::Blackhole => return blackhole(client, &c).await,
+    }
+    let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else {
+        return reset(client, None, &c);
+    };
+    let _ = server.set_nodelay(true);
+    let ended = {
+        let (mut cr, mut cw) = client.split();
+        let (mut sr, mut sw) = server.split();
+        let up = async {
+            let mut parser = RequestCounter::default();
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = match tokio::io::AsyncReadExt::read(&mut cr, &mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                parser.feed(&buf[..n], &mut |method| {
+                    c.requests.fetch_add(1, Ordering::Relaxed);
+                    *c.by_method
+                        .lock()
+                        .expect("stats lock")
+                        .entry(method.to_string())
+                        .or_default() += 1;
+                });
+                if sw.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+                c.bytes_up.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            let _ = sw.shutdown().await;
+        };
+        let down = async {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = match tokio::io::AsyncReadExt::read(&mut sr, &mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                if cw.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+                c.bytes_down.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            let _ = cw.shutdown().await;
+        };
+        let io = async { tokio::join!(up, down) };
+        tokio::pin!(io);
+        loop {
+            tokio::select! {
+                _ = &mut io => break Ended::Closed,
+                changed = mode.changed() => match changed {
+                    Err(_) => break Ended::Closed,
+                    Ok(()) => match *mode.borrow_and_update() {
+                        Mode::Pass => continue,
+                        m => break Ended::Switched(m),
+                    },
+                },
+            }
+        }
+    };
+    match ended {
+        Ended::Closed => {}
+        Ended::Switched(Mode::Reset) => reset(client, Some(server), &c),
+        Ended::Switched(_) => {
+            // The server's side closes; the client's hangs.
+            drop(server);
+            blackhole(client, &c).await;
+        }
+    }
+}
+
+/// Closes with RST (SO_LINGER 0), both sides.
+fn reset(client: tokio::net::TcpStream, server: Option<tokio::net::TcpStream>, c: &Counters) {
+    c.resets.fetch_add(1, Ordering::Relaxed);
+    let _ = client.set_zero_linger();
+    drop(client);
+    if let Some(s) = server {
+        let _ = s.set_zero_linger();
+    }
+}
+
+/// Reads and discards until the client gives up; never writes.
+async fn blackhole(mut client: tokio::net::TcpStream, c: &Counters) {
+    c.blackholed.fetch_add(1, Ordering::Relaxed);
+    c.blackholed_open.fetch_add(1, Ordering::Relaxed);
+    let mut buf = vec![0u8; 16 * 1024];
+    while let Ok(n) = tokio::io::AsyncReadExt::read(&mut client, &mut buf).await {
+        if n == 0 {
+            break;
+        }
+    }
+    c.blackholed_open.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Counts HTTP/1.1 requests in a client → server byte stream: request heads, then bodies by
+/// `Content-Length` or chunked encoding. Stops counting (never guesses) on anything it cannot
+/// parse.
+#[derive(Default)]
+struct RequestCounter {
+    state: ReqState,
+    line: Vec<u8>,
+}
+
+#[derive(Default)]
+enum ReqState {
+    /// Collecting a request head (in `line`) until CRLFCRLF.
+    #[default]
+    Head,
+    /// Skipping a body of this many bytes.
+    Body(u64),
+    /// Reading a chunk-size line (in `line`).
+    ChunkSize,
+    /// Skipping chunk data, then its CRLF (the `+ 2`).
+    ChunkData(u64),
+    /// Reading trailer lines after the last chunk until an empty line.
+    Trailer,
+    /// Lost track of the stream.
+    Broken,
+}
+
+impl RequestCounter {
+    fn feed(&mut self, mut data: &[u8], on_request: &mut dyn FnMut(&str)) {
+        while !data.is_empty() {
+            match &mut self.state {
+                ReqState::Broken => return,
+                ReqState::Body(left) | ReqState::ChunkData(left) => {
+                    let n = (*left).min(data.len() as u64);
+                    *left -= n;
+                    data = &data[n as usize..];
+                    if *left == 0 {
+                        self.state = match self.state {
+                            ReqState::ChunkData(_) => ReqState::ChunkSize,
+                            _ => ReqState::Head,
+                        };
+                    }
+                }
+                ReqState::Head => {
+                    let old = self.line.len();
+                    self.line.extend_from_slice(data);
+                    let from = old.saturating_sub(3);
+                    let Some(end) = find(&self.line[from..], b"\r\n\r\n").map(|e| e + from) else {
+                        if self.line.len() > 64 * 1024 {
+                            self.state = ReqState::Broken;
+                        }
+                        return;
+                    };
+                    // What follows the head goes round the loop again.
+                    data = &data[end + 4 - old..];
+                    self.line.truncate(end);
+                    let head = String::from_utf8_lossy(&self.line).into_owned();
+                    self.line.clear();
+                    let method = head.split_whitespace().next().unwrap_or("");
+                    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+                        self.state = ReqState::Broken;
+                        return;
+                    }
+                    on_request(method);
+                    let mut len = 0u64;
+                    let mut chunked = false;
+                    for h in head.lines().skip(1) {
+                        let Some((k, v)) = h.split_once(':') else {
+                            continue;
+                        };
+                        let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
+                        if k == "content-length" {
+                            len = v.parse().unwrap_or(0);
+                        } else if k == "transfer-encoding"
+                            && v.to_ascii_lowercase().contains("chunked")
+                        {
+                            chunked = true;
+                        }
+                    }
+                    self.state = if chunked {
+                        ReqState::ChunkSize
+                    } else if len > 0 {
+                        ReqState::Body(len)
+                    } else {
+                        ReqState::Head
+                    };
+                }
+                ReqState::ChunkSize | ReqState::Trailer => {
+                    let Some(nl) = data.iter().position(|&b| b == b'\n') else {
+                        self.line.extend_from_slice(data);
+                        return;
+                    };
+                    self.line.extend_from_slice(&data[..=nl]);
+                    data = &data[nl + 1..];
+                    let line = String::from_utf8_lossy(&self.line).trim().to_string();
+                    self.line.clear();
+                    if matches!(self.state, ReqState::Trailer) {
+                        if line.is_empty() {
+                            self.state = ReqState::Head;
+                        }
+                        continue;
+                    }
+                    let size = line.split(';').next().unwrap_or("").trim();
+                    match u64::from_str_radix(size, 16) {
+                        Ok(0) => self.state = ReqState::Trailer,
+                        Ok(n) => self.state = ReqState::ChunkData(n + 2),
+                        Err(_) => self.state = ReqState::Broken,
+                    }
+                }
+            }
+        }
+    }
+}
