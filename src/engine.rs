@@ -125,6 +125,8 @@ impl Engine {
                 let mut o = ReplicaOptions::new(rc.name.clone());
                 o.sync_interval = rc.sync_interval;
                 o.snapshot_interval = rc.snapshot_interval;
+                o.retention = rc.retention;
+                o.retention_check_interval = rc.retention_check_interval;
                 replicas.push((client, o));
             }
             e.add_db(db_options(dbc), replicas);

@@ -24,6 +24,11 @@ pub struct ReplicaOptions {
     pub sync_interval: Duration,
     /// Take a new snapshot this often; `None` = only when a generation starts.
     pub snapshot_interval: Option<Duration>,
+    /// Keep this much history (see [`crate::retention`]); `None` keeps everything.
+    /// Default 24h.
+    pub retention: Option<Duration>,
+    /// How often retention runs (capped at `retention`). Default 1h.
+    pub retention_check_interval: Duration,
 }
 
 impl ReplicaOptions {
@@ -33,6 +38,8 @@ impl ReplicaOptions {
             name: name.into(),
             sync_interval: Duration::from_secs(1),
             snapshot_interval: None,
+            retention: Some(Duration::from_secs(24 * 3600)),
+            retention_check_interval: Duration::from_secs(3600),
         }
     }
 }
@@ -324,6 +331,49 @@ impl Replica {
         Ok(Pos::new(at.generation, at.index, at.offset + len))
     }
 
+    /// Applies retention once (see [`crate::retention`]): deletes generations, snapshots
+    /// and WAL segments that no restore inside the window needs, taking a snapshot first if
+    /// the current generation has none inside the window.
+    pub async fn enforce_retention(&self) -> Result<crate::retention::RetentionPlan> {
+        let Some(keep) = self.opts.retention else {
+            return Ok(Default::default());
+        };
+        let cutoff = SystemTime::now()
+            .checked_sub(keep)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let current = self.db.pos().map(|p| p.generation);
+        let client = self.client.as_ref();
+        let mut plan =
+            crate::retention::plan(&crate::retention::list_all(client).await?, current, cutoff);
+        if plan.snapshot_due && current.is_some() {
+            self.snapshot().await?;
+            plan =
+                crate::retention::plan(&crate::retention::list_all(client).await?, current, cutoff);
+        }
+        crate::retention::execute(client, &plan).await?;
+        if !(plan.generations.is_empty() && plan.snapshots.is_empty() && plan.segments.is_empty()) {
+            info!(
+                db = %self.db.path().display(),
+                replica = %self.opts.name,
+                generations = plan.generations.len(),
+                snapshots = plan.snapshots.len(),
+                wal_segments = plan.segments.len(),
+                "retention deleted"
+            );
+        }
+        Ok(plan)
+    }
+
+    fn retention_interval(&self) -> Option<Duration> {
+        let keep = self.opts.retention?;
+        Some(
+            self.opts
+                .retention_check_interval
+                .min(keep)
+                .max(Duration::from_millis(100)),
+        )
+    }
+
     fn snapshot_due(&self) -> Option<Duration> {
         let iv = self.opts.snapshot_interval?;
         let last = (*self.last_snapshot.lock().unwrap_or_else(|e| e.into_inner()))?;
@@ -339,9 +389,27 @@ impl Replica {
         let mut last_sync: Option<Instant> = None;
         let mut failures = 0u32;
         let mut last_error: Option<String> = None;
+        // Like Litestream: the first retention run comes one interval after start.
+        let mut next_retention = self.retention_interval().map(|iv| Instant::now() + iv);
         loop {
             if *shutdown.borrow() {
                 return;
+            }
+            // Scheduled work is due whatever the write load.
+            if failures == 0
+                && self.db.pos().is_some()
+                && self.snapshot_due().is_some_and(|w| w.is_zero())
+                && let Err(e) = self.snapshot().await
+            {
+                error!(db = %self.db.path().display(), replica = %self.opts.name, error = %e, "scheduled snapshot failed");
+            }
+            if let Some(at) = next_retention
+                && Instant::now() >= at
+            {
+                if let Err(e) = self.enforce_retention().await {
+                    error!(db = %self.db.path().display(), replica = %self.opts.name, error = %e, "retention failed; will try again");
+                }
+                next_retention = self.retention_interval().map(|iv| Instant::now() + iv);
             }
             // Wait for something to do.
             if self.up_to_date() && failures == 0 {
@@ -358,12 +426,9 @@ impl Replica {
                         }
                     }
                     _ = self.wake.notified() => {}
-                    _ = sleep_opt(snap_wait) => {
-                        if let Err(e) = self.snapshot().await {
-                            error!(db = %self.db.path().display(), replica = %self.opts.name, error = %e, "scheduled snapshot failed");
-                        }
-                        continue;
-                    }
+                    // Scheduled snapshots and retention run at the top of the loop.
+                    _ = sleep_opt(snap_wait) => continue,
+                    _ = sleep_opt(next_retention.map(|at| at.saturating_duration_since(Instant::now()))) => continue,
                 }
             }
             // Respect sync-interval between uploads (and back off after failures).

@@ -16,7 +16,7 @@
 //!   due (so the next run can let the old ones go, and restores stay short).
 use std::time::SystemTime;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 
 use crate::backend::{self, ReplicaClient, SnapshotInfo, WalSegmentInfo};
 use crate::error::Result;
@@ -118,10 +118,15 @@ pub async fn execute(client: &dyn ReplicaClient, p: &RetentionPlan) -> Result<()
         .map(SnapshotInfo::path)
         .chain(p.segments.iter().map(WalSegmentInfo::path))
         .collect();
-    futures::stream::iter(paths.iter().map(|path| client.delete(path)))
-        .buffer_unordered(16)
-        .try_collect::<Vec<()>>()
-        .await?;
+    let mut deletes = futures::stream::iter(
+        paths
+            .into_iter()
+            .map(|path| async move { client.delete(&path).await }),
+    )
+    .buffer_unordered(16);
+    while let Some(r) = deletes.next().await {
+        r?;
+    }
     Ok(())
 }
 
