@@ -1,9 +1,10 @@
 //! walship embedded in an application: the application acknowledges a write only once it is
 //! on the replica.
 //!
-//! Run: `cargo run --release --example embedded -- [DIR] [TRANSACTIONS]` (default: a temp
-//! dir, 500 transactions). It creates `DIR/app.db`, replicates it to the file replica
-//! `DIR/replica` on this program's own tokio runtime, commits transactions one by one and
+//! Run: `cargo run --release --example embedded -- [DIR] [TRANSACTIONS] [REPLICA_URL]`
+//! (default: a temp dir, 500 transactions, the file replica `DIR/replica`; a URL such as
+//! `s3://bucket.localhost:9000/app` replicates there instead, credentials from `AWS_*`).
+//! It creates `DIR/app.db`, replicates it on this program's own tokio runtime, commits transactions one by one and
 //! waits for each to be durable on the replica, prints the commit-to-durable latency
 //! (p50/p99), shuts down with a final sync, then restores the replica and checks that every
 //! acknowledged row is there.
@@ -11,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use walship::backend::ReplicaClient;
 use walship::backend::file::FileClient;
 use walship::db::DbOptions;
 use walship::engine::{Durability, Engine};
@@ -29,6 +31,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let n: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(500);
+    let url = args.next();
     std::fs::create_dir_all(&dir)?;
     let dir = std::fs::canonicalize(&dir)?;
     let db_path = dir.join("app.db");
@@ -46,14 +49,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
          CREATE TABLE orders(id INTEGER PRIMARY KEY, item TEXT NOT NULL, qty INTEGER NOT NULL);",
     )?;
 
-    // walship on the same runtime: one database, one file replica.
+    // walship on the same runtime: one database, one replica.
+    let client: Arc<dyn ReplicaClient> = match &url {
+        Some(u) => walship::engine::client_for(&walship::config::ReplicaTarget::from_url(u)?)?,
+        None => Arc::new(FileClient::new(&replica_dir)),
+    };
     let mut engine = Engine::new();
-    let mut ropts = ReplicaOptions::new("file");
+    let mut ropts = ReplicaOptions::new(client.type_name());
     ropts.sync_interval = Duration::from_secs(1);
-    engine.add_db(
-        DbOptions::new(&db_path),
-        vec![(Arc::new(FileClient::new(&replica_dir)), ropts)],
-    );
+    engine.add_db(DbOptions::new(&db_path), vec![(client.clone(), ropts)]);
     let walship = engine.start();
     // Commits wake walship directly; SQLite's auto-checkpoint is off on this connection.
     walship.attach(&mut app)?;
@@ -74,7 +78,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
     println!(
-        "{n} transactions, commit-to-durable on a file replica: p50 {:?}, p99 {:?}, max {:?}",
+        "{n} transactions, commit-to-durable on a {} replica: p50 {:?}, p99 {:?}, max {:?}",
+        client.type_name(),
         pct(0.50),
         pct(0.99),
         latencies.last().copied().unwrap_or_default()
@@ -96,8 +101,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Disaster: restore the replica elsewhere and check every acknowledged order is there.
     let out = dir.join("restored.db");
     let sources = [ReplicaSource {
-        name: "file".into(),
-        client: Arc::new(FileClient::new(&replica_dir)),
+        name: client.type_name().into(),
+        client,
     }];
     restore::restore(&sources, &out, &RestoreOptions::default(), &|_| {}).await?;
     let restored = rusqlite::Connection::open(&out)?;
