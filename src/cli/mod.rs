@@ -117,6 +117,8 @@ const LONG_FLAGS: &[&str] = &[
     "parallelism",
     "if-db-not-exists",
     "if-replica-exists",
+    "follow",
+    "interval",
     "help",
     "version",
 ];

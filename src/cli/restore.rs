@@ -43,6 +43,14 @@ pub struct RestoreArgs {
     /// Exit 0 without restoring if no backup is found.
     #[arg(long = "if-replica-exists")]
     pub if_replica_exists: bool,
+    /// Follow: after restoring, keep the output up to date with the replica (a read-only
+    /// copy in rollback-journal mode, replaced atomically on every change) until
+    /// SIGINT/SIGTERM.
+    #[arg(short = 'f', long = "follow")]
+    pub follow: bool,
+    /// How often follow mode looks for changes (Go duration).
+    #[arg(long = "interval", value_name = "DURATION", default_value = "1s")]
+    pub interval: String,
     /// DB_PATH (looked up in the config) or REPLICA_URL (or a replica directory).
     #[arg(value_name = "DB_PATH|REPLICA_URL")]
     pub target: Option<String>,
@@ -57,6 +65,24 @@ fn parse_hex_index(s: &str) -> Result<u32, String> {
         ));
     }
     Ok(v)
+}
+
+/// A progress bar on a terminal; `None` (plain log lines) otherwise.
+fn progress_bar() -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let b = indicatif::ProgressBar::new(0);
+    b.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} restoring [{bar:30}] {pos}/{len} wal segments {msg}",
+        )
+        .ok()?
+        .progress_chars("=> "),
+    );
+    b.enable_steady_tick(std::time::Duration::from_millis(200));
+    Some(b)
 }
 
 fn parse_timestamp(s: &str) -> Result<SystemTime> {
@@ -101,7 +127,60 @@ pub async fn run(args: RestoreArgs) -> Result<()> {
         timestamp,
         parallelism: args.parallelism.max(1),
     };
+    if args.follow {
+        let interval = walship::config::parse_go_duration(&args.interval)
+            .ok()
+            .and_then(|d| d.to_std())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                anyhow!(
+                    "invalid -interval {:?}: want a positive duration such as 1s or 500ms",
+                    args.interval
+                )
+            })?;
+        info!(path = %output.display(), ?interval, "following replica");
+        let stop = async {
+            use tokio::signal::unix::{SignalKind, signal};
+            match (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) {
+                (Ok(mut i), Ok(mut t)) => {
+                    tokio::select! {
+                        _ = i.recv() => {}
+                        _ = t.recv() => {}
+                    }
+                }
+                _ => std::future::pending().await,
+            }
+        };
+        restore::follow(&target.replicas, &output, &opts, interval, stop, &|p| {
+            info!(
+                path = %output.display(),
+                generation = %p.generation,
+                index = p.segments.last().map_or(p.snapshot.index, |s| s.index),
+                "follow: updated"
+            );
+        })
+        .await?;
+        return Ok(());
+    }
+    let bar = progress_bar();
     let progress = |p: Progress| {
+        if let Some(b) = &bar {
+            match p {
+                Progress::Snapshot { bytes } => {
+                    b.set_message(format!("snapshot {} KiB", bytes / 1024))
+                }
+                Progress::Segment { done, total } => {
+                    b.set_length(total as u64);
+                    b.set_position(done as u64);
+                }
+                Progress::Verifying => b.set_message("integrity_check"),
+                Progress::Done => b.finish_and_clear(),
+            }
+            return;
+        }
         if let Progress::Segment { done, total } = p
             && total >= 100
             && (done.is_multiple_of((total / 10).max(1)) || done == total)

@@ -37,10 +37,12 @@ use crate::error::{Error, Result};
 use crate::layout;
 use crate::pos::Generation;
 
+mod follow;
 mod output;
 mod replay;
 mod select;
 
+pub use follow::follow;
 pub use select::plan_generation;
 
 /// One replica restore may read from.
