@@ -3,7 +3,6 @@ use std::time::SystemTime;
 
 use anyhow::Result;
 use clap::Args;
-use time::OffsetDateTime;
 
 use walship::backend;
 use walship::config::GoDuration;
@@ -63,16 +62,7 @@ pub fn tabulate(rows: &[Vec<String>]) -> String {
 
 /// RFC 3339, UTC, whole seconds: `2026-11-21T22:43:33Z`.
 pub fn format_time(t: SystemTime) -> String {
-    let t = OffsetDateTime::from(t);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    walship::metrics::rfc3339(t)
 }
 
 /// Litestream's lag display: truncated to 1s above 10s, 0.1s above 1s, 1ms above 1ms,

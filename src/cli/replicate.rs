@@ -91,9 +91,9 @@ pub async fn run(args: ReplicateArgs) -> Result<u8> {
     let Some(cmd) = exec else {
         let handle = engine.start();
         let server = listener.map(|l| l.serve(handle.clone()));
-        wait_for_signal().await;
+        super::next_signal().await;
         tokio::spawn(async {
-            wait_for_signal().await;
+            super::next_signal().await;
             warn!("second signal received, exiting at once");
             std::process::exit(1);
         });
@@ -127,7 +127,7 @@ pub async fn run(args: ReplicateArgs) -> Result<u8> {
     let status = loop {
         tokio::select! {
             st = child.wait() => break st.with_context(|| format!("wait for {prog:?}"))?,
-            sig = next_signal() => {
+            sig = super::next_signal() => {
                 info!(signal = sig, "forwarding signal to the child process");
                 if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
                     // SAFETY: kill(2) with a pid we spawned and a valid signal number.
@@ -159,39 +159,4 @@ pub async fn run(args: ReplicateArgs) -> Result<u8> {
         });
     }
     Ok(u8::try_from(code).unwrap_or(1))
-}
-
-/// Waits for SIGINT or SIGTERM and returns which.
-async fn next_signal() -> i32 {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
-        (Ok(mut i), Ok(mut t)) => {
-            tokio::select! {
-                _ = i.recv() => libc::SIGINT,
-                _ = t.recv() => libc::SIGTERM,
-            }
-        }
-        _ => std::future::pending().await,
-    }
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
-        (Ok(mut i), Ok(mut t)) => {
-            tokio::select! {
-                _ = i.recv() => {}
-                _ = t.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
