@@ -177,13 +177,19 @@ impl Engine {
             wakers.insert(h.db.path().to_path_buf(), h.waker.clone());
             wakers.insert(h.db.wal_path().to_path_buf(), h.waker.clone());
         }
-        let watcher = start_watcher(&self.dbs, wakers);
+        let (watcher, watched) = start_watcher(&self.dbs, wakers);
         for h in &self.dbs {
             info!(path = %h.db.path().display(), "initialized db");
             for r in &h.replicas {
                 info!(db = %h.db.path().display(), name = r.name(), r#type = r.client().type_name(), location = %r.client().location(), "replicating to");
             }
-            tasks.spawn(monitor(h.db.clone(), h.waker.clone(), stop_rx.clone()));
+            let notified = h.db.path().parent().is_some_and(|d| watched.contains(d));
+            tasks.spawn(monitor(
+                h.db.clone(),
+                h.waker.clone(),
+                notified,
+                stop_rx.clone(),
+            ));
             for r in &h.replicas {
                 tasks.spawn(r.clone().run(stop_rx.clone()));
             }
@@ -458,7 +464,11 @@ fn covers(
 fn start_watcher(
     dbs: &[DbHandle],
     wakers: HashMap<PathBuf, Arc<Notify>>,
-) -> Option<notify::RecommendedWatcher> {
+) -> (
+    Option<notify::RecommendedWatcher>,
+    std::collections::HashSet<PathBuf>,
+) {
+    let mut watched = std::collections::HashSet::new();
     use notify::{RecursiveMode, Watcher};
     let mut watcher = match notify::recommended_watcher(
         move |res: notify::Result<notify::Event>| {
@@ -474,7 +484,7 @@ fn start_watcher(
         Ok(w) => w,
         Err(e) => {
             warn!(error = %e, "file change notifications unavailable; polling at monitor-interval only");
-            return None;
+            return (None, watched);
         }
     };
     let mut dirs: Vec<PathBuf> = dbs
@@ -484,15 +494,29 @@ fn start_watcher(
     dirs.sort();
     dirs.dedup();
     for d in dirs {
-        if let Err(e) = watcher.watch(&d, RecursiveMode::NonRecursive) {
-            warn!(dir = %d.display(), error = %e, "cannot watch directory; polling at monitor-interval only");
+        match watcher.watch(&d, RecursiveMode::NonRecursive) {
+            Ok(()) => {
+                watched.insert(d);
+            }
+            Err(e) => {
+                warn!(dir = %d.display(), error = %e, "cannot watch directory; polling at monitor-interval only");
+            }
         }
     }
-    Some(watcher)
+    (Some(watcher), watched)
 }
 
-async fn monitor(db: Arc<Db>, waker: Arc<Notify>, mut stop: watch::Receiver<bool>) {
-    let interval = db.options().monitor_interval;
+/// With file-system notifications on its directory, a database is still looked at every
+/// this often (or every `monitor-interval`, if longer): a safety net, and the clock of the
+/// time-based checkpoint rule. Without notifications it is polled every `monitor-interval`.
+pub const NOTIFIED_POLL_INTERVAL: Duration = Duration::from_secs(10);
+
+async fn monitor(db: Arc<Db>, waker: Arc<Notify>, notified: bool, mut stop: watch::Receiver<bool>) {
+    let interval = if notified {
+        db.options().monitor_interval.max(NOTIFIED_POLL_INTERVAL)
+    } else {
+        db.options().monitor_interval
+    };
     let mut last_error: Option<String> = None;
     loop {
         let db2 = db.clone();

@@ -55,7 +55,11 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&cli.command);
+    // Bounded blocking pool: database syncs, snapshot reads and compression run there; with
+    // thousands of databases an unbounded pool (and a malloc arena per thread) costs memory,
+    // not speed.
     let rt = match tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(16)
         .enable_all()
         .build()
     {
