@@ -29,7 +29,7 @@
 //!
 //! | module | what it holds |
 //! |---|---|
-//! | [`pos`] | [`Generation`](pos::Generation), [`Pos`](pos::Pos) |
+//! | [`pos`] | [`Generation`], [`Pos`] |
 //! | [`layout`] | formats and parses every remote path (pure) |
 //! | [`compress`] | Litestream-compatible LZ4 frames (pure) |
 //! | [`sqlite`] | WAL header/frame parsing and checksums (pure) |
