@@ -517,9 +517,15 @@ async fn monitor(db: Arc<Db>, waker: Arc<Notify>, notified: bool, mut stop: watc
     } else {
         db.options().monitor_interval
     };
+    // Coalesce bursts of notifications (a commit touches the -wal and the -shm several
+    // times): at most one sync per tenth of monitor-interval, between 10 and 100 ms. A
+    // durability wait does not wait for this: it copies the WAL itself.
+    let throttle = (db.options().monitor_interval / 10)
+        .clamp(Duration::from_millis(10), Duration::from_millis(100));
     let mut last_error: Option<String> = None;
     loop {
         let db2 = db.clone();
+        let started = tokio::time::Instant::now();
         match tokio::task::spawn_blocking(move || db2.sync()).await {
             Ok(Ok(outcome)) => {
                 if last_error.take().is_some() {
@@ -539,7 +545,12 @@ async fn monitor(db: Arc<Db>, waker: Arc<Notify>, notified: bool, mut stop: watc
         }
         tokio::select! {
             _ = stop.changed() => return,
-            _ = waker.notified() => {}
+            _ = waker.notified() => {
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = tokio::time::sleep_until(started + throttle) => {}
+                }
+            }
             _ = tokio::time::sleep(interval) => {}
         }
         if *stop.borrow() {
