@@ -30,6 +30,9 @@ pub const TRUNCATE_PAGE_COUNT: u64 = 500_000;
 /// RESTART checkpoint starts a new index before that.
 const MAX_SHADOW_SIZE: u64 = 3 << 30;
 
+/// A WAL segment is cut at the first commit past this many bytes.
+pub const MAX_SEGMENT_BYTES: u64 = 16 << 20;
+
 /// How much of the WAL is read at once while scanning.
 const SCAN_CHUNK: u64 = 8 << 20;
 
@@ -1007,6 +1010,7 @@ impl Db {
             });
         }
         let f = File::open(&path).map_err(Error::io("open", &path))?;
+        let end = self.segment_end(&f, &path, pos.offset, end)?;
         let mut data = vec![0u8; (end - pos.offset) as usize];
         let n = read_exact_at(&f, &mut data, pos.offset, &path)?;
         if n < data.len() {
@@ -1016,6 +1020,31 @@ impl Db {
             ));
         }
         Ok(ShadowRead::Data { pos, data })
+    }
+
+    /// Where a segment starting at `from` should end: `end`, or, when that is more than
+    /// [`MAX_SEGMENT_BYTES`] away, the first commit boundary at or past that size. Bounds
+    /// the memory of one upload after a burst of writes (one large transaction still goes
+    /// whole: a segment must end on a commit frame).
+    fn segment_end(&self, f: &File, path: &Path, from: u64, end: u64) -> Result<u64> {
+        if end - from <= MAX_SEGMENT_BYTES {
+            return Ok(end);
+        }
+        let mut h = [0u8; HEADER_SIZE];
+        read_exact_at(f, &mut h, 0, path)?;
+        let hdr = WalHeader::parse(&h)
+            .map_err(|e| Error::corrupt(path.display().to_string(), e.to_string()))?;
+        let fs = hdr.frame_size();
+        let mut at = from.max(HEADER_SIZE as u64);
+        let mut fh = [0u8; wal::FRAME_HEADER_SIZE];
+        while at + fs <= end {
+            read_exact_at(f, &mut fh, at, path)?;
+            at += fs;
+            if wal::FrameHeader::parse(&fh).commit != 0 && at - from >= MAX_SEGMENT_BYTES {
+                return Ok(at);
+            }
+        }
+        Ok(end)
     }
 
     /// Takes a snapshot: a PASSIVE checkpoint, then the whole database file compressed, named

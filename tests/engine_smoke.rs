@@ -120,3 +120,105 @@ async fn engine_ships_writes_and_checkpoints() {
         .collect();
     assert_eq!(got, expected);
 }
+
+/// A burst of writes larger than one segment's cap is shipped as several segments, each
+/// ending on a commit, that both walship and Litestream restore.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_burst_is_split_into_bounded_segments() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("app.db");
+    let replica_dir = dir.path().join("replica");
+    let app = rusqlite::Connection::open(&db_path).unwrap();
+    app.execute_batch("PRAGMA journal_mode=wal; CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB);")
+        .unwrap();
+    let mut opts = DbOptions::new(&db_path);
+    // Keep the whole burst in one WAL index.
+    opts.min_checkpoint_page_count = 1_000_000;
+    opts.max_checkpoint_page_count = 0;
+    opts.checkpoint_interval = None;
+    let mut ropts = ReplicaOptions::new("file");
+    ropts.sync_interval = Duration::from_secs(2);
+    let mut engine = Engine::new();
+    engine.add_db(opts, vec![(Arc::new(FileClient::new(&replica_dir)), ropts)]);
+    let handle = engine.start();
+    // Let walship take its read lock first, so the burst stays in the WAL for it to ship.
+    handle.capture(&db_path).await.unwrap();
+    // ~40 MB of WAL in 40 transactions, well within one sync interval.
+    for i in 0..40i64 {
+        app.execute("INSERT INTO t(id, b) VALUES (?1, randomblob(1000000))", [i])
+            .unwrap();
+    }
+    handle.shutdown().await.unwrap();
+
+    let client = FileClient::new(&replica_dir);
+    let g = walship::backend::generations(&client).await.unwrap()[0];
+    let segs = walship::backend::wal_segments(&client, g).await.unwrap();
+    let mut big = 0;
+    for s in &segs {
+        let data = walship::backend::read_decompressed(&client, &s.path())
+            .await
+            .unwrap();
+        assert!(
+            data.len() as u64 <= walship::db::MAX_SEGMENT_BYTES + 2 * 1024 * 1024,
+            "segment {:?} holds {} bytes",
+            s.path(),
+            data.len()
+        );
+        if data.len() as u64 >= walship::db::MAX_SEGMENT_BYTES {
+            big += 1;
+        }
+    }
+    assert!(
+        big >= 2,
+        "the burst was split: {} segments: {segs:?}",
+        segs.len()
+    );
+
+    let out = dir.path().join("out.db");
+    let sources = [walship::restore::ReplicaSource {
+        name: "file".into(),
+        client: Arc::new(FileClient::new(&replica_dir)),
+    }];
+    walship::restore::restore(&sources, &out, &Default::default(), &|_| {})
+        .await
+        .unwrap();
+    let n: i64 = rusqlite::Connection::open(&out)
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 40);
+    let ls = std::env::var_os("LITESTREAM_BIN").unwrap_or_else(|| "litestream".into());
+    if std::process::Command::new(&ls)
+        .arg("version")
+        .output()
+        .is_ok()
+    {
+        let out2 = dir.path().join("ls.db");
+        let st = std::process::Command::new(&ls)
+            .arg("restore")
+            .arg("-o")
+            .arg(&out2)
+            .arg(format!("file://{}", replica_dir.display()))
+            .output()
+            .unwrap();
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+        let n: i64 = rusqlite::Connection::open(&out2)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 40);
+    } else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "litestream binary missing in CI"
+        );
+    }
+}
