@@ -83,29 +83,9 @@ async fn engine_ships_writes_and_checkpoints() {
     );
 
     // The real Litestream restores what we wrote.
-    let ls = std::env::var_os("LITESTREAM_BIN").unwrap_or_else(|| "litestream".into());
-    let Ok(out) = std::process::Command::new(&ls).arg("version").output() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "litestream binary missing in CI"
-        );
-        eprintln!("SKIPPED litestream half: litestream binary not installed");
+    let Some(restored) = litestream_restore(&replica_dir, &dir.path().join("restored.db")) else {
         return;
     };
-    assert!(String::from_utf8_lossy(&out.stdout).contains("v0.3.13"));
-    let restored = dir.path().join("restored.db");
-    let out = std::process::Command::new(&ls)
-        .arg("restore")
-        .arg("-o")
-        .arg(&restored)
-        .arg(format!("file://{}", replica_dir.display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "litestream restore failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let r = rusqlite::Connection::open(&restored).unwrap();
     let ok: String = r
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
@@ -191,34 +171,42 @@ async fn large_burst_is_split_into_bounded_segments() {
         .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n, 40);
-    let ls = std::env::var_os("LITESTREAM_BIN").unwrap_or_else(|| "litestream".into());
-    if std::process::Command::new(&ls)
-        .arg("version")
-        .output()
-        .is_ok()
-    {
-        let out2 = dir.path().join("ls.db");
-        let st = std::process::Command::new(&ls)
-            .arg("restore")
-            .arg("-o")
-            .arg(&out2)
-            .arg(format!("file://{}", replica_dir.display()))
-            .output()
-            .unwrap();
-        assert!(
-            st.status.success(),
-            "{}",
-            String::from_utf8_lossy(&st.stderr)
-        );
+    if let Some(out2) = litestream_restore(&replica_dir, &dir.path().join("ls.db")) {
         let n: i64 = rusqlite::Connection::open(&out2)
             .unwrap()
             .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 40);
-    } else {
+    }
+}
+
+/// Restores `replica_dir` with the real Litestream v0.3.13 into `out`. `None` (skip) when
+/// the binary is missing outside CI; in CI a missing binary fails the test.
+fn litestream_restore(
+    replica_dir: &std::path::Path,
+    out: &std::path::Path,
+) -> Option<std::path::PathBuf> {
+    let ls = std::env::var_os("LITESTREAM_BIN").unwrap_or_else(|| "litestream".into());
+    let Ok(v) = std::process::Command::new(&ls).arg("version").output() else {
         assert!(
             std::env::var_os("CI").is_none(),
             "litestream binary missing in CI"
         );
-    }
+        eprintln!("SKIPPED litestream half: litestream binary not installed");
+        return None;
+    };
+    assert!(String::from_utf8_lossy(&v.stdout).contains("v0.3.13"));
+    let st = std::process::Command::new(&ls)
+        .arg("restore")
+        .arg("-o")
+        .arg(out)
+        .arg(format!("file://{}", replica_dir.display()))
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "litestream restore failed: {}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    Some(out.to_path_buf())
 }
