@@ -37,6 +37,8 @@ fn init_logging(command: &Command) {
 }
 
 fn main() -> ExitCode {
+    // Before anything can touch SQLite (see the function's docs: ~0.26 MB per database).
+    walship::sqlite::disable_page_cache_prealloc();
     let args = cli::normalize_args(std::env::args());
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
