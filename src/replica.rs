@@ -66,6 +66,8 @@ pub struct Replica {
 struct RunState {
     behind_since: Option<Instant>,
     last_sync: Option<SystemTime>,
+    /// When the run loop will next be free to upload (its last upload + `sync-interval`).
+    next_upload: Option<Instant>,
     last_error: Option<String>,
 }
 
@@ -86,6 +88,16 @@ impl Replica {
             events: std::sync::OnceLock::new(),
             metrics,
         })
+    }
+
+    /// The earliest moment the run loop will upload again (its last upload plus
+    /// `sync-interval`), or `None` before its first upload. The database's monitor defers
+    /// copying the WAL until then: copying sooner would not reach the replica any sooner.
+    pub fn next_upload_due(&self) -> Option<Instant> {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .next_upload
     }
 
     /// The replica's name.
@@ -451,6 +463,10 @@ impl Replica {
                 }
             }
             last_sync = Some(Instant::now());
+            self.state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .next_upload = last_sync.map(|t| t + self.opts.sync_interval);
             // Shutdown interrupts a sync stalled on the store; the engine's final sync
             // tries again, under the store's per-operation deadlines.
             let res = tokio::select! {
