@@ -21,12 +21,60 @@ pub fn encoder<W: Write>(w: W) -> FrameEncoder<W> {
     FrameEncoder::with_frame_info(frame_info(), w)
 }
 
+/// The block size announced in the frame header (BD `0x70`).
+const MAX_BLOCK: usize = 4 << 20;
+
 /// Compresses `data` into one Litestream-compatible LZ4 frame.
+///
+/// Up to one block (4 MiB, nearly every WAL segment) the frame is assembled here around one
+/// `lz4_flex::block` call: lz4_flex's `FrameEncoder` reserves a 4 MiB input and a 4 MiB
+/// output buffer for every frame, an mmap/munmap pair and a copy per segment, which
+/// showed up per commit in `strace` and callgrind profiles. Larger inputs take the encoder.
 pub fn compress(data: &[u8]) -> Vec<u8> {
+    if !data.is_empty() && data.len() <= MAX_BLOCK {
+        return compress_one_block(data);
+    }
     let mut enc = encoder(Vec::with_capacity(data.len() / 2 + 64));
     // Writing into a Vec cannot fail.
     enc.write_all(data).expect("write to Vec");
     enc.finish().expect("finish into Vec")
+}
+
+/// One frame holding `data` (1..=4 MiB) as a single independent block, with the same
+/// header and content checksum as [`encoder`] writes: magic, FLG, BD, header checksum; the
+/// block (stored uncompressed when compression does not make it smaller, as the LZ4 frame
+/// format allows and lz4_flex's encoder does); the end mark; the xxHash32 of the content.
+fn compress_one_block(data: &[u8]) -> Vec<u8> {
+    use std::hash::Hasher;
+    const FLG: u8 = 0x64;
+    const BD: u8 = 0x70;
+    let xxh32 = |bytes: &[u8]| {
+        let mut h = twox_hash::XxHash32::with_seed(0);
+        h.write(bytes);
+        h.finish() as u32
+    };
+    let bound = lz4_flex::block::get_maximum_output_size(data.len());
+    let mut out = vec![0u8; 7 + 4 + bound + 4 + 4];
+    out[..4].copy_from_slice(&0x184D_2204u32.to_le_bytes());
+    out[4] = FLG;
+    out[5] = BD;
+    out[6] = (xxh32(&[FLG, BD]) >> 8) as u8;
+    let body = 7 + 4;
+    let n = lz4_flex::block::compress_into(data, &mut out[body..])
+        .expect("output sized by get_maximum_output_size");
+    let mut end = if n < data.len() {
+        out[7..body].copy_from_slice(&(n as u32).to_le_bytes());
+        body + n
+    } else {
+        out[7..body].copy_from_slice(&(data.len() as u32 | 0x8000_0000).to_le_bytes());
+        out[body..body + data.len()].copy_from_slice(data);
+        body + data.len()
+    };
+    out[end..end + 4].copy_from_slice(&0u32.to_le_bytes());
+    end += 4;
+    out[end..end + 4].copy_from_slice(&xxh32(data).to_le_bytes());
+    out.truncate(end + 4);
+    out
 }
 
 /// Why a stored object could not be decompressed.
@@ -125,6 +173,46 @@ mod tests {
             decompress(&out, 1 << 20).unwrap(),
             b"hello hello hello hello"
         );
+    }
+
+    /// The hand-built single-block frame must read back like the encoder's, through our
+    /// decoder and lz4_flex's own, for compressible, incompressible and boundary sizes.
+    #[test]
+    fn one_block_frame_matches_encoder() {
+        let mut seed = 0x2545_f491_u32;
+        let mut noise = |n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 17;
+                    seed ^= seed << 5;
+                    seed as u8
+                })
+                .collect()
+        };
+        let cases: Vec<Vec<u8>> = vec![
+            vec![1],
+            b"hello hello hello hello".to_vec(),
+            noise(33),
+            noise(4120),
+            vec![0u8; 4120 * 10],
+            noise(65_536),
+            noise(MAX_BLOCK),
+            (0..MAX_BLOCK as u32).map(|i| (i / 3) as u8).collect(),
+        ];
+        for data in cases {
+            let ours = compress(&data);
+            let mut enc = encoder(Vec::new());
+            enc.write_all(&data).unwrap();
+            let theirs = enc.finish().unwrap();
+            // Same header (magic, FLG, BD, header checksum) and content checksum.
+            assert_eq!(ours[..7], theirs[..7], "len {}", data.len());
+            assert_eq!(ours[ours.len() - 8..], theirs[theirs.len() - 8..]);
+            assert_eq!(decompress(&ours, 1 << 30).unwrap(), data);
+            let mut back = Vec::new();
+            FrameDecoder::new(&ours[..]).read_to_end(&mut back).unwrap();
+            assert_eq!(back, data, "lz4_flex reads len {}", data.len());
+        }
     }
 
     #[test]
