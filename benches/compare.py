@@ -17,6 +17,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import signal
 import sqlite3
@@ -33,8 +34,9 @@ TICK = os.sysconf("SC_CLK_TCK")
 TOOLS = ("walship", "litestream")
 
 SIZES = {
-    "quick": dict(T=3000, lag_s=15, restore_rows=50_000, restore_tx=2000, idle_dbs=20, idle_s=15),
-    "full": dict(T=20000, lag_s=60, restore_rows=1_000_000, restore_tx=50_000, idle_dbs=100, idle_s=30),
+    "quick": dict(T=3000, lag_s=15, embedded_tx=300, restore_rows=50_000, restore_tx=2000, idle_dbs=(20,), idle_s=15),
+    "full": dict(T=20000, lag_s=60, embedded_tx=1000, restore_rows=1_000_000, restore_tx=50_000, idle_dbs=(100, 1000),
+                 idle_s=30),
 }
 
 CHILDREN = []  # every Popen we started, killed on exit
@@ -454,6 +456,43 @@ def scenario_lag(work, S, reps, monitor_1s=False):
         record(sc, "lag p50 (ms)", "ms", p50)
         record(sc, "lag p99 (ms)", "ms", p99)
         record(sc, "replicator CPU (% of a core)", "%", cpu)
+    scenario_embedded(work, S, reps)
+
+
+def parse_duration_ms(txt):
+    """Rust's `Duration` Debug text (`812.3µs`, `1.52ms`, `1.2s`, `15ns`) in milliseconds."""
+    for suffix, scale in (("ns", 1e-6), ("µs", 1e-3), ("ms", 1.0), ("s", 1e3)):
+        if txt.endswith(suffix):
+            return float(txt[: -len(suffix)]) * scale
+    raise ValueError(txt)
+
+
+def scenario_embedded(work, S, reps):
+    """Commit-to-durable through the library API (examples/embedded.rs): a commit on the
+    app's connection, then `EngineHandle::wait_durable` until it is on the file replica.
+    Litestream has no such API, so its column is n/a."""
+    exe = os.path.join(ROOT, "target", "release", "examples", "embedded")
+    if not os.path.exists(exe):
+        issue(f"scenario 3 embedded skipped: {exe} missing (cargo build --release --examples)")
+        return
+    n = S["embedded_tx"]
+    log(f"scenario 3: embedded commit-to-durable, {n} sequential transactions, file replica")
+    p50, p99 = [], []
+    for rep in range(reps):
+        d = tempfile.mkdtemp(dir=work, prefix="embedded-")
+        r = subprocess.run([exe, d, str(n)], capture_output=True, text=True, timeout=600)
+        m = re.search(r"p50 (\S+), p99 (\S+),", r.stdout)
+        if r.returncode != 0 or not m:
+            issue(f"embedded example failed (exit {r.returncode}): {r.stdout[-500:]} {r.stderr[-500:]}")
+            continue
+        p50.append(parse_duration_ms(m.group(1)))
+        p99.append(parse_duration_ms(m.group(2)))
+        RAW.append(dict(scenario="embedded", rep=rep, tool="walship", p50_ms=p50[-1], p99_ms=p99[-1]))
+        log(f"  rep {rep}: p50 {p50[-1]:.2f} ms, p99 {p99[-1]:.2f} ms")
+        shutil.rmtree(d, ignore_errors=True)
+    sc = f"3 embedded commit-to-durable ({n} tx, file)"
+    record(sc, "p50 (ms)", "ms", {"walship": p50})
+    record(sc, "p99 (ms)", "ms", {"walship": p99})
 
 
 # ---------------------------------------------------------------- scenario 4
@@ -553,7 +592,11 @@ def scenario_restore(work, S, reps):
 # ---------------------------------------------------------------- scenario 5
 
 def scenario_idle(work, S, reps):
-    N, IDLE = S["idle_dbs"], S["idle_s"]
+    for n in S["idle_dbs"]:
+        scenario_idle_n(work, n, S["idle_s"], reps)
+
+
+def scenario_idle_n(work, N, IDLE, reps):
     log(f"scenario 5: idle, {N} databases, {IDLE}s")
     cpu = {t: [] for t in TOOLS}
     rss = {t: [] for t in TOOLS}
