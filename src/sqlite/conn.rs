@@ -65,6 +65,28 @@ pub struct DbConn {
     shm_file: Option<std::fs::File>,
 }
 
+/// The error for a file SQLite will not read: say what it means and what to do.
+fn open_error(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
+    move |e| match e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::NotADatabase => {
+            Error::Config(format!(
+                "{} is not a SQLite database (or is encrypted, e.g. with SQLCipher): walship can only replicate plain SQLite files; check the path in the configuration",
+                path.display()
+            ))
+        }
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::DatabaseBusy
+                || f.code == rusqlite::ErrorCode::DatabaseLocked =>
+        {
+            Error::Config(format!(
+                "{} is locked by another connection (an application using locking_mode=EXCLUSIVE, or a long write?): walship will keep trying; it needs shared access to the database and its -wal and -shm files",
+                path.display()
+            ))
+        }
+        e => Error::sqlite(format!("open {}", path.display()))(e),
+    }
+}
+
 fn open_one(path: &Path) -> Result<Connection> {
     let ctx = || format!("open {}", path.display());
     let conn = Connection::open_with_flags(
@@ -82,7 +104,7 @@ fn open_one(path: &Path) -> Result<Connection> {
     // thousands of databases.
     disable_lookaside(&conn);
     conn.execute_batch("PRAGMA cache_size = 16")
-        .map_err(Error::sqlite(ctx()))?;
+        .map_err(open_error(path))?;
     Ok(conn)
 }
 
@@ -135,15 +157,7 @@ impl DbConn {
         let ctx = |what: &str| format!("{what} on {}", path.display());
         let mode: String = write
             .query_row("PRAGMA journal_mode = wal", [], |r| r.get(0))
-            .map_err(|e| match e {
-                rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::NotADatabase => {
-                    Error::Config(format!(
-                        "{} is not a SQLite database (or is encrypted): walship can only replicate plain SQLite files",
-                        path.display()
-                    ))
-                }
-                e => Error::sqlite(ctx("enable WAL mode"))(e),
-            })?;
+            .map_err(open_error(path))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(Error::Config(format!(
                 "{}: could not switch to WAL mode (journal_mode is {mode:?}); walship needs journal_mode=wal",
