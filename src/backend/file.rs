@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{ObjectInfo, ReplicaClient};
+use futures::StreamExt;
+
+use super::{ObjectInfo, ObjectStream, ReplicaClient};
 use crate::error::{Error, Result};
 
 /// A replica in a local directory. Writes go to `<name>.tmp`, are fsynced, renamed over the
@@ -77,6 +79,19 @@ pub(crate) fn create_dir_all_synced(dir: &Path) -> Result<()> {
 
 /// Writes `data` to `path` atomically: `<path>.tmp`, fsync, rename, fsync of the directory.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<std::fs::Metadata> {
+    write_atomic_with(path, |f, tmp| {
+        f.write_all(data).map_err(Error::io("write", tmp))
+    })
+}
+
+/// Chunk size of streamed reads and copies.
+const CHUNK: usize = 1 << 20;
+
+/// [`write_atomic`] with the content written by `fill` into the open temporary file.
+fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut std::fs::File, &Path) -> Result<()>,
+) -> Result<std::fs::Metadata> {
     let dir = path
         .parent()
         .ok_or_else(|| Error::Config(format!("no parent directory for {}", path.display())))?;
@@ -86,7 +101,7 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<std::fs::Metadata
     let tmp = PathBuf::from(tmp);
     let res = (|| {
         let mut f = std::fs::File::create(&tmp).map_err(Error::io("create", &tmp))?;
-        f.write_all(data).map_err(Error::io("write", &tmp))?;
+        fill(&mut f, &tmp)?;
         f.sync_all().map_err(Error::io("fsync", &tmp))?;
         drop(f);
         std::fs::rename(&tmp, path).map_err(Error::io("rename into place", path))?;
@@ -150,6 +165,43 @@ impl ReplicaClient for FileClient {
             std::fs::read(&p)
                 .map(Bytes::from)
                 .map_err(Error::io("read", &p))
+        })
+        .await
+    }
+
+    async fn get_stream(&self, path: &str) -> Result<ObjectStream> {
+        let p = self.full(path)?;
+        let f = tokio::fs::File::open(&p)
+            .await
+            .map_err(Error::io("read", &p))?;
+        let size = f.metadata().await.map_err(Error::io("stat", &p))?.len();
+        let body = tokio_util::io::ReaderStream::with_capacity(f, CHUNK)
+            .map(move |r| r.map_err(Error::io("read", p.clone())));
+        Ok(ObjectStream {
+            size: Some(size),
+            body: body.boxed(),
+        })
+    }
+
+    async fn put_file(&self, path: &str, local: &Path) -> Result<ObjectInfo> {
+        let p = self.full(path)?;
+        let local = local.to_path_buf();
+        blocking(move || {
+            let md = write_atomic_with(&p, |f, tmp| {
+                let mut src = std::fs::File::open(&local).map_err(Error::io("open", &local))?;
+                // std::io::copy uses copy_file_range where it can: no user-space buffer.
+                std::io::copy(&mut src, f).map_err(Error::io("copy into", tmp))?;
+                Ok(())
+            })?;
+            Ok(ObjectInfo {
+                name: p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                size: md.len(),
+                modified: md.modified().map_err(Error::io("read mtime", &p))?,
+                is_dir: false,
+            })
         })
         .await
     }

@@ -248,16 +248,93 @@ fn check_plan(plan: &Plan) -> Result<()> {
 /// retry and fails long restores on one network error).
 const DOWNLOAD_ATTEMPTS: u32 = 3;
 
-async fn download(client: &dyn ReplicaClient, path: &str) -> Result<Vec<u8>> {
+/// Backoff before download attempt `attempt + 1`.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(200 * u64::from(attempt * attempt))
+}
+
+/// True for the errors worth another download attempt (transient store or I/O trouble).
+fn retryable(e: &Error) -> bool {
+    matches!(e, Error::Backend { .. } | Error::Io { .. })
+}
+
+/// Downloads and decompresses a WAL segment whole (segments are small; see
+/// [`backend::read_decompressed_sized`]), retrying transient errors.
+async fn download(client: &dyn ReplicaClient, path: &str, listed: u64) -> Result<Vec<u8>> {
     let mut attempt = 1;
     loop {
-        match backend::read_decompressed(client, path).await {
-            Err(e @ (Error::Backend { .. } | Error::Io { .. })) if attempt < DOWNLOAD_ATTEMPTS => {
+        match backend::read_decompressed_sized(client, path, listed).await {
+            Err(e) if retryable(&e) && attempt < DOWNLOAD_ATTEMPTS => {
                 tracing::warn!(path, attempt, error = %e, "download failed, retrying");
-                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt * attempt))).await;
+                tokio::time::sleep(backoff(attempt)).await;
                 attempt += 1;
             }
             res => return res,
+        }
+    }
+}
+
+/// Streams the snapshot into `file` (the new, empty temporary database): download,
+/// decompression and the write run together through bounded buffers, so memory does not
+/// grow with the database. Transient errors restart the snapshot from the beginning.
+async fn download_snapshot(
+    client: &Arc<dyn ReplicaClient>,
+    snap: &SnapshotInfo,
+    file: std::fs::File,
+    tmp: &Path,
+) -> Result<(output::DbWriter, u64)> {
+    let path = snap.path();
+    let object = object_name(&**client, &path);
+    let backend = client.type_name();
+    let mut file = file;
+    let mut attempt = 1;
+    loop {
+        let res = match backend::open_checked(&**client, &path, snap.size).await {
+            Err(e) => Err(e),
+            Ok(stream) => {
+                let reader = backend::blocking_reader(stream);
+                let (object, tmp2) = (object.clone(), tmp.to_path_buf());
+                let header_bound = snap.size == 0;
+                let mut f = file;
+                let (f, res) = tokio::task::spawn_blocking(move || {
+                    let reader =
+                        crate::compress::FrameReader::new(reader, backend::MAX_DECOMPRESSED);
+                    let read_err = |e| backend::read_error(e, backend, &object);
+                    let res = output::write_snapshot(
+                        &mut f,
+                        &tmp2,
+                        reader,
+                        &object,
+                        header_bound,
+                        &read_err,
+                    );
+                    (f, res)
+                })
+                .await
+                .map_err(|e| Error::Io {
+                    op: "restore worker for",
+                    path: tmp.to_path_buf(),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+                file = f;
+                res
+            }
+        };
+        match res {
+            Ok((header, bytes)) => {
+                let writer = output::DbWriter::new(file, tmp.to_path_buf(), header.page_size);
+                return Ok((writer, bytes));
+            }
+            Err(e) if retryable(&e) && attempt < DOWNLOAD_ATTEMPTS => {
+                tracing::warn!(path, attempt, error = %e, "snapshot download failed, retrying");
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt += 1;
+                use std::io::Seek;
+                file.set_len(0)
+                    .and_then(|_| file.rewind())
+                    .map_err(Error::io("truncate", tmp))?;
+            }
+            Err(e) => return Err(e),
         }
     }
 }
@@ -311,8 +388,6 @@ pub async fn apply(
     let tmp = guard.path().to_path_buf();
 
     // Snapshot.
-    let snap_path = plan.snapshot.path();
-    let snap_object = object_name(&*client, &snap_path);
     tracing::info!(
         replica,
         generation = %generation,
@@ -321,14 +396,8 @@ pub async fn apply(
         output = %output.display(),
         "restoring snapshot"
     );
-    let data = download(&*client, &snap_path).await?;
-    let snapshot_bytes = data.len() as u64;
-    let page_size = output::snapshot_page_size(&data, &snap_object)?;
-    let tmp2 = tmp.clone();
-    let mut writer = blocking(&tmp, move || {
-        output::DbWriter::with_snapshot(file, tmp2, &data, page_size)
-    })
-    .await?;
+    let (mut writer, snapshot_bytes) =
+        download_snapshot(&client, &plan.snapshot, file, &tmp).await?;
     progress(Progress::Snapshot {
         bytes: snapshot_bytes,
     });
@@ -423,7 +492,7 @@ async fn apply_segments(
                 let client = client.clone();
                 async move {
                     let started = Instant::now();
-                    let res = download(&*client, &seg.path()).await;
+                    let res = download(&*client, &seg.path(), seg.size).await;
                     tracing::debug!(
                         generation = %seg.generation,
                         index = seg.index,

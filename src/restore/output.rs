@@ -112,9 +112,18 @@ fn output_dir(output: &Path) -> PathBuf {
     }
 }
 
-/// Checks a decompressed snapshot and returns the database page size. `object` names the
-/// snapshot in errors.
-pub(crate) fn snapshot_page_size(data: &[u8], object: &str) -> Result<u32> {
+/// What a snapshot's SQLite header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SnapshotHeader {
+    pub page_size: u32,
+    /// The in-header database size in pages, when SQLite would trust it (non-zero, and the
+    /// version-valid-for number at offset 92 equals the change counter at offset 24).
+    pub pages: Option<u32>,
+}
+
+/// Checks the first 100 bytes of a decompressed snapshot (fewer when it is shorter).
+/// `object` names the snapshot in errors.
+pub(crate) fn snapshot_header(data: &[u8], object: &str) -> Result<SnapshotHeader> {
     if data.len() < 100 || &data[..16] != SQLITE_MAGIC {
         return Err(Error::corrupt(
             object,
@@ -129,16 +138,78 @@ pub(crate) fn snapshot_page_size(data: &[u8], object: &str) -> Result<u32> {
             format!("snapshot has an invalid page size {raw}"),
         ));
     }
-    if !data.len().is_multiple_of(page_size as usize) {
+    let be = |at: usize| u32::from_be_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
+    let pages = (be(28) != 0 && be(24) == be(92)).then(|| be(28));
+    Ok(SnapshotHeader { page_size, pages })
+}
+
+/// Copies a decompressing reader of a snapshot into `file` (empty, at offset 0) through a
+/// 1 MiB buffer: the snapshot is never held in memory. Returns the header and the bytes
+/// written. `read_err` turns a read error into the restore's error.
+///
+/// With `header_bound` (the store gave no size for the object, so nothing else bounds the
+/// body), a snapshot longer than the page count its header announces is refused as soon as
+/// it passes that count: an endless or oversized body fills neither memory nor disk.
+pub(crate) fn write_snapshot(
+    file: &mut File,
+    path: &Path,
+    mut r: impl std::io::Read,
+    object: &str,
+    header_bound: bool,
+    read_err: &dyn Fn(std::io::Error) -> Error,
+) -> Result<(SnapshotHeader, u64)> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut fill = |buf: &mut [u8]| -> Result<usize> {
+        let mut n = 0;
+        while n < buf.len() {
+            match r.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(read_err(e)),
+            }
+        }
+        Ok(n)
+    };
+    let n = fill(&mut buf[..100])?;
+    let header = snapshot_header(&buf[..n], object)?;
+    let limit = match (header_bound, header.pages) {
+        (true, Some(p)) => Some(u64::from(p) * u64::from(header.page_size)),
+        _ => None,
+    };
+    let mut total = n as u64;
+    file.write_all(&buf[..n])
+        .map_err(Error::io("write snapshot to", path))?;
+    loop {
+        let n = fill(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        if let Some(l) = limit
+            && total > l
+        {
+            return Err(Error::corrupt(
+                object,
+                format!(
+                    "snapshot runs past the {} pages its header announces; refusing the rest",
+                    l / u64::from(header.page_size)
+                ),
+            ));
+        }
+        file.write_all(&buf[..n])
+            .map_err(Error::io("write snapshot to", path))?;
+    }
+    if !total.is_multiple_of(u64::from(header.page_size)) {
         return Err(Error::corrupt(
             object,
             format!(
-                "snapshot is {} bytes, not a whole number of {page_size}-byte pages",
-                data.len()
+                "snapshot is {total} bytes, not a whole number of {}-byte pages",
+                header.page_size
             ),
         ));
     }
-    Ok(page_size)
+    Ok((header, total))
 }
 
 /// An index that was fully applied.
@@ -161,22 +232,15 @@ pub(crate) struct DbWriter {
 }
 
 impl DbWriter {
-    /// Writes the snapshot bytes at the start of `file` (a new, empty file).
-    pub(crate) fn with_snapshot(
-        mut file: File,
-        path: PathBuf,
-        data: &[u8],
-        page_size: u32,
-    ) -> Result<DbWriter> {
-        file.write_all(data)
-            .map_err(Error::io("write snapshot to", &path))?;
-        Ok(DbWriter {
+    /// A writer of WAL pages into `file`, which holds the snapshot.
+    pub(crate) fn new(file: File, path: PathBuf, page_size: u32) -> DbWriter {
+        DbWriter {
             file,
             path,
             page_size,
             current: None,
             pages_written: 0,
-        })
+        }
     }
 
     /// Validates and applies one segment (the next in the plan's order). Returns the
@@ -397,15 +461,53 @@ mod tests {
         let mut db = vec![0u8; 4096];
         db[..16].copy_from_slice(SQLITE_MAGIC);
         db[16..18].copy_from_slice(&4096u16.to_be_bytes());
-        assert_eq!(snapshot_page_size(&db, "s").unwrap(), 4096);
+        assert_eq!(
+            snapshot_header(&db, "s").unwrap(),
+            SnapshotHeader {
+                page_size: 4096,
+                pages: None
+            }
+        );
+        db[28..32].copy_from_slice(&3u32.to_be_bytes());
+        db[24..28].copy_from_slice(&9u32.to_be_bytes());
+        db[92..96].copy_from_slice(&9u32.to_be_bytes());
+        assert_eq!(snapshot_header(&db, "s").unwrap().pages, Some(3));
         let mut big = vec![0u8; 65536];
         big[..16].copy_from_slice(SQLITE_MAGIC);
         big[16..18].copy_from_slice(&1u16.to_be_bytes());
-        assert_eq!(snapshot_page_size(&big, "s").unwrap(), 65536);
-        let err = snapshot_page_size(&db[..4000], "snap").unwrap_err();
+        assert_eq!(snapshot_header(&big, "s").unwrap().page_size, 65536);
+        let err = snapshot_header(&db[..99], "snap").unwrap_err();
         assert!(err.to_string().contains("snap"), "{err}");
         db[16..18].copy_from_slice(&1000u16.to_be_bytes());
-        assert!(snapshot_page_size(&db, "s").is_err());
-        assert!(snapshot_page_size(b"not a database at all", "s").is_err());
+        assert!(snapshot_header(&db, "s").is_err());
+        assert!(snapshot_header(b"not a database at all", "s").is_err());
+    }
+
+    #[test]
+    fn snapshot_copy_checks_size_and_header_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t");
+        let mut db = vec![0u8; 4096 * 3];
+        db[..16].copy_from_slice(SQLITE_MAGIC);
+        db[16..18].copy_from_slice(&4096u16.to_be_bytes());
+        db[28..32].copy_from_slice(&2u32.to_be_bytes());
+        db[24] = 1;
+        let io_err = |e: std::io::Error| Error::corrupt("x", e.to_string());
+        let mut f = File::create(&path).unwrap();
+        // The header's count is not trusted (change counters differ): 3 pages are fine.
+        let (h, n) = write_snapshot(&mut f, &path, &db[..], "s", true, &io_err).unwrap();
+        assert_eq!((h.pages, n), (None, 3 * 4096));
+        assert_eq!(std::fs::read(&path).unwrap(), db);
+        // Trusted count of 2 pages: a third page is refused when bounded, kept otherwise.
+        db[24] = 5;
+        db[92] = 5;
+        let mut f = File::create(&path).unwrap();
+        let err = write_snapshot(&mut f, &path, &db[..], "s", true, &io_err).unwrap_err();
+        assert!(err.to_string().contains("runs past the 2 pages"), "{err}");
+        let mut f = File::create(&path).unwrap();
+        write_snapshot(&mut f, &path, &db[..], "s", false, &io_err).unwrap();
+        let mut f = File::create(&path).unwrap();
+        let err = write_snapshot(&mut f, &path, &db[..5000], "s", false, &io_err).unwrap_err();
+        assert!(err.to_string().contains("whole number"), "{err}");
     }
 }
