@@ -171,15 +171,33 @@ impl ReplicaClient for FileClient {
 
     async fn get_stream(&self, path: &str) -> Result<ObjectStream> {
         let p = self.full(path)?;
-        let f = tokio::fs::File::open(&p)
-            .await
-            .map_err(Error::io("read", &p))?;
-        let size = f.metadata().await.map_err(Error::io("stat", &p))?.len();
-        let body = tokio_util::io::ReaderStream::with_capacity(f, CHUNK)
-            .map(move |r| r.map_err(Error::io("read", p.clone())));
+        let p2 = p.clone();
+        // One trip to the blocking pool: open, stat, and for an object of at most one chunk
+        // (every WAL segment of a long tail) the whole read.
+        let (f, size, whole) = blocking(move || {
+            use std::io::Read;
+            let mut f = std::fs::File::open(&p2).map_err(Error::io("read", &p2))?;
+            let size = f.metadata().map_err(Error::io("stat", &p2))?.len();
+            if size <= CHUNK as u64 {
+                let mut buf = Vec::with_capacity(size as usize);
+                f.read_to_end(&mut buf).map_err(Error::io("read", &p2))?;
+                return Ok((None, size, Some(Bytes::from(buf))));
+            }
+            Ok((Some(f), size, None))
+        })
+        .await?;
+        let body = match (f, whole) {
+            (_, Some(data)) => futures::stream::once(async move { Ok(data) }).boxed(),
+            (Some(f), None) => {
+                tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(f), CHUNK)
+                    .map(move |r| r.map_err(Error::io("read", p.clone())))
+                    .boxed()
+            }
+            (None, None) => futures::stream::empty().boxed(),
+        };
         Ok(ObjectStream {
             size: Some(size),
-            body: body.boxed(),
+            body,
         })
     }
 

@@ -195,6 +195,9 @@ pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// segments at, and a bound on what a hostile endless body can make walship hold.
 pub const MAX_UNSIZED_OBJECT: u64 = 1 << 30;
 
+/// Compressed objects up to this size are decompressed on the calling task.
+const SMALL_OBJECT: u64 = 256 << 10;
+
 /// Opens `path` for reading and checks its body against `listed`, the size its listing
 /// gave (0: unknown): an announced length that differs, or a body that runs past the listed
 /// size or ends short of it, is [`Error::Corrupt`]; a body that stalls for
@@ -320,15 +323,22 @@ pub async fn read_decompressed_sized(
         }
         data.extend_from_slice(&chunk);
     }
-    tokio::task::spawn_blocking(move || {
+    let small = data.len() as u64 <= SMALL_OBJECT;
+    let decompress = move || {
         compress::decompress(&data, MAX_DECOMPRESSED)
             .map_err(|e| Error::corrupt(object, e.to_string()))
-    })
-    .await
-    .map_err(|e| Error::Backend {
-        backend: "decompress".into(),
-        message: e.to_string(),
-    })?
+    };
+    // A small object decompresses in microseconds: a trip to the blocking pool would cost
+    // more than the work.
+    if small {
+        return decompress();
+    }
+    tokio::task::spawn_blocking(decompress)
+        .await
+        .map_err(|e| Error::Backend {
+            backend: "decompress".into(),
+            message: e.to_string(),
+        })?
 }
 
 /// The replica's position in `generation` as Litestream computes it: the end of the last

@@ -118,7 +118,9 @@ pub struct RestoreSummary {
     pub last_index: u32,
     /// Size of the restored database file.
     pub db_bytes: u64,
-    /// Pages written from WAL frames (each page at most once per segment).
+    /// Pages written from WAL frames: the newest version of each page is buffered and
+    /// written once per buffer flush (16 MiB of pages), so this is at most the number of
+    /// frames applied and usually far fewer.
     pub pages_written: u64,
 }
 
@@ -428,8 +430,7 @@ pub async fn apply(
         )
         .await?;
     }
-    let pages_written = writer.pages_written;
-    let db_bytes = blocking(&tmp, move || writer.sync()).await?;
+    let (db_bytes, pages_written) = blocking(&tmp, move || writer.sync()).await?;
 
     // Verify, then install.
     progress(Progress::Verifying);
@@ -468,8 +469,11 @@ pub async fn apply(
     Ok(summary)
 }
 
+/// Decompressed bytes of segments applied in one trip to the blocking pool.
+const BATCH_BYTES: usize = 4 << 20;
+
 /// Downloads the plan's segments with bounded concurrency, in order, and applies each to
-/// `writer` as it arrives. At most about `parallelism + 2` decompressed segments are held
+/// `writer` as it arrives. At most about `2 * parallelism + 1` decompressed segments are held
 /// at once (in flight, queued, being applied), whatever the size of an index.
 async fn apply_segments(
     client: &Arc<dyn ReplicaClient>,
@@ -485,7 +489,8 @@ async fn apply_segments(
     // Downloads and application run in the same task, polled together by `try_join`, so
     // downloads keep progressing while a segment is applied on the blocking pool. The
     // channel bounds how far downloads run ahead; dropping the restore drops both.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(WalSegmentInfo, Result<Vec<u8>>)>(1);
+    let (tx, mut rx) =
+        tokio::sync::mpsc::channel::<(WalSegmentInfo, Result<Vec<u8>>)>(parallelism.max(1));
     let producer = async move {
         let mut downloads = futures::stream::iter(plan.segments.iter().cloned())
             .map(|seg| {
@@ -514,21 +519,44 @@ async fn apply_segments(
     let consumer = async move {
         let mut done = 0usize;
         let mut index_started = Instant::now();
-        while let Some((seg, data)) = rx.recv().await {
-            let data = data?;
-            let object = object_name(&**client, &seg.path());
+        while let Some(first) = rx.recv().await {
+            // Apply every segment already downloaded in one trip to the blocking pool
+            // (bounded by the channel's capacity): a long tail of tiny segments would
+            // otherwise pay a thread hand-off per segment.
+            let mut bytes = first.1.as_ref().map_or(0, Vec::len);
+            let mut batch = vec![first];
+            while bytes < BATCH_BYTES
+                && let Ok(item) = rx.try_recv()
+            {
+                bytes += item.1.as_ref().map_or(0, Vec::len);
+                batch.push(item);
+            }
+            let mut segs = Vec::with_capacity(batch.len());
+            for (seg, data) in batch {
+                let data = data?;
+                let object = object_name(&**client, &seg.path());
+                segs.push((seg, data, object));
+            }
+            let n = segs.len();
             let (w, finished) = blocking(tmp, move || {
-                let finished = writer.apply_segment(&seg, &data, &object)?;
+                let mut finished = Vec::new();
+                for (seg, data, object) in &segs {
+                    if let Some(f) = writer.apply_segment(seg, data, object)? {
+                        finished.push(f);
+                    }
+                }
                 Ok((writer, finished))
             })
             .await?;
             writer = w;
-            if let Some(applied) = finished {
+            for applied in finished {
                 log_applied(replica, generation, applied, index_started);
                 index_started = Instant::now();
             }
-            done += 1;
-            progress(Progress::Segment { done, total });
+            for _ in 0..n {
+                done += 1;
+                progress(Progress::Segment { done, total });
+            }
         }
         let (w, finished) = blocking(tmp, move || {
             let finished = writer.finish_index()?;
