@@ -472,9 +472,17 @@ pub async fn apply(
 /// Decompressed bytes of segments applied in one trip to the blocking pool.
 const BATCH_BYTES: usize = 4 << 20;
 
+/// Unit of the download budget, in compressed bytes.
+const BUDGET_UNIT: u64 = 4096;
+/// Compressed bytes of segments downloading, queued or being applied at once: 8 MiB (WAL
+/// compresses about 2-3x, so roughly 16-24 MiB decompressed). A segment larger than the
+/// whole budget takes all of it and is alone.
+const IN_FLIGHT_UNITS: usize = (8 << 20) / BUDGET_UNIT as usize;
+
 /// Downloads the plan's segments with bounded concurrency, in order, and applies each to
-/// `writer` as it arrives. At most about `2 * parallelism + 1` decompressed segments are held
-/// at once (in flight, queued, being applied), whatever the size of an index.
+/// `writer` as it arrives. At most `2 * parallelism + 1` segments, and about 8 MiB of them
+/// compressed ([`IN_FLIGHT_UNITS`]), are held at once (in flight, queued, being applied),
+/// whatever the size of an index.
 async fn apply_segments(
     client: &Arc<dyn ReplicaClient>,
     replica: &str,
@@ -488,12 +496,34 @@ async fn apply_segments(
     let total = plan.segments.len();
     // Downloads and application run in the same task, polled together by `try_join`, so
     // downloads keep progressing while a segment is applied on the blocking pool. The
-    // channel bounds how far downloads run ahead; dropping the restore drops both.
-    let (tx, mut rx) =
-        tokio::sync::mpsc::channel::<(WalSegmentInfo, Result<Vec<u8>>)>(parallelism.max(1));
+    // channel bounds how many downloaded segments wait; dropping the restore drops both.
+    //
+    // Memory is bounded in bytes too: a segment takes its listed (compressed) size from a
+    // budget of IN_FLIGHT_BYTES before its download starts and gives it back once applied.
+    // Permits are taken strictly in plan order (`then` runs one at a time), and everything
+    // holding permits precedes the segment waiting for them, so the wait always ends.
+    let budget = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_UNITS));
+    type Item = (
+        WalSegmentInfo,
+        Result<Vec<u8>>,
+        tokio::sync::OwnedSemaphorePermit,
+    );
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Item>(parallelism.max(1));
     let producer = async move {
-        let mut downloads = futures::stream::iter(plan.segments.iter().cloned())
-            .map(|seg| {
+        let downloads = futures::stream::iter(plan.segments.iter().cloned())
+            .then(|seg| {
+                let budget = budget.clone();
+                async move {
+                    let units = (seg.size.div_ceil(BUDGET_UNIT) as usize).clamp(1, IN_FLIGHT_UNITS);
+                    // The semaphore is never closed.
+                    let permit = budget
+                        .acquire_many_owned(units as u32)
+                        .await
+                        .expect("restore budget semaphore is never closed");
+                    (seg, permit)
+                }
+            })
+            .map(|(seg, permit)| {
                 let client = client.clone();
                 async move {
                     let started = Instant::now();
@@ -505,10 +535,11 @@ async fn apply_segments(
                         elapsed = ?started.elapsed(),
                         "downloaded wal segment"
                     );
-                    (seg, res)
+                    (seg, res, permit)
                 }
             })
             .buffered(parallelism);
+        let mut downloads = std::pin::pin!(downloads);
         while let Some(item) = downloads.next().await {
             if tx.send(item).await.is_err() {
                 break;
@@ -532,7 +563,9 @@ async fn apply_segments(
                 batch.push(item);
             }
             let mut segs = Vec::with_capacity(batch.len());
-            for (seg, data) in batch {
+            let mut permits = Vec::with_capacity(batch.len());
+            for (seg, data, permit) in batch {
+                permits.push(permit);
                 let data = data?;
                 let object = object_name(&**client, &seg.path());
                 segs.push((seg, data, object));
@@ -549,6 +582,7 @@ async fn apply_segments(
             })
             .await?;
             writer = w;
+            drop(permits);
             for applied in finished {
                 log_applied(replica, generation, applied, index_started);
                 index_started = Instant::now();
