@@ -56,18 +56,13 @@ impl DecompressError {
     /// The decompression error an [`std::io::Error`] from a [`FrameReader`] carries, or
     /// `Lz4` with the I/O error's text (a failure of the underlying reader).
     pub fn from_io(e: std::io::Error) -> DecompressError {
-        if e.get_ref().is_some_and(|i| i.is::<DecompressError>()) {
-            // Checked just above: the inner error is a DecompressError.
-            if let Ok(d) = e
-                .into_inner()
-                .expect("has inner")
-                .downcast::<DecompressError>()
-            {
-                return *d;
-            }
-            return DecompressError::Lz4("internal: lost decompression error".into());
+        if !e.get_ref().is_some_and(|i| i.is::<DecompressError>()) {
+            return DecompressError::Lz4(e.to_string());
         }
-        DecompressError::Lz4(e.to_string())
+        match e.into_inner().map(|i| i.downcast::<DecompressError>()) {
+            Some(Ok(d)) => *d,
+            _ => DecompressError::Lz4("internal: lost decompression error".into()),
+        }
     }
 
     fn into_io(self) -> std::io::Error {

@@ -42,7 +42,9 @@ pub struct ObjectInfo {
 /// - paths are relative, `/`-separated, made only by [`crate::layout`];
 /// - `put` is atomic: no reader ever sees a partial object, and an existing object is
 ///   replaced whole;
-/// - `get` of a missing object is [`Error::NotFound`];
+/// - `put_file` is atomic like `put` and reads the local file through a bounded buffer;
+/// - `get` and `get_stream` of a missing object are [`Error::NotFound`]; `get_stream` yields
+///   exactly the bytes `get` returns, and its announced size, when given, is theirs;
 /// - `delete` of a missing object is `Ok`;
 /// - `list` of a missing directory is an empty list; entries are sorted by name.
 #[async_trait]
@@ -355,7 +357,7 @@ pub async fn replica_position(
     let segs = wal_segments(c, generation).await?;
     match segs.last() {
         Some(last) if last.index >= max_snap => {
-            let data = read_decompressed(c, &last.path()).await?;
+            let data = read_decompressed_sized(c, &last.path(), last.size).await?;
             Ok(Some(crate::Pos::new(
                 generation,
                 last.index,

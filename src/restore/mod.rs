@@ -290,6 +290,14 @@ async fn download_snapshot(
     let backend = client.type_name();
     let mut file = file;
     let mut attempt = 1;
+    // Set when this future is dropped, so the blocking copy stops too.
+    struct Cancel(Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for Cancel {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let cancel = Cancel(Arc::new(std::sync::atomic::AtomicBool::new(false)));
     loop {
         let res = match backend::open_checked(&**client, &path, snap.size).await {
             Err(e) => Err(e),
@@ -297,6 +305,7 @@ async fn download_snapshot(
                 let reader = backend::blocking_reader(stream);
                 let (object, tmp2) = (object.clone(), tmp.to_path_buf());
                 let header_bound = snap.size == 0;
+                let cancelled = cancel.0.clone();
                 let mut f = file;
                 let (f, res) = tokio::task::spawn_blocking(move || {
                     let reader =
@@ -309,6 +318,7 @@ async fn download_snapshot(
                         &object,
                         header_bound,
                         &read_err,
+                        &cancelled,
                     );
                     (f, res)
                 })

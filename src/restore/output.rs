@@ -157,9 +157,17 @@ pub(crate) fn write_snapshot(
     object: &str,
     header_bound: bool,
     read_err: &dyn Fn(std::io::Error) -> Error,
+    cancelled: &std::sync::atomic::AtomicBool,
 ) -> Result<(SnapshotHeader, u64)> {
     let mut buf = vec![0u8; 1 << 20];
     let mut fill = |buf: &mut [u8]| -> Result<usize> {
+        // The restore was dropped: stop downloading a snapshot nobody will use.
+        if cancelled.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(Error::Backend {
+                backend: "restore".into(),
+                message: format!("download of {object} cancelled"),
+            });
+        }
         let mut n = 0;
         while n < buf.len() {
             match r.read(&mut buf[n..]) {
@@ -534,21 +542,22 @@ mod tests {
         db[28..32].copy_from_slice(&2u32.to_be_bytes());
         db[24] = 1;
         let io_err = |e: std::io::Error| Error::corrupt("x", e.to_string());
+        let no = std::sync::atomic::AtomicBool::new(false);
         let mut f = File::create(&path).unwrap();
         // The header's count is not trusted (change counters differ): 3 pages are fine.
-        let (h, n) = write_snapshot(&mut f, &path, &db[..], "s", true, &io_err).unwrap();
+        let (h, n) = write_snapshot(&mut f, &path, &db[..], "s", true, &io_err, &no).unwrap();
         assert_eq!((h.pages, n), (None, 3 * 4096));
         assert_eq!(std::fs::read(&path).unwrap(), db);
         // Trusted count of 2 pages: a third page is refused when bounded, kept otherwise.
         db[24] = 5;
         db[92] = 5;
         let mut f = File::create(&path).unwrap();
-        let err = write_snapshot(&mut f, &path, &db[..], "s", true, &io_err).unwrap_err();
+        let err = write_snapshot(&mut f, &path, &db[..], "s", true, &io_err, &no).unwrap_err();
         assert!(err.to_string().contains("runs past the 2 pages"), "{err}");
         let mut f = File::create(&path).unwrap();
-        write_snapshot(&mut f, &path, &db[..], "s", false, &io_err).unwrap();
+        write_snapshot(&mut f, &path, &db[..], "s", false, &io_err, &no).unwrap();
         let mut f = File::create(&path).unwrap();
-        let err = write_snapshot(&mut f, &path, &db[..5000], "s", false, &io_err).unwrap_err();
+        let err = write_snapshot(&mut f, &path, &db[..5000], "s", false, &io_err, &no).unwrap_err();
         assert!(err.to_string().contains("whole number"), "{err}");
     }
 
