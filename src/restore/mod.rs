@@ -513,9 +513,10 @@ async fn apply_segments(
     // Permits are taken strictly in plan order (`then` runs one at a time), and everything
     // holding permits precedes the segment waiting for them, so the wait always ends.
     let budget = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_UNITS));
+    // `Ok(None)`: a large segment, streamed by the consumer instead of downloaded whole.
     type Item = (
         WalSegmentInfo,
-        Result<Vec<u8>>,
+        Result<Option<Vec<u8>>>,
         tokio::sync::OwnedSemaphorePermit,
     );
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Item>(parallelism.max(1));
@@ -536,8 +537,11 @@ async fn apply_segments(
             .map(|(seg, permit)| {
                 let client = client.clone();
                 async move {
+                    if streamed(&seg) {
+                        return (seg, Ok(None), permit);
+                    }
                     let started = Instant::now();
-                    let res = download(&*client, &seg.path(), seg.size).await;
+                    let res = download(&*client, &seg.path(), seg.size).await.map(Some);
                     tracing::debug!(
                         generation = %seg.generation,
                         index = seg.index,
@@ -564,24 +568,35 @@ async fn apply_segments(
             // Apply every segment already downloaded in one trip to the blocking pool
             // (bounded by the channel's capacity): a long tail of tiny segments would
             // otherwise pay a thread hand-off per segment.
-            let mut bytes = first.1.as_ref().map_or(0, Vec::len);
+            let len = |d: &Result<Option<Vec<u8>>>| {
+                d.as_ref().map_or(0, |d| d.as_ref().map_or(0, Vec::len))
+            };
+            let is_streamed = |d: &Result<Option<Vec<u8>>>| matches!(d, Ok(None));
+            let mut bytes = len(&first.1);
+            let mut stop = is_streamed(&first.1);
             let mut batch = vec![first];
-            while bytes < BATCH_BYTES
+            while !stop
+                && bytes < BATCH_BYTES
                 && let Ok(item) = rx.try_recv()
             {
-                bytes += item.1.as_ref().map_or(0, Vec::len);
+                bytes += len(&item.1);
+                stop = is_streamed(&item.1);
                 batch.push(item);
             }
+            // A streamed segment can only be the batch's last.
+            let last_streamed = batch.pop_if(|b| is_streamed(&b.1));
             let mut segs = Vec::with_capacity(batch.len());
             let mut permits = Vec::with_capacity(batch.len());
             for (seg, data, permit) in batch {
                 permits.push(permit);
-                let data = data?;
+                let Some(data) = data? else {
+                    continue;
+                };
                 let object = object_name(&**client, &seg.path());
                 segs.push((seg, data, object));
             }
-            let n = segs.len();
-            let (w, finished) = blocking(tmp, move || {
+            let mut n = segs.len();
+            let (w, mut finished) = blocking(tmp, move || {
                 let mut finished = Vec::new();
                 for (seg, data, object) in &segs {
                     if let Some(f) = writer.apply_segment(seg, data, object)? {
@@ -593,6 +608,13 @@ async fn apply_segments(
             .await?;
             writer = w;
             drop(permits);
+            if let Some((seg, _, permit)) = last_streamed {
+                let (w, f) = apply_streamed(client, &seg, writer, tmp).await?;
+                writer = w;
+                finished.extend(f);
+                drop(permit);
+                n += 1;
+            }
             for applied in finished {
                 log_applied(replica, generation, applied, index_started);
                 index_started = Instant::now();
@@ -614,6 +636,70 @@ async fn apply_segments(
     };
     let ((), writer) = futures::future::try_join(producer, consumer).await?;
     Ok(writer)
+}
+
+/// Compressed size above which a segment is streamed (decompressed and applied as it
+/// arrives) instead of downloaded whole; segments whose size the listing does not give are
+/// streamed too, so nothing bounds memory but this module's own buffers.
+const STREAM_SEGMENT_BYTES: u64 = 1 << 20;
+
+fn streamed(seg: &WalSegmentInfo) -> bool {
+    seg.size == 0 || seg.size > STREAM_SEGMENT_BYTES
+}
+
+/// Streams one large segment from the store through the decompressor into `writer`,
+/// retrying transient errors from the segment's start.
+async fn apply_streamed(
+    client: &Arc<dyn ReplicaClient>,
+    seg: &WalSegmentInfo,
+    mut writer: output::DbWriter,
+    tmp: &Path,
+) -> Result<(output::DbWriter, Option<output::AppliedIndex>)> {
+    let path = seg.path();
+    let object = object_name(&**client, &path);
+    let backend = client.type_name();
+    // Without a listed size nothing else bounds the body: a segment may hold at most
+    // MAX_UNSIZED_OBJECT bytes of WAL.
+    let limit = if seg.size == 0 {
+        backend::MAX_UNSIZED_OBJECT
+    } else {
+        backend::MAX_DECOMPRESSED
+    };
+    let mut attempt = 1;
+    loop {
+        let res = match backend::open_checked(&**client, &path, seg.size).await {
+            Err(e) => Err(e),
+            Ok(stream) => {
+                let reader = backend::blocking_reader(stream);
+                let (seg2, object2) = (seg.clone(), object.clone());
+                let w = writer;
+                let (w, res) = tokio::task::spawn_blocking(move || {
+                    let mut w = w;
+                    let mut fr = crate::compress::FrameReader::new(reader, limit);
+                    let read_err = |e| backend::read_error(e, backend, &object2);
+                    let res = w.apply_segment_stream(&seg2, &mut fr, &object2, &read_err);
+                    (w, res)
+                })
+                .await
+                .map_err(|e| Error::Io {
+                    op: "restore worker for",
+                    path: tmp.to_path_buf(),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+                writer = w;
+                res
+            }
+        };
+        match res {
+            Ok(f) => return Ok((writer, f)),
+            Err(e) if retryable(&e) && attempt < DOWNLOAD_ATTEMPTS => {
+                tracing::warn!(path, attempt, error = %e, "wal segment download failed, retrying");
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn log_applied(replica: &str, generation: Generation, a: output::AppliedIndex, started: Instant) {

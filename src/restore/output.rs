@@ -243,27 +243,37 @@ const PENDING_CAP: usize = 16 << 20;
 /// size are dropped, exactly as the truncation would have dropped them from the file.
 #[derive(Debug)]
 pub(crate) struct DbWriter {
+    pages: PageBuf,
+    current: Option<IndexReplay>,
+}
+
+/// The newest version of each buffered page, and the file they go to.
+#[derive(Debug)]
+struct PageBuf {
     file: File,
     path: PathBuf,
     page_size: u32,
-    current: Option<IndexReplay>,
     pending: std::collections::BTreeMap<u32, Vec<u8>>,
     pending_bytes: usize,
     pages_written: u64,
 }
 
-impl DbWriter {
-    /// A writer of WAL pages into `file`, which holds the snapshot.
-    pub(crate) fn new(file: File, path: PathBuf, page_size: u32) -> DbWriter {
-        DbWriter {
-            file,
-            path,
-            page_size,
-            current: None,
-            pending: std::collections::BTreeMap::new(),
-            pending_bytes: 0,
-            pages_written: 0,
+impl PageBuf {
+    /// Buffers `page` as the newest version of `pgno`; writes the buffer out when full.
+    fn put(&mut self, pgno: u32, page: &[u8]) -> Result<()> {
+        match self.pending.entry(pgno) {
+            std::collections::btree_map::Entry::Occupied(mut e) => {
+                e.get_mut().copy_from_slice(page);
+            }
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(page.to_vec());
+                self.pending_bytes += page.len();
+            }
         }
+        if self.pending_bytes >= PENDING_CAP {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     /// Writes the buffered pages, in page order.
@@ -279,6 +289,44 @@ impl DbWriter {
         self.pending_bytes = 0;
         Ok(())
     }
+}
+
+impl DbWriter {
+    /// A writer of WAL pages into `file`, which holds the snapshot.
+    pub(crate) fn new(file: File, path: PathBuf, page_size: u32) -> DbWriter {
+        DbWriter {
+            pages: PageBuf {
+                file,
+                path,
+                page_size,
+                pending: std::collections::BTreeMap::new(),
+                pending_bytes: 0,
+                pages_written: 0,
+            },
+            current: None,
+        }
+    }
+
+    /// The replay of `seg`'s index, finishing the previous index first when `seg` starts a
+    /// new one (returned as the second value).
+    fn replay_for(
+        &mut self,
+        seg: &WalSegmentInfo,
+    ) -> Result<(&mut IndexReplay, Option<AppliedIndex>)> {
+        let mut finished = None;
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|c| c.index() != seg.index)
+        {
+            finished = self.finish_index()?;
+        }
+        let page_size = self.pages.page_size;
+        let replay = self
+            .current
+            .get_or_insert_with(|| IndexReplay::new(seg.index, page_size));
+        Ok((replay, finished))
+    }
 
     /// Validates and applies one segment (the next in the plan's order). Returns the
     /// previous index when this segment starts a new one.
@@ -288,6 +336,27 @@ impl DbWriter {
         data: &[u8],
         object: &str,
     ) -> Result<Option<AppliedIndex>> {
+        let ps = self.pages.page_size as usize;
+        let (replay, finished) = self.replay_for(seg)?;
+        let pages = replay.segment(seg.offset, data, object)?;
+        for p in pages {
+            self.pages.put(p.pgno, &data[p.at..p.at + ps])?;
+        }
+        Ok(finished)
+    }
+
+    /// [`apply_segment`](DbWriter::apply_segment) for a segment read from `r` as it
+    /// decompresses (see [`IndexReplay::segment_stream`]): memory stays bounded whatever
+    /// the segment's size. On error the replay state is as before the segment, so a
+    /// transient read error can be retried by applying the segment again from its start
+    /// (its pages are then written again, in the same order, with the same result).
+    pub(crate) fn apply_segment_stream(
+        &mut self,
+        seg: &WalSegmentInfo,
+        r: &mut dyn std::io::Read,
+        object: &str,
+        read_err: &dyn Fn(std::io::Error) -> Error,
+    ) -> Result<Option<AppliedIndex>> {
         let mut finished = None;
         if self
             .current
@@ -296,27 +365,14 @@ impl DbWriter {
         {
             finished = self.finish_index()?;
         }
-        let page_size = self.page_size;
+        let page_size = self.pages.page_size;
         let replay = self
             .current
             .get_or_insert_with(|| IndexReplay::new(seg.index, page_size));
-        let pages = replay.segment(seg.offset, data, object)?;
-        let ps = page_size as usize;
-        for p in pages {
-            let page = &data[p.at..p.at + ps];
-            match self.pending.entry(p.pgno) {
-                std::collections::btree_map::Entry::Occupied(mut e) => {
-                    e.get_mut().copy_from_slice(page);
-                }
-                std::collections::btree_map::Entry::Vacant(e) => {
-                    e.insert(page.to_vec());
-                    self.pending_bytes += ps;
-                }
-            }
-        }
-        if self.pending_bytes >= PENDING_CAP {
-            self.flush()?;
-        }
+        let pages = &mut self.pages;
+        replay.segment_stream(seg.offset, r, object, read_err, &mut |pgno, page| {
+            pages.put(pgno, page)
+        })?;
         Ok(finished)
     }
 
@@ -326,12 +382,13 @@ impl DbWriter {
             return Ok(None);
         };
         if let Some(pages) = r.db_pages() {
+            let b = &mut self.pages;
             // Buffered pages past the new end would have been cut off by the truncation.
-            let dropped = self.pending.split_off(&(pages + 1));
-            self.pending_bytes -= dropped.len() * self.page_size as usize;
-            self.file
-                .set_len(u64::from(pages) * u64::from(self.page_size))
-                .map_err(Error::io("set size of", &self.path))?;
+            let dropped = b.pending.split_off(&(pages + 1));
+            b.pending_bytes -= dropped.len() * b.page_size as usize;
+            b.file
+                .set_len(u64::from(pages) * u64::from(b.page_size))
+                .map_err(Error::io("set size of", &b.path))?;
         }
         Ok(Some(AppliedIndex {
             index: r.index(),
@@ -344,16 +401,11 @@ impl DbWriter {
     /// Writes the buffered pages, fsyncs and closes the file; returns its size and the
     /// number of pages written from WAL frames.
     pub(crate) fn sync(mut self) -> Result<(u64, u64)> {
-        self.flush()?;
-        self.file
-            .sync_all()
-            .map_err(Error::io("fsync", &self.path))?;
-        let len = self
-            .file
-            .metadata()
-            .map_err(Error::io("stat", &self.path))?
-            .len();
-        Ok((len, self.pages_written))
+        let b = &mut self.pages;
+        b.flush()?;
+        b.file.sync_all().map_err(Error::io("fsync", &b.path))?;
+        let len = b.file.metadata().map_err(Error::io("stat", &b.path))?.len();
+        Ok((len, b.pages_written))
     }
 }
 
