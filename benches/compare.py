@@ -34,8 +34,10 @@ TICK = os.sysconf("SC_CLK_TCK")
 TOOLS = ("walship", "litestream")
 
 SIZES = {
-    "quick": dict(T=3000, lag_s=15, embedded_tx=300, restore_rows=50_000, restore_tx=2000, idle_dbs=(20,), idle_s=15),
-    "full": dict(T=20000, lag_s=60, embedded_tx=1000, restore_rows=1_000_000, restore_tx=50_000, idle_dbs=(100, 1000),
+    "quick": dict(T=3000, lag_s=15, embedded_tx=300, restore_rows=50_000, restore_tx=2000, tail_segments=1000,
+                  idle_dbs=(20,), idle_s=15),
+    "full": dict(T=20000, lag_s=60, embedded_tx=1000, restore_rows=1_000_000, restore_tx=50_000, tail_segments=20_000,
+                 idle_dbs=(100, 1000),
                  idle_s=30),
 }
 
@@ -169,7 +171,7 @@ def write_txs(path, n_tx, rows_per_tx=10, start=0):
 
 def bin_for(tool):
     if tool == "walship":
-        return os.path.join(ROOT, "target", "release", "walship")
+        return os.environ.get("WALSHIP_BIN") or os.path.join(ROOT, "target", "release", "walship")
     return os.environ.get("LITESTREAM_BIN") or shutil.which("litestream")
 
 
@@ -512,6 +514,53 @@ def run_rusage(argv, **kw):
     return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024, p.returncode, err
 
 
+def time_restores(d, rep_dir, db, sc, reps, label):
+    """Restores rep_dir with both tools, alternately, checks the rows against db, and
+    records wall, CPU, peak RSS and wall / dd of the same bytes under scenario `sc`."""
+    src_rows = sqlite3.connect(db).execute("SELECT count(*), sum(length(v)) FROM t").fetchone()
+    wall = {t: [] for t in TOOLS}
+    cpu = {t: [] for t in TOOLS}
+    rss = {t: [] for t in TOOLS}
+    ddw = []
+    out_size = None
+    for rep in range(reps):
+        for tool in order(rep):
+            out = os.path.join(d, f"out-{tool}-{rep}.db")
+            w, cs, m, rc, err = run_rusage([bin_for(tool), "restore", "-o", out, "file://" + rep_dir])
+            if rc != 0 or not os.path.exists(out):
+                issue(f"restore {label} {tool} rep {rep} failed (rc {rc}): {err.strip()[-500:]}")
+                continue
+            got = sqlite3.connect(out).execute("SELECT count(*), sum(length(v)) FROM t").fetchone()
+            if got != src_rows:
+                issue(f"restore {label} {tool} rep {rep}: restored rows {got} != source {src_rows}")
+            out_size = os.path.getsize(out)
+            wall[tool].append(w)
+            cpu[tool].append(cs)
+            rss[tool].append(m)
+            RAW.append(dict(scenario="restore " + label, rep=rep, tool=tool, wall_s=w, cpu_s=cs, maxrss_mb=m,
+                            out_mb=out_size / 1e6))
+            log(f"  rep {rep} {tool}: {w:.2f}s wall, {cs:.2f}s CPU, {m:.1f} MB peak RSS")
+            os.remove(out)
+        if out_size:
+            f = os.path.join(d, "dd.bin")
+            count = max(1, math.ceil(out_size / (1 << 20)))
+            w, _, _, _, _ = run_rusage(["dd", "if=/dev/zero", f"of={f}", "bs=1M", f"count={count}", "conv=fsync"])
+            ddw.append(w)
+            RAW.append(dict(scenario="restore " + label, rep=rep, tool="dd", wall_s=w, mb=count))
+            log(f"  rep {rep} dd {count} MiB conv=fsync: {w:.2f}s")
+            os.remove(f)
+    record(sc, "wall (s)", "s", wall)
+    record(sc, "CPU user+sys (s)", "s", cpu)
+    record(sc, "peak RSS (MB)", "MB", rss)
+    if ddw:
+        ddm = statistics.median(ddw)
+        record(sc, f"wall / dd of same bytes (dd {ddm:.2f}s)", "x", {t: [w / ddm for w in wall[t]] for t in TOOLS})
+
+
+def count_segments(rep_dir):
+    return sum(1 for _, _, fs in os.walk(rep_dir) for f in fs if f.endswith(".wal.lz4"))
+
+
 def scenario_restore(work, S, reps):
     rows, ntx = S["restore_rows"], S["restore_tx"]
     log(f"scenario 4: restore, {rows} rows x 1 KB + {ntx} transactions after the snapshot (replica built by litestream)")
@@ -544,49 +593,50 @@ def scenario_restore(work, S, reps):
     c.close()
     time.sleep(3)
     check_run(r, "restore build")
-    src_rows = sqlite3.connect(db).execute("SELECT count(*), sum(length(v)) FROM t").fetchone()
-    nseg = sum(1 for _, _, fs in os.walk(rep_dir) for f in fs if f.endswith(".wal.lz4"))
+    nseg = count_segments(rep_dir)
     log(f"  replica {tree_bytes(rep_dir) / 1e6:.1f} MB, {nseg} WAL segments")
-    wall = {t: [] for t in TOOLS}
-    cpu = {t: [] for t in TOOLS}
-    rss = {t: [] for t in TOOLS}
-    ddw = []
-    out_size = None
-    for rep in range(reps):
-        for tool in order(rep):
-            out = os.path.join(d, f"out-{tool}-{rep}.db")
-            w, cs, m, rc, err = run_rusage([bin_for(tool), "restore", "-o", out, "file://" + rep_dir])
-            if rc != 0 or not os.path.exists(out):
-                issue(f"restore {tool} rep {rep} failed (rc {rc}): {err.strip()[-500:]}")
-                continue
-            got = sqlite3.connect(out).execute("SELECT count(*), sum(length(v)) FROM t").fetchone()
-            if got != src_rows:
-                issue(f"restore {tool} rep {rep}: restored rows {got} != source {src_rows}")
-            out_size = os.path.getsize(out)
-            wall[tool].append(w)
-            cpu[tool].append(cs)
-            rss[tool].append(m)
-            RAW.append(dict(scenario="restore", rep=rep, tool=tool, wall_s=w, cpu_s=cs, maxrss_mb=m,
-                            out_mb=out_size / 1e6))
-            log(f"  rep {rep} {tool}: {w:.2f}s wall, {cs:.2f}s CPU, {m:.1f} MB peak RSS")
-            os.remove(out)
-        if out_size:
-            f = os.path.join(d, "dd.bin")
-            count = max(1, math.ceil(out_size / (1 << 20)))
-            w, _, _, _, _ = run_rusage(["dd", "if=/dev/zero", f"of={f}", "bs=1M", f"count={count}", "conv=fsync"])
-            ddw.append(w)
-            RAW.append(dict(scenario="restore", rep=rep, tool="dd", wall_s=w, mb=count))
-            log(f"  rep {rep} dd {count} MiB conv=fsync: {w:.2f}s")
-            os.remove(f)
+    size_mb = os.path.getsize(db) / 1e6
+    time_restores(d, rep_dir, db, f"4 restore ({size_mb:.0f} MB, {nseg} segments)", reps, "big")
     shutil.rmtree(d, ignore_errors=True)
-    mb = (out_size or 0) / 1e6
-    sc = f"4 restore ({mb:.0f} MB, {nseg} segments)"
-    record(sc, "wall (s)", "s", wall)
-    record(sc, "CPU user+sys (s)", "s", cpu)
-    record(sc, "peak RSS (MB)", "MB", rss)
-    if ddw:
-        ddm = statistics.median(ddw)
-        record(sc, f"wall / dd of same bytes (dd {ddm:.2f}s)", "x", {t: [w / ddm for w in wall[t]] for t in TOOLS})
+    scenario_restore_tail(work, S, reps)
+
+
+def scenario_restore_tail(work, S, reps):
+    """The issue's second replica: a small snapshot and a long tail of small WAL segments
+    (one or a few commits each), built by walship replicate with a 5 ms sync interval while
+    a writer commits one row per transaction; both tools restore the same replica."""
+    target = S["tail_segments"]
+    log(f"scenario 4b: restore of a long tail, ~{target} small WAL segments (replica built by walship)")
+    d = tempfile.mkdtemp(dir=work, prefix="restore-tail-")
+    db, rep_dir, cfg = os.path.join(d, "db.sqlite"), os.path.join(d, "replica"), os.path.join(d, "cfg.yml")
+    new_db(db)
+    write_config(cfg, [(db, rep_dir)], sync="5ms", monitor="5ms")
+    r = Replicator("walship", cfg, os.path.join(d, "log.txt"))
+    r.wait_ready([rep_dir], timeout=600)
+    c = connect(db)
+    t0 = time.monotonic()
+    i = 0
+    nseg = 0
+    while nseg < target:
+        if i % 2:
+            c.execute("UPDATE t SET v=? WHERE id=?", (POOL[(i * 7) % len(POOL)], 1 + (i * 7919) % max(1, i // 2)))
+        else:
+            c.execute("INSERT INTO t(v) VALUES (?)", (POOL[(i * 3) % len(POOL)],))
+        i += 1
+        time.sleep(0.006)
+        if i % 200 == 0:
+            nseg = count_segments(rep_dir)
+        if time.monotonic() - t0 > 3600:
+            issue(f"restore tail: only {nseg} segments after an hour")
+            break
+    c.close()
+    time.sleep(1)
+    check_run(r, "restore tail build")
+    nseg = count_segments(rep_dir)
+    log(f"  {i} transactions; replica {tree_bytes(rep_dir) / 1e6:.1f} MB, {nseg} WAL segments, built in {time.monotonic() - t0:.0f}s")
+    size_mb = os.path.getsize(db) / 1e6
+    time_restores(d, rep_dir, db, f"4b restore tail ({size_mb:.0f} MB, {nseg} segments)", reps, "tail")
+    shutil.rmtree(d, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- scenario 5

@@ -94,71 +94,242 @@ const LZ4_MAGIC: [u8; 4] = [0x04, 0x22, 0x4d, 0x18];
 
 /// Decompresses one LZ4 frame, refusing more than `limit` decompressed bytes.
 pub fn decompress(data: &[u8], limit: u64) -> Result<Vec<u8>, DecompressError> {
-    if data.len() < 4 || data[..4] != LZ4_MAGIC {
-        return Err(DecompressError::BadMagic);
-    }
-    // The decoder takes an end of input where a block header is due as the end of the
-    // frame, so a truncated object would decode "successfully" into a short file. Walk the
-    // frame's structure first and insist on the end mark (and checksum, when flagged).
-    let frame_len = frame_len(data)?;
-    if frame_len < data.len() {
-        return Err(DecompressError::Trailing(data.len() - frame_len));
-    }
-    let mut cursor = std::io::Cursor::new(data);
+    let mut r = FrameReader::new(data, limit);
     let mut out = Vec::new();
-    {
-        let dec = FrameDecoder::new(&mut cursor);
-        let mut limited = dec.take(limit + 1);
-        limited
-            .read_to_end(&mut out)
-            .map_err(|e| DecompressError::Lz4(e.to_string()))?;
-    }
-    if out.len() as u64 > limit {
-        return Err(DecompressError::TooLarge(limit));
-    }
-    // lz4_flex's FrameDecoder reads concatenated frames as one stream; a reader stopping
-    // early leaves bytes. Anything not consumed is data we would be ignoring.
-    if (cursor.position() as usize) < frame_len {
-        return Err(DecompressError::Lz4("frame not fully consumed".into()));
-    }
+    r.read_to_end(&mut out).map_err(DecompressError::from_io)?;
     Ok(out)
 }
 
-/// Length in bytes of the complete LZ4 frame at the start of `data`.
-fn frame_len(data: &[u8]) -> Result<usize, DecompressError> {
-    let short = || DecompressError::Lz4("truncated frame".into());
-    let flg = *data.get(4).ok_or_else(short)?;
-    if flg >> 6 != 0b01 {
-        return Err(DecompressError::Lz4(format!(
-            "unsupported frame version in FLG {flg:#04x}"
-        )));
-    }
-    let block_checksum = flg & 0x10 != 0;
-    let content_size = flg & 0x08 != 0;
-    let content_checksum = flg & 0x04 != 0;
-    let dict_id = flg & 0x01 != 0;
-    // magic(4) FLG(1) BD(1) [content size(8)] [dict id(4)] HC(1)
-    let mut at = 6 + if content_size { 8 } else { 0 } + if dict_id { 4 } else { 0 } + 1;
-    loop {
-        let word = data.get(at..at + 4).ok_or_else(short)?;
-        at += 4;
-        let word = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
-        if word == 0 {
-            break;
+impl DecompressError {
+    /// The decompression error an [`std::io::Error`] from a [`FrameReader`] carries, or
+    /// `Lz4` with the I/O error's text (a failure of the underlying reader).
+    pub fn from_io(e: std::io::Error) -> DecompressError {
+        if !e.get_ref().is_some_and(|i| i.is::<DecompressError>()) {
+            return DecompressError::Lz4(e.to_string());
         }
-        let len = (word & 0x7fff_ffff) as usize + if block_checksum { 4 } else { 0 };
-        at = at
-            .checked_add(len)
-            .filter(|&e| e <= data.len())
-            .ok_or_else(short)?;
+        match e.into_inner().map(|i| i.downcast::<DecompressError>()) {
+            Some(Ok(d)) => *d,
+            _ => DecompressError::Lz4("internal: lost decompression error".into()),
+        }
     }
-    if content_checksum {
-        at += 4;
+
+    fn into_io(self) -> std::io::Error {
+        std::io::Error::other(self)
     }
-    if at > data.len() {
-        return Err(short());
+}
+
+/// A streaming reader of exactly one LZ4 frame from `R`, with the guarantees of
+/// [`decompress`]: the frame must be complete (a truncated frame is an error, not a short
+/// read), its content checksum is verified when flagged, nothing may follow it, and at most
+/// `limit` bytes are produced. Memory is bounded by one block (4 MiB for Litestream's frames).
+///
+/// Errors are [`std::io::Error`]s carrying a [`DecompressError`] (see
+/// [`DecompressError::from_io`]) or the underlying reader's own error.
+pub struct FrameReader<R: Read> {
+    dec: FrameDecoder<FrameGuard<R>>,
+    limit: u64,
+    produced: u64,
+    done: bool,
+}
+
+impl<R: Read> FrameReader<R> {
+    /// Reads the frame at the start of `r`.
+    pub fn new(r: R, limit: u64) -> FrameReader<R> {
+        FrameReader {
+            dec: FrameDecoder::new(FrameGuard::new(r)),
+            limit,
+            produced: 0,
+            done: false,
+        }
     }
-    Ok(at)
+
+    /// Decompressed bytes produced so far.
+    pub fn produced(&self) -> u64 {
+        self.produced
+    }
+
+    /// The end of the decoder's output: the frame must be complete and nothing may follow.
+    fn finish(&mut self) -> std::io::Result<()> {
+        let guard = self.dec.get_mut();
+        if guard.state != GuardState::Done {
+            return Err(DecompressError::Lz4("truncated frame".into()).into_io());
+        }
+        // Count (a bounded amount of) what follows the frame.
+        let mut trailing = 0usize;
+        let mut buf = [0u8; 8192];
+        while trailing < (1 << 20) {
+            match guard.inner.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => trailing += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if trailing > 0 {
+            return Err(DecompressError::Trailing(trailing).into_io());
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for FrameReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.done || buf.is_empty() {
+            return Ok(0);
+        }
+        let n = match self.dec.read(buf) {
+            Ok(n) => n,
+            Err(e) => {
+                if e.get_ref()
+                    .is_some_and(|i| i.is::<lz4_flex::frame::Error>())
+                {
+                    return Err(DecompressError::Lz4(e.to_string()).into_io());
+                }
+                // The guard's own errors (bad magic, truncation) and the underlying
+                // reader's errors pass through as they are.
+                return Err(e);
+            }
+        };
+        if n == 0 {
+            self.finish()?;
+            self.done = true;
+            return Ok(0);
+        }
+        self.produced += n as u64;
+        if self.produced > self.limit {
+            return Err(DecompressError::TooLarge(self.limit).into_io());
+        }
+        Ok(n)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GuardState {
+    /// Magic number and FLG (5 bytes, parsed).
+    Start,
+    /// Passing `n` bytes through unparsed (rest of the header, block data, checksum).
+    Skip(u64, Next),
+    /// A block size word (4 bytes, parsed).
+    BlockWord,
+    /// The frame is complete: the decoder sees end of input from here on.
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    BlockWord,
+    Done,
+}
+
+/// The state after passing `n` more bytes through, then going to `next`.
+fn skip(n: u64, next: Next) -> GuardState {
+    match (n, next) {
+        (0, Next::BlockWord) => GuardState::BlockWord,
+        (0, Next::Done) => GuardState::Done,
+        (n, next) => GuardState::Skip(n, next),
+    }
+}
+
+/// Passes the bytes of one LZ4 frame through to the decoder while following its structure:
+/// it ends the decoder's input exactly at the frame's end (so a second frame is never read
+/// as part of the first) and turns an end of input inside the frame into an error (the
+/// decoder alone takes an end of input where a block header is due as the frame's end).
+struct FrameGuard<R> {
+    inner: R,
+    state: GuardState,
+    field: [u8; 5],
+    have: usize,
+    block_checksum: bool,
+    content_checksum: bool,
+}
+
+impl<R: Read> FrameGuard<R> {
+    fn new(inner: R) -> FrameGuard<R> {
+        FrameGuard {
+            inner,
+            state: GuardState::Start,
+            field: [0; 5],
+            have: 0,
+            block_checksum: false,
+            content_checksum: false,
+        }
+    }
+
+    /// Takes in `bytes` just read in a parsing state.
+    fn parse(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let need = if self.state == GuardState::Start {
+            5
+        } else {
+            4
+        };
+        self.field[self.have..self.have + bytes.len()].copy_from_slice(bytes);
+        self.have += bytes.len();
+        if self.have < need {
+            return Ok(());
+        }
+        self.have = 0;
+        let f = self.field;
+        if self.state == GuardState::Start {
+            if f[..4] != LZ4_MAGIC {
+                return Err(DecompressError::BadMagic.into_io());
+            }
+            let flg = f[4];
+            if flg >> 6 != 0b01 {
+                return Err(DecompressError::Lz4(format!(
+                    "unsupported frame version in FLG {flg:#04x}"
+                ))
+                .into_io());
+            }
+            self.block_checksum = flg & 0x10 != 0;
+            self.content_checksum = flg & 0x04 != 0;
+            let content_size = flg & 0x08 != 0;
+            let dict_id = flg & 0x01 != 0;
+            // BD(1) [content size(8)] [dict id(4)] HC(1)
+            let rest = 1 + if content_size { 8 } else { 0 } + if dict_id { 4 } else { 0 } + 1;
+            self.state = skip(rest, Next::BlockWord);
+        } else {
+            let word = u32::from_le_bytes([f[0], f[1], f[2], f[3]]);
+            self.state = if word == 0 {
+                skip(if self.content_checksum { 4 } else { 0 }, Next::Done)
+            } else {
+                let len = u64::from(word & 0x7fff_ffff) + if self.block_checksum { 4 } else { 0 };
+                skip(len, Next::BlockWord)
+            };
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for FrameGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let max = match self.state {
+            GuardState::Done => return Ok(0),
+            GuardState::Start => 5 - self.have,
+            GuardState::BlockWord => 4 - self.have,
+            GuardState::Skip(n, _) => usize::try_from(n).unwrap_or(usize::MAX),
+        };
+        let max = max.min(buf.len());
+        if max == 0 {
+            return Ok(0);
+        }
+        let n = loop {
+            match self.inner.read(&mut buf[..max]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        };
+        if n == 0 {
+            return Err(DecompressError::Lz4("truncated frame".into()).into_io());
+        }
+        match self.state {
+            GuardState::Skip(left, next) => {
+                self.state = skip(left - n as u64, next);
+            }
+            _ => self.parse(&buf[..n])?,
+        }
+        Ok(n)
+    }
 }
 
 #[cfg(test)]
@@ -255,6 +426,62 @@ mod tests {
         assert!(matches!(
             decompress(&two, 1 << 20),
             Err(DecompressError::Trailing(_))
+        ));
+    }
+
+    /// Hands out at most `step` bytes per read, as a network body does.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.step.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    fn stream(data: &[u8], step: usize, limit: u64) -> Result<Vec<u8>, DecompressError> {
+        let mut out = Vec::new();
+        FrameReader::new(Trickle { data, step }, limit)
+            .read_to_end(&mut out)
+            .map_err(DecompressError::from_io)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn streaming_reader_keeps_the_guarantees_at_any_read_size() {
+        let data: Vec<u8> = (0..5_000_000u32)
+            .map(|i| (i % 251) as u8 ^ (i >> 11) as u8)
+            .collect();
+        let good = compress(&data);
+        for step in [1, 3, 4096, 1 << 20] {
+            assert_eq!(stream(&good, step, 1 << 30).unwrap(), data, "step {step}");
+            for cut in [1, 4, 5, good.len() / 3] {
+                let err = stream(&good[..good.len() - cut], step, 1 << 30).unwrap_err();
+                assert!(err.to_string().contains("truncated"), "{step} {cut}: {err}");
+            }
+            let mut two = good.clone();
+            two.extend_from_slice(&compress(b"second"));
+            assert!(matches!(
+                stream(&two, step, 1 << 30),
+                Err(DecompressError::Trailing(_))
+            ));
+            assert!(matches!(
+                stream(&good, step, 1000),
+                Err(DecompressError::TooLarge(1000))
+            ));
+        }
+        let mut bad = good.clone();
+        let n = bad.len();
+        bad[n - 2] ^= 0x10;
+        assert!(stream(&bad, 4096, 1 << 30).is_err());
+        assert!(matches!(
+            stream(b"SQLite format 3\0", 2, 1 << 30),
+            Err(DecompressError::BadMagic)
         ));
     }
 

@@ -1054,9 +1054,12 @@ impl Db {
         Ok(end)
     }
 
-    /// Takes a snapshot: a PASSIVE checkpoint, then the whole database file compressed, named
-    /// by the current index. Returns the position it belongs to. Blocking.
-    pub fn snapshot(&self) -> Result<(Pos, Vec<u8>)> {
+    /// Takes a snapshot: a PASSIVE checkpoint, then the whole database file compressed into
+    /// a temporary file in the meta directory (through bounded buffers: memory does not grow
+    /// with the database), named by the current index. Returns the position it belongs to
+    /// and the compressed file, removed when the returned [`SnapshotFile`] is dropped (and,
+    /// after a crash, at the next start: its name ends in `.tmp`). Blocking.
+    pub fn snapshot(&self) -> Result<(Pos, SnapshotFile)> {
         let mut inner = self.lock();
         let conn = self.conn(&mut inner)?;
         // Bring as much as possible into the main file; our read transaction keeps anyone
@@ -1066,11 +1069,16 @@ impl Db {
         let sh = inner.shadow.as_ref().ok_or(Error::NoGeneration)?;
         let pos = Pos::new(sh.generation, sh.index, 0);
         let path = &self.opts.path;
+        let tmp = tempfile::Builder::new()
+            .prefix(".snapshot-")
+            .suffix(".tmp")
+            .tempfile_in(&self.meta_dir)
+            .map_err(Error::io("create snapshot file in", &self.meta_dir))?;
+        let tmp_path = tmp.path().to_path_buf();
         // Read through the connection's own handle: opening and closing another descriptor
         // of the database file would drop SQLite's POSIX locks.
         let f = conn_file(&inner)?;
-        let len = f.metadata().map_err(Error::io("stat", path))?.len();
-        let mut enc = compress::encoder(Vec::with_capacity((len / 2) as usize));
+        let mut enc = compress::encoder(std::io::BufWriter::with_capacity(1 << 20, tmp));
         let mut buf = vec![0u8; 1 << 20];
         let mut at = 0u64;
         loop {
@@ -1078,21 +1086,68 @@ impl Db {
             if n == 0 {
                 break;
             }
-            std::io::Write::write_all(&mut enc, &buf[..n]).map_err(Error::io("compress", path))?;
+            std::io::Write::write_all(&mut enc, &buf[..n])
+                .map_err(Error::io("compress snapshot into", &tmp_path))?;
             at += n as u64;
         }
-        let data = enc.finish().map_err(|e| Error::Io {
-            op: "compress",
-            path: path.clone(),
+        let out = enc.finish().map_err(|e| Error::Io {
+            op: "compress snapshot into",
+            path: tmp_path.clone(),
             source: std::io::Error::other(e),
         })?;
-        Ok((pos, data))
+        let tmp = out
+            .into_inner()
+            .map_err(|e| Error::io("write snapshot file", &tmp_path)(e.into_error()))?;
+        let len = tmp
+            .as_file()
+            .metadata()
+            .map_err(Error::io("stat", &tmp_path))?
+            .len();
+        Ok((
+            pos,
+            SnapshotFile {
+                path: tmp.into_temp_path(),
+                len,
+                db_bytes: at,
+            },
+        ))
     }
 
     /// Closes the engine's connections (the final sync must have run).
     pub fn close(&self) {
         let mut inner = self.lock();
         inner.conn = None;
+    }
+}
+
+/// A compressed snapshot waiting for upload (see [`Db::snapshot`]); the file is removed
+/// when this is dropped.
+#[derive(Debug)]
+pub struct SnapshotFile {
+    path: tempfile::TempPath,
+    len: u64,
+    db_bytes: u64,
+}
+
+impl SnapshotFile {
+    /// The compressed snapshot (one LZ4 frame, Litestream's format).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Its size in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True when the file is empty (never for a finished snapshot: a frame has a header).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes of the database file it holds, uncompressed.
+    pub fn db_bytes(&self) -> u64 {
+        self.db_bytes
     }
 }
 

@@ -182,13 +182,14 @@ impl Replica {
     pub async fn snapshot(&self) -> Result<Pos> {
         let db = self.db.clone();
         let started = Instant::now();
-        let (pos, data) = tokio::task::spawn_blocking(move || db.snapshot())
+        let (pos, file) = tokio::task::spawn_blocking(move || db.snapshot())
             .await
             .map_err(|e| Error::Config(format!("snapshot task failed: {e}")))??;
-        let size = data.len();
+        let size = file.len();
         let path = layout::snapshot_path(pos.generation, pos.index);
         info!(db = %self.db.path().display(), replica = %self.opts.name, position = %pos, "write snapshot");
-        let info = self.client.put(&path, Bytes::from(data)).await?;
+        let info = self.client.put_file(&path, file.path()).await?;
+        drop(file);
         *self.last_snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Some(info.modified);
         info!(db = %self.db.path().display(), replica = %self.opts.name, position = %pos, sz = size, elapsed = ?started.elapsed(), "snapshot written");
         self.emit(Event::SnapshotWritten {

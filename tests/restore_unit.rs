@@ -3,7 +3,9 @@
 //! `restore::apply`, and compared with the source; a point-in-time restore by storage
 //! timestamp; a corrupt segment that must fail without leaving any file behind; and, when
 //! the real `litestream` v0.3.13 is on PATH, a replica written by it, restored to the same
-//! bytes as `litestream restore` produces.
+//! bytes as `litestream restore` produces. Hostile object bodies (issue #7): a loopback
+//! server whose snapshot or segment bodies never end or lie about their length must make
+//! the restore fail fast, having read little and left nothing behind.
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -299,4 +301,379 @@ async fn restores_a_replica_written_by_litestream() {
         plan.segments.len(),
         plan.segments.last().map_or(0, |s| s.index)
     );
+}
+
+// ------------------------------------------------------------------------------------------
+// Hostile object bodies (issue #7): a static HTTP server whose listing is honest but whose
+// bodies run on forever, or lie about their length. The server is a few lines of std Rust
+// on 127.0.0.1:0 that counts what it sends, so each test shows that walship stopped reading.
+
+mod hostile {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+
+    /// What the server answers for one path.
+    #[derive(Clone)]
+    pub enum Body {
+        /// A fixed body with a correct `Content-Length`.
+        Fixed(Vec<u8>),
+        /// `prefix`, then `chunk` again and again, close-delimited (no length announced),
+        /// until the client goes away (or 2 GiB / 30 s, so the test cannot hang).
+        Endless { prefix: Vec<u8>, chunk: Vec<u8> },
+        /// A fixed body announced with a wrong `Content-Length` header.
+        WrongLength(Vec<u8>, u64),
+    }
+
+    #[derive(Clone)]
+    pub struct Object {
+        pub path: String,
+        /// `Content-Length` of HEAD (`None`: not sent).
+        pub head_len: Option<u64>,
+        pub body: Body,
+    }
+
+    pub struct Server {
+        pub port: u16,
+        /// Body bytes sent for `Endless` objects.
+        pub endless_sent: Arc<AtomicU64>,
+        stop: Arc<AtomicBool>,
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::SeqCst);
+            // Wake the accept loop.
+            let _ = TcpStream::connect(("127.0.0.1", self.port));
+        }
+    }
+
+    /// Serves `objects` and directory index pages for their parent directories (python
+    /// http.server style), 501 for anything but GET/HEAD (so walship sees a static server).
+    pub fn start(objects: Vec<Object>) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let (stop2, sent2) = (stop.clone(), sent.clone());
+        let objects = Arc::new(objects);
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let (objects, sent, stop) = (objects.clone(), sent2.clone(), stop2.clone());
+                std::thread::spawn(move || {
+                    let _ = serve(conn, &objects, &sent, &stop);
+                });
+            }
+        });
+        Server {
+            port,
+            endless_sent: sent,
+            stop,
+        }
+    }
+
+    fn index_page(objects: &[Object], dir: &str) -> Option<Vec<u8>> {
+        let mut names: Vec<String> = Vec::new();
+        for o in objects {
+            let Some(rest) = o.path.strip_prefix(dir) else {
+                continue;
+            };
+            let name = match rest.split_once('/') {
+                Some((d, _)) => format!("{d}/"),
+                None => rest.to_string(),
+            };
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        if names.is_empty() {
+            return None;
+        }
+        let mut html = String::from("<html><body><ul>\n");
+        for n in names {
+            html.push_str(&format!("<li><a href=\"{n}\">{n}</a></li>\n"));
+        }
+        html.push_str("</ul></body></html>\n");
+        Some(html.into_bytes())
+    }
+
+    fn serve(
+        conn: TcpStream,
+        objects: &[Object],
+        sent: &AtomicU64,
+        stop: &AtomicBool,
+    ) -> std::io::Result<()> {
+        conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut r = BufReader::new(conn.try_clone()?);
+        let mut w = conn;
+        let mut line = String::new();
+        r.read_line(&mut line)?;
+        let mut parts = line.split_whitespace();
+        let (method, path) = (
+            parts.next().unwrap_or("").to_string(),
+            parts.next().unwrap_or("").to_string(),
+        );
+        loop {
+            let mut h = String::new();
+            if r.read_line(&mut h)? == 0 || h == "\r\n" {
+                break;
+            }
+        }
+        let status = |w: &mut TcpStream, code: &str, extra: &str, body: &[u8]| {
+            write!(w, "HTTP/1.1 {code}\r\nConnection: close\r\n{extra}\r\n")?;
+            w.write_all(body)
+        };
+        if method != "GET" && method != "HEAD" {
+            return status(&mut w, "501 Not Implemented", "Content-Length: 0\r\n", b"");
+        }
+        let head = method == "HEAD";
+        let rel = path.trim_start_matches('/');
+        if rel.is_empty() || rel.ends_with('/') {
+            return match index_page(objects, rel) {
+                Some(p) => status(
+                    &mut w,
+                    "200 OK",
+                    &format!("Content-Type: text/html\r\nContent-Length: {}\r\n", p.len()),
+                    if head { b"" } else { &p },
+                ),
+                None => status(&mut w, "404 Not Found", "Content-Length: 0\r\n", b""),
+            };
+        }
+        let Some(o) = objects.iter().find(|o| o.path == rel) else {
+            return status(&mut w, "404 Not Found", "Content-Length: 0\r\n", b"");
+        };
+        let modified = "Last-Modified: Sun, 22 Nov 2026 01:00:00 GMT\r\n";
+        if head {
+            let len = o
+                .head_len
+                .map(|n| format!("Content-Length: {n}\r\n"))
+                .unwrap_or_default();
+            return status(&mut w, "200 OK", &format!("{modified}{len}"), b"");
+        }
+        match &o.body {
+            Body::Fixed(b) => status(
+                &mut w,
+                "200 OK",
+                &format!("{modified}Content-Length: {}\r\n", b.len()),
+                b,
+            ),
+            Body::WrongLength(b, n) => status(
+                &mut w,
+                "200 OK",
+                &format!("{modified}Content-Length: {n}\r\n"),
+                b,
+            ),
+            Body::Endless { prefix, chunk } => {
+                status(&mut w, "200 OK", modified, prefix)?;
+                sent.fetch_add(prefix.len() as u64, Ordering::SeqCst);
+                let started = Instant::now();
+                while !stop.load(Ordering::SeqCst)
+                    && sent.load(Ordering::SeqCst) < (2 << 30)
+                    && started.elapsed() < Duration::from_secs(30)
+                {
+                    w.write_all(chunk)?;
+                    sent.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A small real database (page size 4096), its bytes.
+fn small_db(dir: &Path) -> Vec<u8> {
+    let p = dir.join("small.db");
+    let c = Connection::open(&p).unwrap();
+    c.execute_batch(
+        "PRAGMA page_size=4096; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
+         INSERT INTO t(v) VALUES ('a'), ('b');",
+    )
+    .unwrap();
+    drop(c);
+    std::fs::read(&p).unwrap()
+}
+
+/// An LZ4 frame (Litestream's header) that never ends: page 1 of a database whose header
+/// announces (and trusts) 2 pages as one uncompressed block, then uncompressed blocks of
+/// zeros forever. Returns (prefix, repeated chunk).
+fn endless_frame(db: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let mut page1 = db[..4096].to_vec();
+    page1[28..32].copy_from_slice(&2u32.to_be_bytes());
+    let counter = [page1[24], page1[25], page1[26], page1[27]];
+    page1[92..96].copy_from_slice(&counter);
+    let mut prefix = compress::compress(b"")[..7].to_vec();
+    prefix.extend_from_slice(&(0x8000_0000u32 | 4096).to_le_bytes());
+    prefix.extend_from_slice(&page1);
+    let mut chunk = (0x8000_0000u32 | 65536).to_le_bytes().to_vec();
+    chunk.extend_from_slice(&[0u8; 65536]);
+    (prefix, chunk)
+}
+
+/// Restores from the hostile server into an empty directory; returns the error, after
+/// checking that nothing was left behind and that the restore gave up quickly.
+async fn hostile_restore(srv: &hostile::Server) -> Error {
+    let url = format!("http://127.0.0.1:{}/replica", srv.port);
+    let target = walship::config::ReplicaTarget::from_url(&url).unwrap();
+    let client = walship::engine::client_for(&target).unwrap();
+    let replicas = vec![ReplicaSource {
+        name: "http".into(),
+        client,
+    }];
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.db");
+    let started = std::time::Instant::now();
+    let err = tokio::time::timeout(
+        Duration::from_secs(60),
+        restore::restore(&replicas, &out, &RestoreOptions::default(), &|_| {}),
+    )
+    .await
+    .expect("restore gave up within 60 s")
+    .expect_err("restore from a hostile server must fail");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
+    err
+}
+
+const HOSTILE_GEN: &str = "0123456789abcdef";
+
+fn hostile_snapshot_path() -> String {
+    format!("replica/generations/{HOSTILE_GEN}/snapshots/00000000.snapshot.lz4")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endless_snapshot_body_stops_at_the_listed_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let (prefix, chunk) = endless_frame(&small_db(dir.path()));
+    let listed = 1 << 20;
+    let srv = hostile::start(vec![hostile::Object {
+        path: hostile_snapshot_path(),
+        head_len: Some(listed),
+        body: hostile::Body::Endless { prefix, chunk },
+    }]);
+    let err = hostile_restore(&srv).await;
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+    assert!(
+        msg.contains("runs past the 1048576 bytes its listing gave"),
+        "{msg}"
+    );
+    assert!(msg.contains("00000000.snapshot.lz4"), "{msg}");
+    // walship stopped reading: what the server got out is the listed size plus what the
+    // socket buffers and one read-ahead hold, not gigabytes.
+    let sent = srv.endless_sent.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(sent < listed + (64 << 20), "server sent {sent} bytes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsized_endless_snapshot_stops_at_the_header_page_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let (prefix, chunk) = endless_frame(&small_db(dir.path()));
+    // HEAD announces no length: nothing but the SQLite header bounds the body.
+    let srv = hostile::start(vec![hostile::Object {
+        path: hostile_snapshot_path(),
+        head_len: None,
+        body: hostile::Body::Endless { prefix, chunk },
+    }]);
+    let err = hostile_restore(&srv).await;
+    let msg = err.to_string();
+    assert!(
+        msg.contains("runs past the 2 pages its header announces"),
+        "{msg}"
+    );
+    let sent = srv.endless_sent.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(sent < 64 << 20, "server sent {sent} bytes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announced_length_must_match_the_listing() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = compress::compress(&small_db(dir.path()));
+    let srv = hostile::start(vec![hostile::Object {
+        path: hostile_snapshot_path(),
+        head_len: Some(snap.len() as u64),
+        body: hostile::Body::WrongLength(snap.clone(), snap.len() as u64 + 1000),
+    }]);
+    let err = hostile_restore(&srv).await;
+    assert!(
+        err.to_string().contains(&format!(
+            "announces a body of {} bytes, its listing said {}",
+            snap.len() + 1000,
+            snap.len()
+        )),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endless_wal_segment_stops_at_the_listed_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = small_db(dir.path());
+    let snap = compress::compress(&db);
+    let (prefix, chunk) = endless_frame(&db);
+    let seg = format!(
+        "replica/generations/{HOSTILE_GEN}/wal/{}",
+        layout::wal_segment_name(0, 0)
+    );
+    let srv = hostile::start(vec![
+        hostile::Object {
+            path: hostile_snapshot_path(),
+            head_len: Some(snap.len() as u64),
+            body: hostile::Body::Fixed(snap),
+        },
+        hostile::Object {
+            path: seg,
+            head_len: Some(5000),
+            body: hostile::Body::Endless { prefix, chunk },
+        },
+    ]);
+    let err = hostile_restore(&srv).await;
+    let msg = err.to_string();
+    assert!(
+        msg.contains("runs past the 5000 bytes its listing gave"),
+        "{msg}"
+    );
+    assert!(msg.contains(&layout::wal_segment_name(0, 0)), "{msg}");
+    let sent = srv.endless_sent.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(sent < 64 << 20, "server sent {sent} bytes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsized_endless_wal_segment_is_streamed_and_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = small_db(dir.path());
+    let snap = compress::compress(&db);
+    let (prefix, chunk) = endless_frame(&db);
+    let seg = format!(
+        "replica/generations/{HOSTILE_GEN}/wal/{}",
+        layout::wal_segment_name(0, 0)
+    );
+    // No length for the segment: it is streamed, and its content (not a WAL) is refused
+    // at the first bytes instead of being read to the end.
+    let srv = hostile::start(vec![
+        hostile::Object {
+            path: hostile_snapshot_path(),
+            head_len: Some(snap.len() as u64),
+            body: hostile::Body::Fixed(snap),
+        },
+        hostile::Object {
+            path: seg,
+            head_len: None,
+            body: hostile::Body::Endless { prefix, chunk },
+        },
+    ]);
+    let err = hostile_restore(&srv).await;
+    let msg = err.to_string();
+    assert!(msg.contains("invalid wal header"), "{msg}");
+    let sent = srv.endless_sent.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(sent < 64 << 20, "server sent {sent} bytes");
 }

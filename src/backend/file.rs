@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{ObjectInfo, ReplicaClient};
+use futures::StreamExt;
+
+use super::{ObjectInfo, ObjectStream, ReplicaClient};
 use crate::error::{Error, Result};
 
 /// A replica in a local directory. Writes go to `<name>.tmp`, are fsynced, renamed over the
@@ -77,6 +79,19 @@ pub(crate) fn create_dir_all_synced(dir: &Path) -> Result<()> {
 
 /// Writes `data` to `path` atomically: `<path>.tmp`, fsync, rename, fsync of the directory.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<std::fs::Metadata> {
+    write_atomic_with(path, |f, tmp| {
+        f.write_all(data).map_err(Error::io("write", tmp))
+    })
+}
+
+/// Chunk size of streamed reads and copies.
+const CHUNK: usize = 1 << 20;
+
+/// [`write_atomic`] with the content written by `fill` into the open temporary file.
+fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut std::fs::File, &Path) -> Result<()>,
+) -> Result<std::fs::Metadata> {
     let dir = path
         .parent()
         .ok_or_else(|| Error::Config(format!("no parent directory for {}", path.display())))?;
@@ -86,7 +101,7 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<std::fs::Metadata
     let tmp = PathBuf::from(tmp);
     let res = (|| {
         let mut f = std::fs::File::create(&tmp).map_err(Error::io("create", &tmp))?;
-        f.write_all(data).map_err(Error::io("write", &tmp))?;
+        fill(&mut f, &tmp)?;
         f.sync_all().map_err(Error::io("fsync", &tmp))?;
         drop(f);
         std::fs::rename(&tmp, path).map_err(Error::io("rename into place", path))?;
@@ -150,6 +165,61 @@ impl ReplicaClient for FileClient {
             std::fs::read(&p)
                 .map(Bytes::from)
                 .map_err(Error::io("read", &p))
+        })
+        .await
+    }
+
+    async fn get_stream(&self, path: &str) -> Result<ObjectStream> {
+        let p = self.full(path)?;
+        let p2 = p.clone();
+        // One trip to the blocking pool: open, stat, and for an object of at most one chunk
+        // (every WAL segment of a long tail) the whole read.
+        let (f, size, whole) = blocking(move || {
+            use std::io::Read;
+            let mut f = std::fs::File::open(&p2).map_err(Error::io("read", &p2))?;
+            let size = f.metadata().map_err(Error::io("stat", &p2))?.len();
+            if size <= CHUNK as u64 {
+                let mut buf = Vec::with_capacity(size as usize);
+                f.read_to_end(&mut buf).map_err(Error::io("read", &p2))?;
+                return Ok((None, size, Some(Bytes::from(buf))));
+            }
+            Ok((Some(f), size, None))
+        })
+        .await?;
+        let body = match (f, whole) {
+            (_, Some(data)) => futures::stream::once(async move { Ok(data) }).boxed(),
+            (Some(f), None) => {
+                tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(f), CHUNK)
+                    .map(move |r| r.map_err(Error::io("read", p.clone())))
+                    .boxed()
+            }
+            (None, None) => futures::stream::empty().boxed(),
+        };
+        Ok(ObjectStream {
+            size: Some(size),
+            body,
+        })
+    }
+
+    async fn put_file(&self, path: &str, local: &Path) -> Result<ObjectInfo> {
+        let p = self.full(path)?;
+        let local = local.to_path_buf();
+        blocking(move || {
+            let md = write_atomic_with(&p, |f, tmp| {
+                let mut src = std::fs::File::open(&local).map_err(Error::io("open", &local))?;
+                // std::io::copy uses copy_file_range where it can: no user-space buffer.
+                std::io::copy(&mut src, f).map_err(Error::io("copy into", tmp))?;
+                Ok(())
+            })?;
+            Ok(ObjectInfo {
+                name: p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                size: md.len(),
+                modified: md.modified().map_err(Error::io("read mtime", &p))?,
+                is_dir: false,
+            })
         })
         .await
     }

@@ -5,10 +5,14 @@
 //! objects under `/`-separated relative paths. Everything that knows Litestream's layout
 //! lives in this module's free functions and in [`crate::layout`], once, for all backends.
 use std::fmt;
-use std::time::SystemTime;
+use std::io::Read;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
 
 use crate::compress;
 use crate::error::{Error, Result};
@@ -38,7 +42,9 @@ pub struct ObjectInfo {
 /// - paths are relative, `/`-separated, made only by [`crate::layout`];
 /// - `put` is atomic: no reader ever sees a partial object, and an existing object is
 ///   replaced whole;
-/// - `get` of a missing object is [`Error::NotFound`];
+/// - `put_file` is atomic like `put` and reads the local file through a bounded buffer;
+/// - `get` and `get_stream` of a missing object are [`Error::NotFound`]; `get_stream` yields
+///   exactly the bytes `get` returns, and its announced size, when given, is theirs;
 /// - `delete` of a missing object is `Ok`;
 /// - `list` of a missing directory is an empty list; entries are sorted by name.
 #[async_trait]
@@ -51,12 +57,39 @@ pub trait ReplicaClient: Send + Sync + fmt::Debug {
     async fn list(&self, dir: &str) -> Result<Vec<ObjectInfo>>;
     /// Reads a whole object.
     async fn get(&self, path: &str) -> Result<Bytes>;
+    /// Opens an object for reading as a stream of chunks, holding about one chunk in memory.
+    /// A missing object is [`Error::NotFound`] here, not in the stream; an error while the
+    /// body is read comes as an `Err` item. `size` is the length the store announces for
+    /// the body (file length, `Content-Length`), if it announces one.
+    async fn get_stream(&self, path: &str) -> Result<ObjectStream>;
     /// Writes a whole object atomically and returns what the store recorded.
     async fn put(&self, path: &str, data: Bytes) -> Result<ObjectInfo>;
+    /// Writes the local file `local` as the object `path`, atomically as [`put`] does,
+    /// reading the file through a bounded buffer (large snapshots are never held in memory).
+    /// The file must not change while it is uploaded.
+    ///
+    /// [`put`]: ReplicaClient::put
+    async fn put_file(&self, path: &str, local: &Path) -> Result<ObjectInfo>;
     /// Deletes one object; a missing object is not an error.
     async fn delete(&self, path: &str) -> Result<()>;
     /// Deletes everything under `dir`; a missing directory is not an error.
     async fn delete_all(&self, dir: &str) -> Result<()>;
+}
+
+/// An object being read (see [`ReplicaClient::get_stream`]).
+pub struct ObjectStream {
+    /// The body's length as the store announces it, when it does.
+    pub size: Option<u64>,
+    /// The body, in chunks.
+    pub body: BoxStream<'static, Result<Bytes>>,
+}
+
+impl fmt::Debug for ObjectStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObjectStream")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A snapshot as listed on a replica.
@@ -156,20 +189,158 @@ pub async fn wal_segments(
     Ok(out)
 }
 
+/// Longest wait for the next chunk of a body before the read fails (a stalled server).
+pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Largest compressed object read whole into memory when its listing gives no size (a WAL
+/// segment on a static server that announces no length): far above the 16 MiB walship cuts
+/// segments at, and a bound on what a hostile endless body can make walship hold.
+pub const MAX_UNSIZED_OBJECT: u64 = 1 << 30;
+
+/// Compressed objects up to this size are decompressed on the calling task.
+const SMALL_OBJECT: u64 = 256 << 10;
+
+/// Opens `path` for reading and checks its body against `listed`, the size its listing
+/// gave (0: unknown): an announced length that differs, or a body that runs past the listed
+/// size or ends short of it, is [`Error::Corrupt`]; a body that stalls for
+/// [`BODY_IDLE_TIMEOUT`] is [`Error::Backend`]. A hostile or broken server therefore cannot
+/// make a reader take more than the listed bytes.
+pub async fn open_checked(c: &dyn ReplicaClient, path: &str, listed: u64) -> Result<ObjectStream> {
+    let object = format!("{}/{path}", c.location());
+    let s = c.get_stream(path).await?;
+    if listed > 0
+        && let Some(size) = s.size
+        && size != listed
+    {
+        return Err(Error::corrupt(
+            object,
+            format!("the store announces a body of {size} bytes, its listing said {listed}"),
+        ));
+    }
+    let backend = c.type_name();
+    let state = (s.body, 0u64, false);
+    let body = futures::stream::unfold(state, move |(mut body, seen, ended)| {
+        let object = object.clone();
+        async move {
+            if ended {
+                return None;
+            }
+            let fail = |e: Error| Some((Err(e), (futures::stream::empty().boxed(), seen, true)));
+            match tokio::time::timeout(BODY_IDLE_TIMEOUT, body.next()).await {
+                Err(_) => fail(Error::Backend {
+                    backend: backend.into(),
+                    message: format!("get {object}: no data for {BODY_IDLE_TIMEOUT:?}"),
+                }),
+                Ok(None) if listed > 0 && seen < listed => fail(Error::corrupt(
+                    object,
+                    format!("body ended after {seen} bytes, its listing said {listed}"),
+                )),
+                Ok(None) => None,
+                Ok(Some(Err(e))) => fail(e),
+                Ok(Some(Ok(chunk))) => {
+                    let seen = seen + chunk.len() as u64;
+                    if listed > 0 && seen > listed {
+                        return fail(Error::corrupt(
+                            object,
+                            format!(
+                                "body runs past the {listed} bytes its listing gave; refusing the rest"
+                            ),
+                        ));
+                    }
+                    Some((Ok(chunk), (body, seen, false)))
+                }
+            }
+        }
+    });
+    Ok(ObjectStream {
+        size: s.size,
+        body: body.boxed(),
+    })
+}
+
+/// A blocking reader of a body's bytes, for the blocking pool. Must be created inside the
+/// tokio runtime; must be read outside it (`spawn_blocking`). Read errors carry the
+/// walship [`Error`]; [`read_error`] takes it back out.
+pub fn blocking_reader(s: ObjectStream) -> impl Read + Send + 'static {
+    let body = s.body.map(|r| r.map_err(std::io::Error::other));
+    tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(body))
+}
+
+/// The error behind an I/O error from a [`blocking_reader`] (possibly through a
+/// [`compress::FrameReader`]): the store's own error, a corrupt frame of `object`, or a
+/// backend error naming `object`.
+pub fn read_error(e: std::io::Error, backend: &str, object: &str) -> Error {
+    if e.get_ref().is_some_and(|i| i.is::<Error>()) {
+        if let Some(inner) = e.into_inner()
+            && let Ok(err) = inner.downcast::<Error>()
+        {
+            return *err;
+        }
+        return Error::Backend {
+            backend: backend.into(),
+            message: format!("read {object}: lost error"),
+        };
+    }
+    if e.get_ref()
+        .is_some_and(|i| i.is::<compress::DecompressError>())
+    {
+        return Error::corrupt(object, compress::DecompressError::from_io(e).to_string());
+    }
+    Error::Backend {
+        backend: backend.into(),
+        message: format!("read {object}: {e}"),
+    }
+}
+
 /// Reads and decompresses one object, naming it in any error.
 pub async fn read_decompressed(c: &dyn ReplicaClient, path: &str) -> Result<Vec<u8>> {
-    let data = c.get(path).await?;
+    read_decompressed_sized(c, path, 0).await
+}
+
+/// Reads and decompresses one object whose listing gave `listed` bytes (0: unknown), held
+/// whole in memory: for WAL segments, which are small. The body is checked as
+/// [`open_checked`] does; without a listed size at most [`MAX_UNSIZED_OBJECT`] compressed
+/// bytes are read.
+pub async fn read_decompressed_sized(
+    c: &dyn ReplicaClient,
+    path: &str,
+    listed: u64,
+) -> Result<Vec<u8>> {
     let location = c.location();
-    let path = path.to_string();
-    tokio::task::spawn_blocking(move || {
+    let object = format!("{location}/{path}");
+    let mut s = open_checked(c, path, listed).await?;
+    let cap = if listed > 0 {
+        listed
+    } else {
+        MAX_UNSIZED_OBJECT
+    };
+    let mut data = Vec::with_capacity(s.size.unwrap_or(listed).min(cap) as usize);
+    while let Some(chunk) = s.body.next().await {
+        let chunk = chunk?;
+        if data.len() as u64 + chunk.len() as u64 > cap {
+            return Err(Error::corrupt(
+                object,
+                format!("object larger than {cap} bytes; refusing to read it whole"),
+            ));
+        }
+        data.extend_from_slice(&chunk);
+    }
+    let small = data.len() as u64 <= SMALL_OBJECT;
+    let decompress = move || {
         compress::decompress(&data, MAX_DECOMPRESSED)
-            .map_err(|e| Error::corrupt(format!("{location}/{path}"), e.to_string()))
-    })
-    .await
-    .map_err(|e| Error::Backend {
-        backend: "decompress".into(),
-        message: e.to_string(),
-    })?
+            .map_err(|e| Error::corrupt(object, e.to_string()))
+    };
+    // A small object decompresses in microseconds: a trip to the blocking pool would cost
+    // more than the work.
+    if small {
+        return decompress();
+    }
+    tokio::task::spawn_blocking(decompress)
+        .await
+        .map_err(|e| Error::Backend {
+            backend: "decompress".into(),
+            message: e.to_string(),
+        })?
 }
 
 /// The replica's position in `generation` as Litestream computes it: the end of the last
@@ -186,7 +357,7 @@ pub async fn replica_position(
     let segs = wal_segments(c, generation).await?;
     match segs.last() {
         Some(last) if last.index >= max_snap => {
-            let data = read_decompressed(c, &last.path()).await?;
+            let data = read_decompressed_sized(c, &last.path(), last.size).await?;
             Ok(Some(crate::Pos::new(
                 generation,
                 last.index,

@@ -20,7 +20,7 @@ use object_store::{
     ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart,
 };
 
-use super::{ObjectInfo, ReplicaClient};
+use super::{ObjectInfo, ObjectStream, ReplicaClient};
 use crate::config::{HttpConfig, S3Config};
 use crate::error::{Error, Result};
 
@@ -465,6 +465,195 @@ impl ObjectClient {
         resp.bytes().await.map_err(|e| self.http_err("get", rel, e))
     }
 
+    /// URL of a relative path on the HTTP server.
+    fn url_of(&self, rel: &str) -> String {
+        format!(
+            "{}{}",
+            self.base_url,
+            rel.split('/')
+                .map(percent_encode)
+                .collect::<Vec<_>>()
+                .join("/")
+        )
+    }
+
+    async fn static_get_stream(&self, rel: &str) -> Result<ObjectStream> {
+        let http = self
+            .http
+            .as_ref()
+            .ok_or_else(|| Error::Config("internal: no http client".into()))?;
+        let url = self.url_of(rel);
+        let resp = http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| self.http_err("get", rel, e))?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Err(Error::NotFound(url));
+        }
+        if !resp.status().is_success() {
+            return Err(Error::Backend {
+                backend: "http".into(),
+                message: format!("get {url}: status {}", resp.status()),
+            });
+        }
+        let size = resp.content_length();
+        let body = resp.bytes_stream().map(move |r| {
+            r.map_err(|e| Error::Backend {
+                backend: "http".into(),
+                message: format!("get {url}: {e}"),
+            })
+        });
+        Ok(ObjectStream {
+            size,
+            body: body.boxed(),
+        })
+    }
+
+    /// Creates the WebDAV collections that hold `rel` (below the base URL).
+    async fn mkcol_parents(&self, rel: &str) -> Result<()> {
+        let http = self
+            .http
+            .as_ref()
+            .ok_or_else(|| Error::Config("internal: no http client".into()))?;
+        let method =
+            reqwest::Method::from_bytes(b"MKCOL").map_err(|e| Error::Config(e.to_string()))?;
+        let parts: Vec<&str> = rel.split('/').collect();
+        for i in 1..parts.len() {
+            let url = format!("{}/", self.url_of(&parts[..i].join("/")));
+            let r = http
+                .request(method.clone(), &url)
+                .send()
+                .await
+                .map_err(|e| self.http_err("mkcol", rel, e))?;
+            let st = r.status().as_u16();
+            if !(st == 201 || st == 405 || st == 301 || st == 200) {
+                return Err(Error::Backend {
+                    backend: "http".into(),
+                    message: format!("create collection {url}: status {st}"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// WebDAV PUT of the local file `local` (`size` bytes) to `rel`, the body streamed from
+    /// the file; missing collections are created once on 404/409.
+    async fn webdav_put_file(&self, rel: &str, local: &std::path::Path, size: u64) -> Result<()> {
+        let http = self
+            .http
+            .as_ref()
+            .ok_or_else(|| Error::Config("internal: no http client".into()))?;
+        let url = self.url_of(rel);
+        for attempt in 0..2 {
+            let f = tokio::fs::File::open(local)
+                .await
+                .map_err(Error::io("open", local))?;
+            let body =
+                reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(f, 1 << 20));
+            let resp = http
+                .put(&url)
+                .header(reqwest::header::CONTENT_LENGTH, size)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| self.http_err("put", rel, e))?;
+            let st = resp.status().as_u16();
+            if matches!(st, 200 | 201 | 204) {
+                return Ok(());
+            }
+            if attempt == 0 && matches!(st, 404 | 409) {
+                self.mkcol_parents(rel).await?;
+                continue;
+            }
+            return Err(Error::Backend {
+                backend: "http".into(),
+                message: format!("put {url}: status {st}"),
+            });
+        }
+        Err(Error::Backend {
+            backend: "http".into(),
+            message: format!("put {url}: collections missing after MKCOL"),
+        })
+    }
+
+    /// MOVE `tmp_rel` over `rel` (`Overwrite: T`). `Ok(false)` when the server has no MOVE.
+    async fn webdav_move(&self, tmp_rel: &str, rel: &str) -> Result<bool> {
+        let http = self
+            .http
+            .as_ref()
+            .ok_or_else(|| Error::Config("internal: no http client".into()))?;
+        let method =
+            reqwest::Method::from_bytes(b"MOVE").map_err(|e| Error::Config(e.to_string()))?;
+        let resp = http
+            .request(method, self.url_of(tmp_rel))
+            .header("Destination", self.url_of(rel))
+            .header("Overwrite", "T")
+            .send()
+            .await
+            .map_err(|e| self.http_err("move", rel, e))?;
+        let st = resp.status().as_u16();
+        if matches!(st, 200 | 201 | 204) {
+            return Ok(true);
+        }
+        if let Ok(k) = self.key(tmp_rel) {
+            let _ = self.store.delete(&k).await;
+        }
+        if matches!(st, 405 | 501) {
+            return Ok(false);
+        }
+        Err(Error::Backend {
+            backend: "http".into(),
+            message: format!("move {} into place: status {st}", self.url_of(rel)),
+        })
+    }
+
+    /// Uploads a large local file to S3 in parts of [`PART_SIZE`], read from the file with
+    /// at most two parts in flight.
+    async fn s3_put_file_multipart(
+        &self,
+        key: &ObjPath,
+        rel: &str,
+        local: &std::path::Path,
+    ) -> Result<()> {
+        use tokio::io::AsyncReadExt;
+        let upload = self
+            .store
+            .put_multipart(key)
+            .await
+            .map_err(|e| self.err("put", rel, e))?;
+        let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let res = async {
+            let mut f = tokio::fs::File::open(local)
+                .await
+                .map_err(Error::io("open", local))?;
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = f.read(&mut buf).await.map_err(Error::io("read", local))?;
+                if n == 0 {
+                    break;
+                }
+                w.wait_for_capacity(2)
+                    .await
+                    .map_err(|e| self.err("put", rel, e))?;
+                w.write(&buf[..n]);
+            }
+            Ok::<(), Error>(())
+        }
+        .await;
+        match res {
+            Ok(()) => w
+                .finish()
+                .await
+                .map(|_| ())
+                .map_err(|e| self.err("put", rel, e)),
+            Err(e) => {
+                let _ = w.abort().await;
+                Err(e)
+            }
+        }
+    }
+
     /// WebDAV: PUT to `<path>.<random>.tmp`, then `MOVE` it over `<path>` (`Overwrite: T`).
     /// Servers without MOVE get a plain PUT.
     async fn webdav_put_atomic(&self, path: &str, data: Bytes) -> Result<()> {
@@ -745,6 +934,86 @@ impl ReplicaClient for ObjectClient {
             .await?;
         crate::metrics::global().operation(self.type_name(), "GET", data.len() as u64);
         Ok(data)
+    }
+
+    async fn get_stream(&self, path: &str) -> Result<ObjectStream> {
+        if self.kind == Kind::Http && self.http_mode().await? == MODE_STATIC {
+            let s = self.static_get_stream(path).await?;
+            crate::metrics::global().operation(self.type_name(), "GET", s.size.unwrap_or(0));
+            return Ok(s);
+        }
+        let key = self.key(path)?;
+        let r = self
+            .timed("get", path, 0, async {
+                self.store
+                    .get(&key)
+                    .await
+                    .map_err(|e| self.err("get", path, e))
+            })
+            .await?;
+        let size = r.meta.size;
+        crate::metrics::global().operation(self.type_name(), "GET", size);
+        let (backend, object) = (self.type_name(), format!("{}/{path}", self.location));
+        let body = r.into_stream().map(move |c| {
+            c.map_err(|e| Error::Backend {
+                backend: backend.into(),
+                message: format!("get {object}: {e}"),
+            })
+        });
+        Ok(ObjectStream {
+            size: Some(size),
+            body: body.boxed(),
+        })
+    }
+
+    async fn put_file(&self, path: &str, local: &std::path::Path) -> Result<ObjectInfo> {
+        let size = tokio::fs::metadata(local)
+            .await
+            .map_err(Error::io("stat", local))?
+            .len();
+        if size <= PART_SIZE as u64 {
+            // Small: one request, as `put` does.
+            let data = tokio::fs::read(local)
+                .await
+                .map_err(Error::io("read", local))?;
+            return self.put(path, Bytes::from(data)).await;
+        }
+        if self.kind == Kind::Http {
+            if self.http_mode().await? == MODE_STATIC {
+                return Err(self.read_only());
+            }
+            self.ensure_base().await?;
+        }
+        let key = self.key(path)?;
+        crate::metrics::global().operation(self.type_name(), "PUT", size);
+        if self.kind == Kind::S3 {
+            // A multipart upload becomes visible only when completed: never partial.
+            self.timed(
+                "put",
+                path,
+                size,
+                self.s3_put_file_multipart(&key, path, local),
+            )
+            .await?;
+        } else {
+            let mut r = [0u8; 8];
+            let _ = getrandom::fill(&mut r);
+            let tmp_rel = format!("{path}.{:016x}.tmp", u64::from_be_bytes(r));
+            self.timed("put", path, size, async {
+                self.webdav_put_file(&tmp_rel, local, size).await?;
+                if !self.webdav_move(&tmp_rel, path).await? {
+                    self.webdav_put_file(path, local, size).await?;
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(ObjectInfo {
+            name: key.filename().unwrap_or_default().to_string(),
+            size,
+            modified: SystemTime::now(),
+            is_dir: false,
+        })
     }
 
     async fn put(&self, path: &str, data: Bytes) -> Result<ObjectInfo> {

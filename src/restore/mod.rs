@@ -118,7 +118,9 @@ pub struct RestoreSummary {
     pub last_index: u32,
     /// Size of the restored database file.
     pub db_bytes: u64,
-    /// Pages written from WAL frames (each page at most once per segment).
+    /// Pages written from WAL frames: the newest version of each page is buffered and
+    /// written once per buffer flush (16 MiB of pages), so this is at most the number of
+    /// frames applied and usually far fewer.
     pub pages_written: u64,
 }
 
@@ -248,16 +250,103 @@ fn check_plan(plan: &Plan) -> Result<()> {
 /// retry and fails long restores on one network error).
 const DOWNLOAD_ATTEMPTS: u32 = 3;
 
-async fn download(client: &dyn ReplicaClient, path: &str) -> Result<Vec<u8>> {
+/// Backoff before download attempt `attempt + 1`.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(200 * u64::from(attempt * attempt))
+}
+
+/// True for the errors worth another download attempt (transient store or I/O trouble).
+fn retryable(e: &Error) -> bool {
+    matches!(e, Error::Backend { .. } | Error::Io { .. })
+}
+
+/// Downloads and decompresses a WAL segment whole (segments are small; see
+/// [`backend::read_decompressed_sized`]), retrying transient errors.
+async fn download(client: &dyn ReplicaClient, path: &str, listed: u64) -> Result<Vec<u8>> {
     let mut attempt = 1;
     loop {
-        match backend::read_decompressed(client, path).await {
-            Err(e @ (Error::Backend { .. } | Error::Io { .. })) if attempt < DOWNLOAD_ATTEMPTS => {
+        match backend::read_decompressed_sized(client, path, listed).await {
+            Err(e) if retryable(&e) && attempt < DOWNLOAD_ATTEMPTS => {
                 tracing::warn!(path, attempt, error = %e, "download failed, retrying");
-                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt * attempt))).await;
+                tokio::time::sleep(backoff(attempt)).await;
                 attempt += 1;
             }
             res => return res,
+        }
+    }
+}
+
+/// Streams the snapshot into `file` (the new, empty temporary database): download,
+/// decompression and the write run together through bounded buffers, so memory does not
+/// grow with the database. Transient errors restart the snapshot from the beginning.
+async fn download_snapshot(
+    client: &Arc<dyn ReplicaClient>,
+    snap: &SnapshotInfo,
+    file: std::fs::File,
+    tmp: &Path,
+) -> Result<(output::DbWriter, u64)> {
+    let path = snap.path();
+    let object = object_name(&**client, &path);
+    let backend = client.type_name();
+    let mut file = file;
+    let mut attempt = 1;
+    // Set when this future is dropped, so the blocking copy stops too.
+    struct Cancel(Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for Cancel {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let cancel = Cancel(Arc::new(std::sync::atomic::AtomicBool::new(false)));
+    loop {
+        let res = match backend::open_checked(&**client, &path, snap.size).await {
+            Err(e) => Err(e),
+            Ok(stream) => {
+                let reader = backend::blocking_reader(stream);
+                let (object, tmp2) = (object.clone(), tmp.to_path_buf());
+                let header_bound = snap.size == 0;
+                let cancelled = cancel.0.clone();
+                let mut f = file;
+                let (f, res) = tokio::task::spawn_blocking(move || {
+                    let reader =
+                        crate::compress::FrameReader::new(reader, backend::MAX_DECOMPRESSED);
+                    let read_err = |e| backend::read_error(e, backend, &object);
+                    let res = output::write_snapshot(
+                        &mut f,
+                        &tmp2,
+                        reader,
+                        &object,
+                        header_bound,
+                        &read_err,
+                        &cancelled,
+                    );
+                    (f, res)
+                })
+                .await
+                .map_err(|e| Error::Io {
+                    op: "restore worker for",
+                    path: tmp.to_path_buf(),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+                file = f;
+                res
+            }
+        };
+        match res {
+            Ok((header, bytes)) => {
+                let writer = output::DbWriter::new(file, tmp.to_path_buf(), header.page_size);
+                return Ok((writer, bytes));
+            }
+            Err(e) if retryable(&e) && attempt < DOWNLOAD_ATTEMPTS => {
+                tracing::warn!(path, attempt, error = %e, "snapshot download failed, retrying");
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt += 1;
+                use std::io::Seek;
+                file.set_len(0)
+                    .and_then(|_| file.rewind())
+                    .map_err(Error::io("truncate", tmp))?;
+            }
+            Err(e) => return Err(e),
         }
     }
 }
@@ -311,8 +400,6 @@ pub async fn apply(
     let tmp = guard.path().to_path_buf();
 
     // Snapshot.
-    let snap_path = plan.snapshot.path();
-    let snap_object = object_name(&*client, &snap_path);
     tracing::info!(
         replica,
         generation = %generation,
@@ -321,14 +408,8 @@ pub async fn apply(
         output = %output.display(),
         "restoring snapshot"
     );
-    let data = download(&*client, &snap_path).await?;
-    let snapshot_bytes = data.len() as u64;
-    let page_size = output::snapshot_page_size(&data, &snap_object)?;
-    let tmp2 = tmp.clone();
-    let mut writer = blocking(&tmp, move || {
-        output::DbWriter::with_snapshot(file, tmp2, &data, page_size)
-    })
-    .await?;
+    let (mut writer, snapshot_bytes) =
+        download_snapshot(&client, &plan.snapshot, file, &tmp).await?;
     progress(Progress::Snapshot {
         bytes: snapshot_bytes,
     });
@@ -359,8 +440,7 @@ pub async fn apply(
         )
         .await?;
     }
-    let pages_written = writer.pages_written;
-    let db_bytes = blocking(&tmp, move || writer.sync()).await?;
+    let (db_bytes, pages_written) = blocking(&tmp, move || writer.sync()).await?;
 
     // Verify, then install.
     progress(Progress::Verifying);
@@ -399,9 +479,20 @@ pub async fn apply(
     Ok(summary)
 }
 
+/// Decompressed bytes of segments applied in one trip to the blocking pool.
+const BATCH_BYTES: usize = 4 << 20;
+
+/// Unit of the download budget, in compressed bytes.
+const BUDGET_UNIT: u64 = 4096;
+/// Compressed bytes of segments downloading, queued or being applied at once: 8 MiB (WAL
+/// compresses about 2-3x, so roughly 16-24 MiB decompressed). A segment larger than the
+/// whole budget takes all of it and is alone.
+const IN_FLIGHT_UNITS: usize = (8 << 20) / BUDGET_UNIT as usize;
+
 /// Downloads the plan's segments with bounded concurrency, in order, and applies each to
-/// `writer` as it arrives. At most about `parallelism + 2` decompressed segments are held
-/// at once (in flight, queued, being applied), whatever the size of an index.
+/// `writer` as it arrives. At most `2 * parallelism + 1` segments, and about 8 MiB of them
+/// compressed ([`IN_FLIGHT_UNITS`]), are held at once (in flight, queued, being applied),
+/// whatever the size of an index.
 async fn apply_segments(
     client: &Arc<dyn ReplicaClient>,
     replica: &str,
@@ -415,15 +506,42 @@ async fn apply_segments(
     let total = plan.segments.len();
     // Downloads and application run in the same task, polled together by `try_join`, so
     // downloads keep progressing while a segment is applied on the blocking pool. The
-    // channel bounds how far downloads run ahead; dropping the restore drops both.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(WalSegmentInfo, Result<Vec<u8>>)>(1);
+    // channel bounds how many downloaded segments wait; dropping the restore drops both.
+    //
+    // Memory is bounded in bytes too: a segment takes its listed (compressed) size from a
+    // budget of IN_FLIGHT_BYTES before its download starts and gives it back once applied.
+    // Permits are taken strictly in plan order (`then` runs one at a time), and everything
+    // holding permits precedes the segment waiting for them, so the wait always ends.
+    let budget = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_UNITS));
+    // `Ok(None)`: a large segment, streamed by the consumer instead of downloaded whole.
+    type Item = (
+        WalSegmentInfo,
+        Result<Option<Vec<u8>>>,
+        tokio::sync::OwnedSemaphorePermit,
+    );
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Item>(parallelism.max(1));
     let producer = async move {
-        let mut downloads = futures::stream::iter(plan.segments.iter().cloned())
-            .map(|seg| {
+        let downloads = futures::stream::iter(plan.segments.iter().cloned())
+            .then(|seg| {
+                let budget = budget.clone();
+                async move {
+                    let units = (seg.size.div_ceil(BUDGET_UNIT) as usize).clamp(1, IN_FLIGHT_UNITS);
+                    // The semaphore is never closed.
+                    let permit = budget
+                        .acquire_many_owned(units as u32)
+                        .await
+                        .expect("restore budget semaphore is never closed");
+                    (seg, permit)
+                }
+            })
+            .map(|(seg, permit)| {
                 let client = client.clone();
                 async move {
+                    if streamed(&seg) {
+                        return (seg, Ok(None), permit);
+                    }
                     let started = Instant::now();
-                    let res = download(&*client, &seg.path()).await;
+                    let res = download(&*client, &seg.path(), seg.size).await.map(Some);
                     tracing::debug!(
                         generation = %seg.generation,
                         index = seg.index,
@@ -431,10 +549,11 @@ async fn apply_segments(
                         elapsed = ?started.elapsed(),
                         "downloaded wal segment"
                     );
-                    (seg, res)
+                    (seg, res, permit)
                 }
             })
             .buffered(parallelism);
+        let mut downloads = std::pin::pin!(downloads);
         while let Some(item) = downloads.next().await {
             if tx.send(item).await.is_err() {
                 break;
@@ -445,21 +564,65 @@ async fn apply_segments(
     let consumer = async move {
         let mut done = 0usize;
         let mut index_started = Instant::now();
-        while let Some((seg, data)) = rx.recv().await {
-            let data = data?;
-            let object = object_name(&**client, &seg.path());
-            let (w, finished) = blocking(tmp, move || {
-                let finished = writer.apply_segment(&seg, &data, &object)?;
+        while let Some(first) = rx.recv().await {
+            // Apply every segment already downloaded in one trip to the blocking pool
+            // (bounded by the channel's capacity): a long tail of tiny segments would
+            // otherwise pay a thread hand-off per segment.
+            let len = |d: &Result<Option<Vec<u8>>>| {
+                d.as_ref().map_or(0, |d| d.as_ref().map_or(0, Vec::len))
+            };
+            let is_streamed = |d: &Result<Option<Vec<u8>>>| matches!(d, Ok(None));
+            let mut bytes = len(&first.1);
+            let mut stop = is_streamed(&first.1);
+            let mut batch = vec![first];
+            while !stop
+                && bytes < BATCH_BYTES
+                && let Ok(item) = rx.try_recv()
+            {
+                bytes += len(&item.1);
+                stop = is_streamed(&item.1);
+                batch.push(item);
+            }
+            // A streamed segment can only be the batch's last.
+            let last_streamed = batch.pop_if(|b| is_streamed(&b.1));
+            let mut segs = Vec::with_capacity(batch.len());
+            let mut permits = Vec::with_capacity(batch.len());
+            for (seg, data, permit) in batch {
+                permits.push(permit);
+                let Some(data) = data? else {
+                    continue;
+                };
+                let object = object_name(&**client, &seg.path());
+                segs.push((seg, data, object));
+            }
+            let mut n = segs.len();
+            let (w, mut finished) = blocking(tmp, move || {
+                let mut finished = Vec::new();
+                for (seg, data, object) in &segs {
+                    if let Some(f) = writer.apply_segment(seg, data, object)? {
+                        finished.push(f);
+                    }
+                }
                 Ok((writer, finished))
             })
             .await?;
             writer = w;
-            if let Some(applied) = finished {
+            drop(permits);
+            if let Some((seg, _, permit)) = last_streamed {
+                let (w, f) = apply_streamed(client, &seg, writer, tmp).await?;
+                writer = w;
+                finished.extend(f);
+                drop(permit);
+                n += 1;
+            }
+            for applied in finished {
                 log_applied(replica, generation, applied, index_started);
                 index_started = Instant::now();
             }
-            done += 1;
-            progress(Progress::Segment { done, total });
+            for _ in 0..n {
+                done += 1;
+                progress(Progress::Segment { done, total });
+            }
         }
         let (w, finished) = blocking(tmp, move || {
             let finished = writer.finish_index()?;
@@ -473,6 +636,70 @@ async fn apply_segments(
     };
     let ((), writer) = futures::future::try_join(producer, consumer).await?;
     Ok(writer)
+}
+
+/// Compressed size above which a segment is streamed (decompressed and applied as it
+/// arrives) instead of downloaded whole; segments whose size the listing does not give are
+/// streamed too, so nothing bounds memory but this module's own buffers.
+const STREAM_SEGMENT_BYTES: u64 = 1 << 20;
+
+fn streamed(seg: &WalSegmentInfo) -> bool {
+    seg.size == 0 || seg.size > STREAM_SEGMENT_BYTES
+}
+
+/// Streams one large segment from the store through the decompressor into `writer`,
+/// retrying transient errors from the segment's start.
+async fn apply_streamed(
+    client: &Arc<dyn ReplicaClient>,
+    seg: &WalSegmentInfo,
+    mut writer: output::DbWriter,
+    tmp: &Path,
+) -> Result<(output::DbWriter, Option<output::AppliedIndex>)> {
+    let path = seg.path();
+    let object = object_name(&**client, &path);
+    let backend = client.type_name();
+    // Without a listed size nothing else bounds the body: a segment may hold at most
+    // MAX_UNSIZED_OBJECT bytes of WAL.
+    let limit = if seg.size == 0 {
+        backend::MAX_UNSIZED_OBJECT
+    } else {
+        backend::MAX_DECOMPRESSED
+    };
+    let mut attempt = 1;
+    loop {
+        let res = match backend::open_checked(&**client, &path, seg.size).await {
+            Err(e) => Err(e),
+            Ok(stream) => {
+                let reader = backend::blocking_reader(stream);
+                let (seg2, object2) = (seg.clone(), object.clone());
+                let w = writer;
+                let (w, res) = tokio::task::spawn_blocking(move || {
+                    let mut w = w;
+                    let mut fr = crate::compress::FrameReader::new(reader, limit);
+                    let read_err = |e| backend::read_error(e, backend, &object2);
+                    let res = w.apply_segment_stream(&seg2, &mut fr, &object2, &read_err);
+                    (w, res)
+                })
+                .await
+                .map_err(|e| Error::Io {
+                    op: "restore worker for",
+                    path: tmp.to_path_buf(),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+                writer = w;
+                res
+            }
+        };
+        match res {
+            Ok(f) => return Ok((writer, f)),
+            Err(e) if retryable(&e) && attempt < DOWNLOAD_ATTEMPTS => {
+                tracing::warn!(path, attempt, error = %e, "wal segment download failed, retrying");
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn log_applied(replica: &str, generation: Generation, a: output::AppliedIndex, started: Instant) {

@@ -3,7 +3,7 @@
 //! async side calls these on tokio's blocking pool.
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::replay::IndexReplay;
@@ -112,9 +112,18 @@ fn output_dir(output: &Path) -> PathBuf {
     }
 }
 
-/// Checks a decompressed snapshot and returns the database page size. `object` names the
-/// snapshot in errors.
-pub(crate) fn snapshot_page_size(data: &[u8], object: &str) -> Result<u32> {
+/// What a snapshot's SQLite header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SnapshotHeader {
+    pub page_size: u32,
+    /// The in-header database size in pages, when SQLite would trust it (non-zero, and the
+    /// version-valid-for number at offset 92 equals the change counter at offset 24).
+    pub pages: Option<u32>,
+}
+
+/// Checks the first 100 bytes of a decompressed snapshot (fewer when it is shorter).
+/// `object` names the snapshot in errors.
+pub(crate) fn snapshot_header(data: &[u8], object: &str) -> Result<SnapshotHeader> {
     if data.len() < 100 || &data[..16] != SQLITE_MAGIC {
         return Err(Error::corrupt(
             object,
@@ -129,16 +138,86 @@ pub(crate) fn snapshot_page_size(data: &[u8], object: &str) -> Result<u32> {
             format!("snapshot has an invalid page size {raw}"),
         ));
     }
-    if !data.len().is_multiple_of(page_size as usize) {
+    let be = |at: usize| u32::from_be_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
+    let pages = (be(28) != 0 && be(24) == be(92)).then(|| be(28));
+    Ok(SnapshotHeader { page_size, pages })
+}
+
+/// Copies a decompressing reader of a snapshot into `file` (empty, at offset 0) through a
+/// 1 MiB buffer: the snapshot is never held in memory. Returns the header and the bytes
+/// written. `read_err` turns a read error into the restore's error.
+///
+/// With `header_bound` (the store gave no size for the object, so nothing else bounds the
+/// body), a snapshot longer than the page count its header announces is refused as soon as
+/// it passes that count: an endless or oversized body fills neither memory nor disk.
+pub(crate) fn write_snapshot(
+    file: &mut File,
+    path: &Path,
+    mut r: impl std::io::Read,
+    object: &str,
+    header_bound: bool,
+    read_err: &dyn Fn(std::io::Error) -> Error,
+    cancelled: &std::sync::atomic::AtomicBool,
+) -> Result<(SnapshotHeader, u64)> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut fill = |buf: &mut [u8]| -> Result<usize> {
+        // The restore was dropped: stop downloading a snapshot nobody will use.
+        if cancelled.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(Error::Backend {
+                backend: "restore".into(),
+                message: format!("download of {object} cancelled"),
+            });
+        }
+        let mut n = 0;
+        while n < buf.len() {
+            match r.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(read_err(e)),
+            }
+        }
+        Ok(n)
+    };
+    let n = fill(&mut buf[..100])?;
+    let header = snapshot_header(&buf[..n], object)?;
+    let limit = match (header_bound, header.pages) {
+        (true, Some(p)) => Some(u64::from(p) * u64::from(header.page_size)),
+        _ => None,
+    };
+    let mut total = n as u64;
+    file.write_all(&buf[..n])
+        .map_err(Error::io("write snapshot to", path))?;
+    loop {
+        let n = fill(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        if let Some(l) = limit
+            && total > l
+        {
+            return Err(Error::corrupt(
+                object,
+                format!(
+                    "snapshot runs past the {} pages its header announces; refusing the rest",
+                    l / u64::from(header.page_size)
+                ),
+            ));
+        }
+        file.write_all(&buf[..n])
+            .map_err(Error::io("write snapshot to", path))?;
+    }
+    if !total.is_multiple_of(u64::from(header.page_size)) {
         return Err(Error::corrupt(
             object,
             format!(
-                "snapshot is {} bytes, not a whole number of {page_size}-byte pages",
-                data.len()
+                "snapshot is {total} bytes, not a whole number of {}-byte pages",
+                header.page_size
             ),
         ));
     }
-    Ok(page_size)
+    Ok((header, total))
 }
 
 /// An index that was fully applied.
@@ -150,33 +229,103 @@ pub(crate) struct AppliedIndex {
     pub db_pages: Option<u32>,
 }
 
+/// Most bytes of WAL pages [`DbWriter`] holds before writing them to the file.
+const PENDING_CAP: usize = 16 << 20;
+
 /// Writes a snapshot and then WAL pages into the temporary database.
+///
+/// Pages are not written as each segment arrives: the newest version of each page is kept
+/// (up to [`PENDING_CAP`] bytes, across segments and indexes) and written once, in page
+/// order, when the buffer fills or the restore ends. A long tail of segments that keep
+/// rewriting the same few pages costs one write per page instead of one per version. The
+/// result is byte for byte what writing every version in order gives: at each index's end
+/// the file takes the size the index's last commit records and buffered pages past that
+/// size are dropped, exactly as the truncation would have dropped them from the file.
 #[derive(Debug)]
 pub(crate) struct DbWriter {
+    pages: PageBuf,
+    current: Option<IndexReplay>,
+}
+
+/// The newest version of each buffered page, and the file they go to.
+#[derive(Debug)]
+struct PageBuf {
     file: File,
     path: PathBuf,
     page_size: u32,
-    current: Option<IndexReplay>,
-    pub pages_written: u64,
+    pending: std::collections::BTreeMap<u32, Vec<u8>>,
+    pending_bytes: usize,
+    pages_written: u64,
+}
+
+impl PageBuf {
+    /// Buffers `page` as the newest version of `pgno`; writes the buffer out when full.
+    fn put(&mut self, pgno: u32, page: &[u8]) -> Result<()> {
+        match self.pending.entry(pgno) {
+            std::collections::btree_map::Entry::Occupied(mut e) => {
+                e.get_mut().copy_from_slice(page);
+            }
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(page.to_vec());
+                self.pending_bytes += page.len();
+            }
+        }
+        if self.pending_bytes >= PENDING_CAP {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the buffered pages, in page order.
+    fn flush(&mut self) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let ps = u64::from(self.page_size);
+        for (pgno, page) in std::mem::take(&mut self.pending) {
+            self.file
+                .write_all_at(&page, u64::from(pgno - 1) * ps)
+                .map_err(Error::io("write page to", &self.path))?;
+            self.pages_written += 1;
+        }
+        self.pending_bytes = 0;
+        Ok(())
+    }
 }
 
 impl DbWriter {
-    /// Writes the snapshot bytes at the start of `file` (a new, empty file).
-    pub(crate) fn with_snapshot(
-        mut file: File,
-        path: PathBuf,
-        data: &[u8],
-        page_size: u32,
-    ) -> Result<DbWriter> {
-        file.write_all(data)
-            .map_err(Error::io("write snapshot to", &path))?;
-        Ok(DbWriter {
-            file,
-            path,
-            page_size,
+    /// A writer of WAL pages into `file`, which holds the snapshot.
+    pub(crate) fn new(file: File, path: PathBuf, page_size: u32) -> DbWriter {
+        DbWriter {
+            pages: PageBuf {
+                file,
+                path,
+                page_size,
+                pending: std::collections::BTreeMap::new(),
+                pending_bytes: 0,
+                pages_written: 0,
+            },
             current: None,
-            pages_written: 0,
-        })
+        }
+    }
+
+    /// The replay of `seg`'s index, finishing the previous index first when `seg` starts a
+    /// new one (returned as the second value).
+    fn replay_for(
+        &mut self,
+        seg: &WalSegmentInfo,
+    ) -> Result<(&mut IndexReplay, Option<AppliedIndex>)> {
+        let mut finished = None;
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|c| c.index() != seg.index)
+        {
+            finished = self.finish_index()?;
+        }
+        let page_size = self.pages.page_size;
+        let replay = self
+            .current
+            .get_or_insert_with(|| IndexReplay::new(seg.index, page_size));
+        Ok((replay, finished))
     }
 
     /// Validates and applies one segment (the next in the plan's order). Returns the
@@ -187,6 +336,27 @@ impl DbWriter {
         data: &[u8],
         object: &str,
     ) -> Result<Option<AppliedIndex>> {
+        let ps = self.pages.page_size as usize;
+        let (replay, finished) = self.replay_for(seg)?;
+        let pages = replay.segment(seg.offset, data, object)?;
+        for p in pages {
+            self.pages.put(p.pgno, &data[p.at..p.at + ps])?;
+        }
+        Ok(finished)
+    }
+
+    /// [`apply_segment`](DbWriter::apply_segment) for a segment read from `r` as it
+    /// decompresses (see [`IndexReplay::segment_stream`]): memory stays bounded whatever
+    /// the segment's size. On error the replay state is as before the segment, so a
+    /// transient read error can be retried by applying the segment again from its start
+    /// (its pages are then written again, in the same order, with the same result).
+    pub(crate) fn apply_segment_stream(
+        &mut self,
+        seg: &WalSegmentInfo,
+        r: &mut dyn std::io::Read,
+        object: &str,
+        read_err: &dyn Fn(std::io::Error) -> Error,
+    ) -> Result<Option<AppliedIndex>> {
         let mut finished = None;
         if self
             .current
@@ -195,20 +365,14 @@ impl DbWriter {
         {
             finished = self.finish_index()?;
         }
-        let page_size = self.page_size;
+        let page_size = self.pages.page_size;
         let replay = self
             .current
             .get_or_insert_with(|| IndexReplay::new(seg.index, page_size));
-        let pages = replay.segment(seg.offset, data, object)?;
-        let ps = page_size as usize;
-        for p in pages {
-            let pos = u64::from(p.pgno - 1) * u64::from(page_size);
-            self.file
-                .seek(SeekFrom::Start(pos))
-                .and_then(|_| self.file.write_all(&data[p.at..p.at + ps]))
-                .map_err(Error::io("write page to", &self.path))?;
-            self.pages_written += 1;
-        }
+        let pages = &mut self.pages;
+        replay.segment_stream(seg.offset, r, object, read_err, &mut |pgno, page| {
+            pages.put(pgno, page)
+        })?;
         Ok(finished)
     }
 
@@ -218,9 +382,13 @@ impl DbWriter {
             return Ok(None);
         };
         if let Some(pages) = r.db_pages() {
-            self.file
-                .set_len(u64::from(pages) * u64::from(self.page_size))
-                .map_err(Error::io("set size of", &self.path))?;
+            let b = &mut self.pages;
+            // Buffered pages past the new end would have been cut off by the truncation.
+            let dropped = b.pending.split_off(&(pages + 1));
+            b.pending_bytes -= dropped.len() * b.page_size as usize;
+            b.file
+                .set_len(u64::from(pages) * u64::from(b.page_size))
+                .map_err(Error::io("set size of", &b.path))?;
         }
         Ok(Some(AppliedIndex {
             index: r.index(),
@@ -230,17 +398,14 @@ impl DbWriter {
         }))
     }
 
-    /// fsyncs and closes the file; returns its size.
-    pub(crate) fn sync(self) -> Result<u64> {
-        self.file
-            .sync_all()
-            .map_err(Error::io("fsync", &self.path))?;
-        let len = self
-            .file
-            .metadata()
-            .map_err(Error::io("stat", &self.path))?
-            .len();
-        Ok(len)
+    /// Writes the buffered pages, fsyncs and closes the file; returns its size and the
+    /// number of pages written from WAL frames.
+    pub(crate) fn sync(mut self) -> Result<(u64, u64)> {
+        let b = &mut self.pages;
+        b.flush()?;
+        b.file.sync_all().map_err(Error::io("fsync", &b.path))?;
+        let len = b.file.metadata().map_err(Error::io("stat", &b.path))?.len();
+        Ok((len, b.pages_written))
     }
 }
 
@@ -397,15 +562,123 @@ mod tests {
         let mut db = vec![0u8; 4096];
         db[..16].copy_from_slice(SQLITE_MAGIC);
         db[16..18].copy_from_slice(&4096u16.to_be_bytes());
-        assert_eq!(snapshot_page_size(&db, "s").unwrap(), 4096);
+        assert_eq!(
+            snapshot_header(&db, "s").unwrap(),
+            SnapshotHeader {
+                page_size: 4096,
+                pages: None
+            }
+        );
+        db[28..32].copy_from_slice(&3u32.to_be_bytes());
+        db[24..28].copy_from_slice(&9u32.to_be_bytes());
+        db[92..96].copy_from_slice(&9u32.to_be_bytes());
+        assert_eq!(snapshot_header(&db, "s").unwrap().pages, Some(3));
         let mut big = vec![0u8; 65536];
         big[..16].copy_from_slice(SQLITE_MAGIC);
         big[16..18].copy_from_slice(&1u16.to_be_bytes());
-        assert_eq!(snapshot_page_size(&big, "s").unwrap(), 65536);
-        let err = snapshot_page_size(&db[..4000], "snap").unwrap_err();
+        assert_eq!(snapshot_header(&big, "s").unwrap().page_size, 65536);
+        let err = snapshot_header(&db[..99], "snap").unwrap_err();
         assert!(err.to_string().contains("snap"), "{err}");
         db[16..18].copy_from_slice(&1000u16.to_be_bytes());
-        assert!(snapshot_page_size(&db, "s").is_err());
-        assert!(snapshot_page_size(b"not a database at all", "s").is_err());
+        assert!(snapshot_header(&db, "s").is_err());
+        assert!(snapshot_header(b"not a database at all", "s").is_err());
+    }
+
+    #[test]
+    fn snapshot_copy_checks_size_and_header_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t");
+        let mut db = vec![0u8; 4096 * 3];
+        db[..16].copy_from_slice(SQLITE_MAGIC);
+        db[16..18].copy_from_slice(&4096u16.to_be_bytes());
+        db[28..32].copy_from_slice(&2u32.to_be_bytes());
+        db[24] = 1;
+        let io_err = |e: std::io::Error| Error::corrupt("x", e.to_string());
+        let no = std::sync::atomic::AtomicBool::new(false);
+        let mut f = File::create(&path).unwrap();
+        // The header's count is not trusted (change counters differ): 3 pages are fine.
+        let (h, n) = write_snapshot(&mut f, &path, &db[..], "s", true, &io_err, &no).unwrap();
+        assert_eq!((h.pages, n), (None, 3 * 4096));
+        assert_eq!(std::fs::read(&path).unwrap(), db);
+        // Trusted count of 2 pages: a third page is refused when bounded, kept otherwise.
+        db[24] = 5;
+        db[92] = 5;
+        let mut f = File::create(&path).unwrap();
+        let err = write_snapshot(&mut f, &path, &db[..], "s", true, &io_err, &no).unwrap_err();
+        assert!(err.to_string().contains("runs past the 2 pages"), "{err}");
+        let mut f = File::create(&path).unwrap();
+        write_snapshot(&mut f, &path, &db[..], "s", false, &io_err, &no).unwrap();
+        let mut f = File::create(&path).unwrap();
+        let err = write_snapshot(&mut f, &path, &db[..5000], "s", false, &io_err, &no).unwrap_err();
+        assert!(err.to_string().contains("whole number"), "{err}");
+    }
+
+    /// One index's WAL (a single segment): frames `(pgno, commit db size)`, page bytes
+    /// `fill`.
+    fn wal(ps: u32, salt: u32, frames: &[(u32, u32, u8)]) -> Vec<u8> {
+        use crate::sqlite::wal::{WalHeader, make_frame, make_header};
+        let hb = make_header(ps, 1, (salt, salt + 1), false);
+        let h = WalHeader::parse(&hb).unwrap();
+        let mut out = hb.to_vec();
+        let mut ck = h.checksum;
+        for &(pgno, commit, fill) in frames {
+            let (f, c) = make_frame(&h, ck, pgno, commit, &vec![fill; ps as usize]);
+            ck = c;
+            out.extend_from_slice(&f);
+        }
+        out
+    }
+
+    #[test]
+    fn buffered_pages_match_writing_every_version_in_order() {
+        const PS: u32 = 512;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let file = File::create(&path).unwrap();
+        file.set_len(2 * u64::from(PS)).unwrap();
+        let mut w = DbWriter::new(file, path.clone(), PS);
+        let seg = |index: u32| WalSegmentInfo {
+            generation: crate::Generation::random(),
+            index,
+            offset: 0,
+            size: 0,
+            created: std::time::SystemTime::now(),
+        };
+        // Index 0: grow to 5 pages, page 2 twice. Index 1: shrink to 3 pages (pages 4 and 5
+        // buffered but cut off). Index 2: grow to 5 again writing only page 5: page 4 must
+        // read as zeros, as after a real truncation and regrowth.
+        let i0 = wal(
+            PS,
+            1,
+            &[
+                (1, 0, 1),
+                (2, 0, 2),
+                (3, 0, 3),
+                (4, 0, 4),
+                (2, 0, 22),
+                (5, 5, 5),
+            ],
+        );
+        let i1 = wal(PS, 2, &[(1, 3, 11)]);
+        let i2 = wal(PS, 3, &[(5, 5, 55)]);
+        w.apply_segment(&seg(0), &i0, "s0").unwrap();
+        w.apply_segment(&seg(1), &i1, "s1").unwrap();
+        w.apply_segment(&seg(2), &i2, "s2").unwrap();
+        w.finish_index().unwrap();
+        let (len, written) = w.sync().unwrap();
+        let got = std::fs::read(&path).unwrap();
+        assert_eq!(len, 5 * u64::from(PS));
+        let page = |n: usize| got[(n - 1) * PS as usize];
+        assert_eq!(
+            [page(1), page(2), page(3), page(4), page(5)],
+            [11, 22, 3, 0, 55]
+        );
+        assert!(
+            got[3 * PS as usize..4 * PS as usize]
+                .iter()
+                .all(|&b| b == 0)
+        );
+        // Seven frames, five distinct pages, two of them cut off before they were written.
+        assert_eq!(written, 4);
     }
 }

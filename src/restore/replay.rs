@@ -86,35 +86,11 @@ impl IndexReplay {
     /// `path` names the object in errors. On error the state is unchanged.
     pub(crate) fn segment(&mut self, offset: u32, data: &[u8], path: &str) -> Result<Vec<PageRef>> {
         let offset = u64::from(offset);
-        if offset != self.next_offset {
-            let reason = if offset > self.next_offset {
-                format!(
-                    "gap in wal index {:08x}: the previous segments end at offset {}, this one starts at {} (segment {} is missing)",
-                    self.index,
-                    self.next_offset,
-                    offset,
-                    crate::layout::wal_segment_name(self.index, self.next_offset as u32),
-                )
-            } else {
-                format!(
-                    "overlap in wal index {:08x}: the previous segments end at offset {}, this one starts at {}",
-                    self.index, self.next_offset, offset
-                )
-            };
-            return Err(Error::corrupt(path, reason));
-        }
+        self.check_offset(offset, path)?;
         let (header, frames_at) = if offset == 0 {
             let h = WalHeader::parse(data)
                 .map_err(|e| Error::corrupt(path, format!("invalid wal header: {e}")))?;
-            if h.page_size != self.page_size {
-                return Err(Error::corrupt(
-                    path,
-                    format!(
-                        "wal page size {} does not match the database page size {}",
-                        h.page_size, self.page_size
-                    ),
-                ));
-            }
+            self.check_page_size(&h, path)?;
             (h, wal::HEADER_SIZE)
         } else {
             // next_offset > 0 only after an offset-0 segment was accepted.
@@ -147,21 +123,7 @@ impl IndexReplay {
         if scan.valid_len as usize != frames.len() {
             let at = scan.valid_len as usize;
             let wal_offset = offset + (frames_at + at) as u64;
-            let fh = FrameHeader::parse(&frames[at..at + wal::FRAME_HEADER_SIZE]);
-            let reason = match scan.stop {
-                StopReason::SaltMismatch => format!(
-                    "salt change inside wal index {:08x}: frame at wal offset {wal_offset} has salt {:08x}{:08x}, the index's header has {:08x}{:08x}",
-                    self.index, fh.salt.0, fh.salt.1, header.salt.0, header.salt.1
-                ),
-                StopReason::ChecksumMismatch => format!(
-                    "wal checksum mismatch in the frame at wal offset {wal_offset} (page {})",
-                    fh.pgno
-                ),
-                StopReason::BadPageNumber => {
-                    format!("frame at wal offset {wal_offset} has page number 0")
-                }
-                StopReason::End => format!("frame at wal offset {wal_offset} is incomplete"),
-            };
+            let reason = self.frame_error(&header, &frames[at..], wal_offset, scan.stop);
             return Err(Error::corrupt(path, reason));
         }
         if scan.committed_len as usize != frames.len() {
@@ -193,6 +155,177 @@ impl IndexReplay {
         self.frames += (frames.len() / fs) as u64;
         self.next_offset = offset + data.len() as u64;
         Ok(pages)
+    }
+    /// [`segment`](IndexReplay::segment) for a segment read from `r` as it decompresses,
+    /// for segments too large to hold: frames are checked in chunks of about 1 MiB and each
+    /// frame's page is handed to `page` (in frame order, so a later version of a page
+    /// follows an earlier one) as soon as its chunk is valid. Pages of a segment that turns
+    /// out invalid further on have then been handed out already: the caller must discard
+    /// everything it built (a restore deletes its temporary file). On error the replay
+    /// state is unchanged, so the segment can be read again from its start.
+    pub(crate) fn segment_stream(
+        &mut self,
+        offset: u32,
+        r: &mut dyn std::io::Read,
+        path: &str,
+        read_err: &dyn Fn(std::io::Error) -> Error,
+        page: &mut dyn FnMut(u32, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let offset = u64::from(offset);
+        self.check_offset(offset, path)?;
+        let mut read_full = |buf: &mut [u8]| -> Result<usize> {
+            let mut n = 0;
+            while n < buf.len() {
+                match r.read(&mut buf[n..]) {
+                    Ok(0) => break,
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(read_err(e)),
+                }
+            }
+            Ok(n)
+        };
+        let (header, frames_at) = if offset == 0 {
+            let mut hb = [0u8; wal::HEADER_SIZE];
+            let n = read_full(&mut hb)?;
+            let h = WalHeader::parse(&hb[..n])
+                .map_err(|e| Error::corrupt(path, format!("invalid wal header: {e}")))?;
+            self.check_page_size(&h, path)?;
+            (h, wal::HEADER_SIZE)
+        } else {
+            let Some(h) = self.header else {
+                return Err(Error::corrupt(
+                    path,
+                    "wal segment without a preceding wal header",
+                ));
+            };
+            (h, 0)
+        };
+        let mut ck = if offset == 0 {
+            header.checksum
+        } else {
+            self.checksum
+        };
+        let fs = header.frame_size() as usize;
+        let mut buf = vec![0u8; fs * (1 + (1 << 20) / fs)];
+        let mut total = 0u64; // bytes of frames read
+        let mut db_pages = None;
+        let mut tail_frames = 0u64; // frames after the last commit
+        loop {
+            let n = read_full(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            let chunk = &buf[..n];
+            let scan = wal::scan_frames(chunk, &header, ck);
+            if scan.valid_len as usize != n {
+                let at = scan.valid_len as usize;
+                if n - at < fs {
+                    // Only a partial frame is left: the segment ends mid-frame.
+                    return Err(Error::corrupt(
+                        path,
+                        format!(
+                            "segment holds {} bytes of frames, not a whole number of {fs}-byte frames (page size {})",
+                            total + n as u64,
+                            header.page_size
+                        ),
+                    ));
+                }
+                let wal_offset = offset + frames_at as u64 + total + at as u64;
+                return Err(Error::corrupt(
+                    path,
+                    self.frame_error(&header, &chunk[at..], wal_offset, scan.stop),
+                ));
+            }
+            for frame in chunk.chunks_exact(fs) {
+                let fh = FrameHeader::parse(frame);
+                page(fh.pgno, &frame[wal::FRAME_HEADER_SIZE..])?;
+            }
+            if scan.commits > 0 {
+                db_pages = Some(scan.commit_db_pages);
+                tail_frames = (n as u64 - scan.committed_len) / fs as u64;
+            } else {
+                tail_frames += (n / fs) as u64;
+            }
+            ck = scan.valid_checksum;
+            total += n as u64;
+        }
+        if tail_frames > 0 {
+            return Err(Error::corrupt(
+                path,
+                format!(
+                    "segment does not end on a commit frame: {tail_frames} frame(s) after the last commit"
+                ),
+            ));
+        }
+        self.header = Some(header);
+        self.checksum = ck;
+        if let Some(p) = db_pages {
+            self.db_pages = p;
+        }
+        self.frames += total / fs as u64;
+        self.next_offset = offset + frames_at as u64 + total;
+        Ok(())
+    }
+
+    /// The segment starting at `offset` must start where the previous one ended.
+    fn check_offset(&self, offset: u64, path: &str) -> Result<()> {
+        if offset == self.next_offset {
+            return Ok(());
+        }
+        let reason = if offset > self.next_offset {
+            format!(
+                "gap in wal index {:08x}: the previous segments end at offset {}, this one starts at {} (segment {} is missing)",
+                self.index,
+                self.next_offset,
+                offset,
+                crate::layout::wal_segment_name(self.index, self.next_offset as u32),
+            )
+        } else {
+            format!(
+                "overlap in wal index {:08x}: the previous segments end at offset {}, this one starts at {}",
+                self.index, self.next_offset, offset
+            )
+        };
+        Err(Error::corrupt(path, reason))
+    }
+
+    fn check_page_size(&self, h: &WalHeader, path: &str) -> Result<()> {
+        if h.page_size != self.page_size {
+            return Err(Error::corrupt(
+                path,
+                format!(
+                    "wal page size {} does not match the database page size {}",
+                    h.page_size, self.page_size
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Why the frame at the start of `frames` (at `wal_offset` in the index's WAL) failed.
+    fn frame_error(
+        &self,
+        header: &WalHeader,
+        frames: &[u8],
+        wal_offset: u64,
+        stop: StopReason,
+    ) -> String {
+        let fh = FrameHeader::parse(&frames[..wal::FRAME_HEADER_SIZE]);
+        match stop {
+            StopReason::SaltMismatch => format!(
+                "salt change inside wal index {:08x}: frame at wal offset {wal_offset} has salt {:08x}{:08x}, the index's header has {:08x}{:08x}",
+                self.index, fh.salt.0, fh.salt.1, header.salt.0, header.salt.1
+            ),
+            StopReason::ChecksumMismatch => format!(
+                "wal checksum mismatch in the frame at wal offset {wal_offset} (page {})",
+                fh.pgno
+            ),
+            StopReason::BadPageNumber => {
+                format!("frame at wal offset {wal_offset} has page number 0")
+            }
+            StopReason::End => format!("frame at wal offset {wal_offset} is incomplete"),
+        }
     }
 }
 
@@ -358,5 +491,91 @@ mod tests {
         z.extend_from_slice(&f);
         let err = IndexReplay::new(0, PS).segment(0, &z, "s").unwrap_err();
         assert!(err.to_string().contains("page number 0"), "{err}");
+    }
+
+    /// Reads at most 7 bytes at a time, as an uneven network body does.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(7).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    /// `segment_stream` over `data`; the newest version of each page it handed out.
+    fn stream(
+        r: &mut IndexReplay,
+        offset: u32,
+        data: &[u8],
+        path: &str,
+    ) -> Result<Vec<(u32, Vec<u8>)>> {
+        let mut pages: std::collections::BTreeMap<u32, Vec<u8>> = Default::default();
+        let read_err = |e: std::io::Error| Error::corrupt("read", e.to_string());
+        r.segment_stream(
+            offset,
+            &mut Trickle(data),
+            path,
+            &read_err,
+            &mut |pgno, page| {
+                pages.insert(pgno, page.to_vec());
+                Ok(())
+            },
+        )?;
+        Ok(pages.into_iter().collect())
+    }
+
+    /// `segment` and `segment_stream` agree on the pages, the state and every error.
+    #[test]
+    fn streaming_matches_whole_segment_replay() {
+        let (w, e) = build((7, 8), &[(1, 0), (2, 2), (2, 0), (3, 3), (1, 0), (2, 3)]);
+        let (mut a, mut b) = (IndexReplay::new(4, PS), IndexReplay::new(4, PS));
+        for (lo, hi) in [(0, e[2]), (e[2], e[4]), (e[4], w.len())] {
+            let data = &w[lo..hi];
+            let whole: Vec<(u32, Vec<u8>)> = a
+                .segment(lo as u32, data, "s")
+                .unwrap()
+                .into_iter()
+                .map(|p| (p.pgno, data[p.at..p.at + PS as usize].to_vec()))
+                .collect();
+            assert_eq!(stream(&mut b, lo as u32, data, "s").unwrap(), whole);
+            assert_eq!(
+                (a.db_pages(), a.frames(), a.wal_bytes(), a.checksum),
+                (b.db_pages(), b.frames(), b.wal_bytes(), b.checksum)
+            );
+        }
+
+        let (other, _) = build((9, 9), &[(1, 1), (2, 2)]);
+        let (unc, ue) = build((7, 8), &[(1, 1), (2, 0)]);
+        let mut corrupt = w.clone();
+        corrupt[e[1] + 24 + 100] ^= 1;
+        let mut salty = w[..e[1]].to_vec();
+        salty.extend_from_slice(&other[e[1]..e[2]]);
+        let mut hdr = w.clone();
+        hdr[13] ^= 1;
+        let cases: Vec<(u32, Vec<u8>, u32)> = vec![
+            (0, corrupt[..e[2]].to_vec(), PS),
+            (0, salty, PS),
+            (0, hdr, PS),
+            (0, w[..20].to_vec(), PS),
+            (0, unc.clone(), PS),
+            (0, unc[..ue[1] + 100].to_vec(), PS),
+            (e[1] as u32, w[e[1]..].to_vec(), PS),
+            (0, w.clone(), 4096),
+        ];
+        for (i, (offset, data, ps)) in cases.iter().enumerate() {
+            let whole = IndexReplay::new(0, *ps)
+                .segment(*offset, data, "s")
+                .unwrap_err();
+            let mut r = IndexReplay::new(0, *ps);
+            let streamed = stream(&mut r, *offset, data, "s").unwrap_err();
+            assert_eq!(streamed.to_string(), whole.to_string(), "case {i}");
+            // State unchanged: the right segment still applies from the start.
+            if *ps == PS {
+                stream(&mut r, 0, &w[..e[2]], "s").unwrap();
+            }
+        }
     }
 }
