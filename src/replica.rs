@@ -176,7 +176,10 @@ impl Replica {
         let size = data.len();
         let path = layout::snapshot_path(pos.generation, pos.index);
         info!(db = %self.db.path().display(), replica = %self.opts.name, position = %pos, "write snapshot");
-        let info = self.client.put(&path, Bytes::from(data)).await?;
+        let info = {
+            let _permit = upload_permit(self.client.type_name()).await;
+            self.client.put(&path, Bytes::from(data)).await?
+        };
         *self.last_snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Some(info.modified);
         info!(db = %self.db.path().display(), replica = %self.opts.name, position = %pos, sz = size, elapsed = ?started.elapsed(), "snapshot written");
         self.emit(Event::SnapshotWritten {
@@ -325,7 +328,10 @@ impl Replica {
             .await
             .map_err(|e| Error::Config(format!("compress task failed: {e}")))?;
         let path = layout::wal_segment_path(at.generation, at.index, offset);
-        self.client.put(&path, Bytes::from(compressed)).await?;
+        {
+            let _permit = upload_permit(self.client.type_name()).await;
+            self.client.put(&path, Bytes::from(compressed)).await?;
+        }
         self.metrics.wal_bytes.inc_by(len);
         debug!(db = %self.db.path().display(), replica = %self.opts.name, position = %at, sz = len, "wal segment written");
         Ok(Pos::new(at.generation, at.index, at.offset + len))
@@ -487,6 +493,29 @@ impl Replica {
             }
         }
     }
+}
+
+/// Uploads in flight at once, per replica type, across every database of the process.
+/// With thousands of databases writing at once, this bounds connections, memory and the
+/// request rate; tokio's semaphore hands permits out first come, first served, and a replica
+/// takes one per object, so every database progresses in turn.
+pub const MAX_CONCURRENT_UPLOADS: usize = 16;
+
+/// Waits for an upload slot of `replica_type` (see [`MAX_CONCURRENT_UPLOADS`]).
+async fn upload_permit(replica_type: &'static str) -> tokio::sync::OwnedSemaphorePermit {
+    static SLOTS: std::sync::LazyLock<
+        Mutex<std::collections::HashMap<&'static str, Arc<tokio::sync::Semaphore>>>,
+    > = std::sync::LazyLock::new(Default::default);
+    let sem = SLOTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(replica_type)
+        .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_UPLOADS)))
+        .clone();
+    // The semaphore is never closed, so acquiring cannot fail.
+    sem.acquire_owned()
+        .await
+        .expect("upload semaphore is never closed")
 }
 
 /// An error message with every number (and a duration unit right after it) replaced by
