@@ -127,6 +127,7 @@ impl Engine {
                 o.snapshot_interval = rc.snapshot_interval;
                 o.retention = rc.retention;
                 o.retention_check_interval = rc.retention_check_interval;
+                o.validation_interval = rc.validation_interval;
                 replicas.push((client, o));
             }
             e.add_db(db_options(dbc), replicas);

@@ -29,6 +29,9 @@ pub struct ReplicaOptions {
     pub retention: Option<Duration>,
     /// How often retention runs (capped at `retention`). Default 1h.
     pub retention_check_interval: Duration,
+    /// Restore the replica and compare it with the database this often (see
+    /// [`crate::validate`]); `None` (the default) never validates.
+    pub validation_interval: Option<Duration>,
 }
 
 impl ReplicaOptions {
@@ -40,6 +43,7 @@ impl ReplicaOptions {
             snapshot_interval: None,
             retention: Some(Duration::from_secs(24 * 3600)),
             retention_check_interval: Duration::from_secs(3600),
+            validation_interval: None,
         }
     }
 }
@@ -194,7 +198,13 @@ impl Replica {
     /// replica has a snapshot of it. The position only advances past what the store
     /// confirmed; on any error it is forgotten and recomputed from the store next time.
     pub async fn sync(&self) -> Result<()> {
-        let r = self.sync_inner().await;
+        self.sync_capped(None).await
+    }
+
+    /// [`Replica::sync`], uploading no further than `cap` (when it is in the current
+    /// generation).
+    async fn sync_capped(&self, cap: Option<Pos>) -> Result<()> {
+        let r = self.sync_inner(cap).await;
         let up = self.up_to_date();
         {
             let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -235,7 +245,7 @@ impl Replica {
         r
     }
 
-    async fn sync_inner(&self) -> Result<()> {
+    async fn sync_inner(&self, cap: Option<Pos>) -> Result<()> {
         let mut db_pos = self.db.pos().ok_or(Error::NoGeneration)?;
         let g = db_pos.generation;
         let mut pos = match self.pos() {
@@ -274,7 +284,15 @@ impl Replica {
         // Upload up to where the database was when this sync started, not beyond: under
         // steady writes, chasing the growing tail would upload a stream of tiny segments
         // (one request each) and make sync-interval meaningless.
-        let until = db_pos;
+        let until = match cap {
+            Some(c)
+                if c.generation == db_pos.generation
+                    && (c.index, c.offset) < (db_pos.index, db_pos.offset) =>
+            {
+                c
+            }
+            _ => db_pos,
+        };
         loop {
             if pos.index > until.index || (pos.index == until.index && pos.offset >= until.offset) {
                 break;
@@ -370,6 +388,108 @@ impl Replica {
         Ok(plan)
     }
 
+    /// Validates the replica once (see [`crate::validate`]): freezes the database at its
+    /// current position, uploads up to exactly that position, restores the replica there
+    /// into a temporary directory and compares the pages. On a mismatch (or a replica that
+    /// no longer restores) it logs an error naming the database, replica, generation and
+    /// position, counts `litestream_replica_validation_total{status="error"}`, and starts
+    /// a new generation so the next sync writes a fresh snapshot. Other errors (the store
+    /// is unreachable, the database moved to a new generation meanwhile) are returned and
+    /// also counted as `error`, without a new generation.
+    pub async fn validate(&self) -> Result<crate::validate::Outcome> {
+        let r = self.validate_inner().await;
+        match &r {
+            Ok(crate::validate::Outcome::Ok { pos, pages }) => {
+                self.metrics.validation_ok.inc();
+                info!(db = %self.db.path().display(), replica = %self.opts.name, generation = %pos.generation, position = %pos, pages, "validator: status=ok");
+            }
+            Ok(crate::validate::Outcome::Mismatch { pos, detail }) => {
+                self.metrics.validation_error.inc();
+                error!(
+                    db = %self.db.path().display(),
+                    replica = %self.opts.name,
+                    location = %self.client.location(),
+                    generation = %pos.generation,
+                    position = %pos,
+                    detail = %detail,
+                    "validator: status=mismatch: the replica does not restore to the database; starting a new generation"
+                );
+                self.emit(Event::ReplicaError {
+                    db: self.db.path().to_path_buf(),
+                    replica: self.opts.name.clone(),
+                    message: format!("validation mismatch at {pos}: {detail}"),
+                });
+                let db = self.db.clone();
+                let reason = format!("replica {} failed validation at {pos}", self.opts.name);
+                tokio::task::spawn_blocking(move || db.force_new_generation(&reason))
+                    .await
+                    .map_err(|e| Error::Config(format!("new generation task failed: {e}")))??;
+                self.set_pos(None);
+            }
+            Err(e) => {
+                self.metrics.validation_error.inc();
+                warn!(db = %self.db.path().display(), replica = %self.opts.name, error = %e, "validator: could not validate; will try again next interval");
+            }
+        }
+        r
+    }
+
+    async fn validate_inner(&self) -> Result<crate::validate::Outcome> {
+        let tmp = tempfile::Builder::new()
+            .prefix("walship-validate-")
+            .tempdir()
+            .map_err(Error::io(
+                "create temporary directory",
+                std::env::temp_dir(),
+            ))?;
+        let image = tmp.path().join("db");
+        let restored = tmp.path().join("replica");
+        let db = self.db.clone();
+        let img = image.clone();
+        let pos = tokio::task::spawn_blocking(move || {
+            let (pos, reader) = db.validation_reader()?;
+            crate::validate::write_image(&reader, &img)?;
+            Ok::<_, Error>(pos)
+        })
+        .await
+        .map_err(|e| Error::Config(format!("validation task failed: {e}")))??;
+        self.sync_capped(Some(pos)).await?;
+        if self.pos() != Some(pos) {
+            return Err(Error::Config(format!(
+                "validation skipped: the replica is at {:?}, not at the frozen position {pos}",
+                self.pos().map(|p| p.to_string())
+            )));
+        }
+        let client = self.client.as_ref();
+        let snaps = backend::snapshots(client, pos.generation).await?;
+        let segs = backend::wal_segments(client, pos.generation).await?;
+        let plan = crate::validate::plan_at(&self.opts.name, pos, &snaps, &segs)?;
+        let sources = [crate::restore::ReplicaSource {
+            name: self.opts.name.clone(),
+            client: self.client.clone(),
+        }];
+        let opts = crate::restore::RestoreOptions::default();
+        match crate::restore::apply(&sources, &plan, &restored, &opts, &|_| {}).await {
+            Ok(_) => {}
+            // The replica's own objects do not restore: as bad as a mismatch.
+            Err(e @ Error::Corrupt { .. }) | Err(e @ Error::Sqlite { .. }) => {
+                return Ok(crate::validate::Outcome::Mismatch {
+                    pos,
+                    detail: format!("restore failed: {e}"),
+                });
+            }
+            Err(e) => return Err(e),
+        }
+        let (pages, diff) =
+            tokio::task::spawn_blocking(move || crate::validate::compare_files(&image, &restored))
+                .await
+                .map_err(|e| Error::Config(format!("compare task failed: {e}")))??;
+        Ok(match diff {
+            None => crate::validate::Outcome::Ok { pos, pages },
+            Some(detail) => crate::validate::Outcome::Mismatch { pos, detail },
+        })
+    }
+
     fn retention_interval(&self) -> Option<Duration> {
         let keep = self.opts.retention?;
         Some(
@@ -397,6 +517,11 @@ impl Replica {
         let mut last_error: Option<String> = None;
         // Like Litestream: the first retention run comes one interval after start.
         let mut next_retention = self.retention_interval().map(|iv| Instant::now() + iv);
+        let validation_interval = self
+            .opts
+            .validation_interval
+            .map(|iv| iv.max(Duration::from_millis(100)));
+        let mut next_validation = validation_interval.map(|iv| Instant::now() + iv);
         loop {
             if *shutdown.borrow() {
                 return;
@@ -417,6 +542,18 @@ impl Replica {
                 }
                 next_retention = self.retention_interval().map(|iv| Instant::now() + iv);
             }
+            if let (Some(at), Some(iv)) = (next_validation, validation_interval)
+                && Instant::now() >= at
+            {
+                if failures == 0 && self.db.pos().is_some() {
+                    // Errors are logged and counted inside.
+                    let _ = tokio::select! {
+                        r = self.validate() => r,
+                        _ = shutdown.changed() => return,
+                    };
+                }
+                next_validation = Some(Instant::now() + iv);
+            }
             // Wait for something to do.
             if self.up_to_date() && failures == 0 {
                 let snap_wait = self.snapshot_due();
@@ -435,6 +572,7 @@ impl Replica {
                     // Scheduled snapshots and retention run at the top of the loop.
                     _ = sleep_opt(snap_wait) => continue,
                     _ = sleep_opt(next_retention.map(|at| at.saturating_duration_since(Instant::now()))) => continue,
+                    _ = sleep_opt(next_validation.map(|at| at.saturating_duration_since(Instant::now()))) => continue,
                 }
             }
             // Respect sync-interval between uploads (and back off after failures).
