@@ -51,6 +51,7 @@
 //! # Ok::<(), walship::config::ConfigError>(())
 //! ```
 
+mod dir;
 mod duration;
 mod env;
 mod error;
@@ -66,6 +67,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use dir::{Candidate, DirConfig, SQLITE_MAGIC};
 pub use duration::{GoDuration, parse_go_duration};
 pub use env::{expand_env, expand_env_with};
 pub use error::ConfigError;
@@ -160,6 +162,8 @@ pub struct Config {
     /// `dbs:` — the databases to replicate, in file order. May be empty: `replicate` then
     /// logs "no databases specified in configuration" and keeps running, as Litestream does.
     pub dbs: Vec<DbConfig>,
+    /// `dbs:` entries in directory form (`dir:` + `pattern:`), in file order.
+    pub dirs: Vec<DirConfig>,
     /// `addr:` — bind address of the Prometheus `/metrics` server (e.g. `":9090"`); `None`
     /// (the default, or an empty string) = no server. Validated by the server at start-up.
     pub addr: Option<String>,
@@ -490,6 +494,13 @@ impl Config {
     pub fn find_db(&self, db_path: &Path) -> Option<&DbConfig> {
         let wanted = paths::absolutize(db_path).unwrap_or_else(|_| paths::clean_path(db_path));
         self.dbs.iter().find(|db| db.path == wanted)
+    }
+
+    /// The config of `db_path` from a directory entry ([`DirConfig::db_config`]) whose name
+    /// rules it meets, for databases not listed by `path:` ([`Config::find_db`] first).
+    pub fn find_db_in_dirs(&self, db_path: &Path) -> Option<DbConfig> {
+        let wanted = paths::absolutize(db_path).unwrap_or_else(|_| paths::clean_path(db_path));
+        self.dirs.iter().find_map(|d| d.db_config(&wanted))
     }
 
     fn load_impl(path: &Path, lookup: Option<EnvLookup<'_>>) -> Result<LoadedConfig, ConfigError> {
