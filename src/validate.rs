@@ -51,7 +51,7 @@ pub fn write_image(reader: &rusqlite::Connection, out: &Path) -> Result<()> {
 /// compared: the file change counter (24..28), the schema cookie (40..44, the copy's old
 /// cookie + 1) and version-valid-for and the SQLite version (92..100). Everything else,
 /// including every other page whole, must match.
-const UNCOMPARED: [std::ops::Range<usize>; 3] = [24..28, 40..44, 92..100];
+pub const UNCOMPARED: [std::ops::Range<usize>; 3] = [24..28, 40..44, 92..100];
 
 /// Compares two SQLite database files page by page (see [`UNCOMPARED`] for page 1).
 /// Returns the number of pages of `image`, and `None` when both hold the same pages, else
