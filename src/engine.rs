@@ -534,6 +534,9 @@ fn spawn_db_tasks(
     ));
     for r in &h.replicas {
         tasks.spawn(r.clone().run(stop_rx.clone()));
+        if r.validation_interval().is_some() {
+            tasks.spawn(r.clone().run_validation(stop_rx.clone()));
+        }
     }
 }
 

@@ -62,8 +62,41 @@ pub struct Replica {
     wake: tokio::sync::Notify,
     urgent: std::sync::atomic::AtomicBool,
     state: Mutex<RunState>,
+    /// Set by a validation while it freezes the database and brings the replica to the
+    /// frozen position (see [`Replica::validate`]).
+    validation_cap: Mutex<ValidationCap>,
     events: std::sync::OnceLock<tokio::sync::broadcast::Sender<Event>>,
     metrics: crate::metrics::ReplicaMetrics,
+}
+
+/// How far syncs may upload while a validation runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ValidationCap {
+    /// No validation in progress.
+    Off,
+    /// The database is being frozen: upload nothing new.
+    Hold,
+    /// Upload up to this position and no further.
+    At(Pos),
+}
+
+/// Lifts the cap when the validation's catch-up ends, however it ends.
+struct CapGuard<'a>(&'a Replica);
+
+impl CapGuard<'_> {
+    fn set(&self, cap: ValidationCap) {
+        *self
+            .0
+            .validation_cap
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = cap;
+    }
+}
+
+impl Drop for CapGuard<'_> {
+    fn drop(&mut self) {
+        self.set(ValidationCap::Off);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -87,6 +120,7 @@ impl Replica {
             wake: tokio::sync::Notify::new(),
             urgent: std::sync::atomic::AtomicBool::new(false),
             state: Mutex::new(RunState::default()),
+            validation_cap: Mutex::new(ValidationCap::Off),
             events: std::sync::OnceLock::new(),
             metrics,
         })
@@ -95,6 +129,11 @@ impl Replica {
     /// The replica's name.
     pub fn name(&self) -> &str {
         &self.opts.name
+    }
+
+    /// `validation-interval`, if validation is on.
+    pub fn validation_interval(&self) -> Option<Duration> {
+        self.opts.validation_interval
     }
 
     /// The storage client.
@@ -198,7 +237,16 @@ impl Replica {
     /// replica has a snapshot of it. The position only advances past what the store
     /// confirmed; on any error it is forgotten and recomputed from the store next time.
     pub async fn sync(&self) -> Result<()> {
-        self.sync_capped(None).await
+        let cap = *self
+            .validation_cap
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match cap {
+            ValidationCap::Off => self.sync_capped(None).await,
+            // A validation is freezing the database; it wakes the replica right after.
+            ValidationCap::Hold => Ok(()),
+            ValidationCap::At(p) => self.sync_capped(Some(p)).await,
+        }
     }
 
     /// [`Replica::sync`], uploading no further than `cap` (when it is in the current
@@ -399,6 +447,9 @@ impl Replica {
     pub async fn validate(&self) -> Result<crate::validate::Outcome> {
         let r = self.validate_inner().await;
         match &r {
+            Ok(crate::validate::Outcome::Skipped { reason }) => {
+                debug!(db = %self.db.path().display(), replica = %self.opts.name, reason = %reason, "validator: skipped; trying again soon");
+            }
             Ok(crate::validate::Outcome::Ok { pos, pages }) => {
                 self.metrics.validation_ok.inc();
                 info!(db = %self.db.path().display(), replica = %self.opts.name, generation = %pos.generation, position = %pos, pages, "validator: status=ok");
@@ -446,6 +497,8 @@ impl Replica {
         let restored = tmp.path().join("replica");
         let db = self.db.clone();
         let img = image.clone();
+        let cap = CapGuard(self);
+        cap.set(ValidationCap::Hold);
         let pos = tokio::task::spawn_blocking(move || {
             let (pos, reader) = db.validation_reader()?;
             crate::validate::write_image(&reader, &img)?;
@@ -453,13 +506,43 @@ impl Replica {
         })
         .await
         .map_err(|e| Error::Config(format!("validation task failed: {e}")))??;
-        self.sync_capped(Some(pos)).await?;
-        if self.pos() != Some(pos) {
-            return Err(Error::Config(format!(
-                "validation skipped: the replica is at {:?}, not at the frozen position {pos}",
-                self.pos().map(|p| p.to_string())
-            )));
+        // Bring the replica exactly to `pos`: the run loop uploads up to it and no further
+        // while the cap is set. Then it goes on as usual while the restore runs.
+        cap.set(ValidationCap::At(pos));
+        let wait = (self.opts.sync_interval * 3).max(Duration::from_secs(10));
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let progressed = self.db.progress().notified();
+            tokio::pin!(progressed);
+            progressed.as_mut().enable();
+            match self.pos() {
+                Some(p) if p == pos => break,
+                Some(p)
+                    if p.generation == pos.generation
+                        && (p.index, p.offset) > (pos.index, pos.offset) =>
+                {
+                    return Ok(crate::validate::Outcome::Skipped {
+                        reason: format!("the replica passed the frozen position {pos} (at {p})"),
+                    });
+                }
+                _ if self.db.pos().is_none_or(|d| d.generation != pos.generation) => {
+                    return Ok(crate::validate::Outcome::Skipped {
+                        reason: "the database started a new generation".into(),
+                    });
+                }
+                _ => {}
+            }
+            self.wake();
+            if tokio::time::timeout_at(deadline, progressed).await.is_err() {
+                return Err(Error::Timeout(format!(
+                    "validation: the replica did not reach {pos} within {wait:?} (at {})",
+                    self.pos()
+                        .map(|p| p.to_string())
+                        .unwrap_or_else(|| "an unknown position".into())
+                )));
+            }
         }
+        drop(cap);
         let client = self.client.as_ref();
         let snaps = backend::snapshots(client, pos.generation).await?;
         let segs = backend::wal_segments(client, pos.generation).await?;
@@ -490,6 +573,38 @@ impl Replica {
         })
     }
 
+    /// Validates every `validation-interval` until `shutdown` turns true (see
+    /// [`Replica::validate`]); returns at once when validation is off. Runs beside
+    /// [`Replica::run`], which keeps uploading while a restore is compared.
+    pub async fn run_validation(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let Some(iv) = self.opts.validation_interval else {
+            return;
+        };
+        let iv = iv.max(Duration::from_millis(100));
+        let mut wait = iv;
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            wait = iv;
+            if self.db.pos().is_none() {
+                continue;
+            }
+            // Errors are logged and counted inside.
+            let r = tokio::select! {
+                r = self.validate() => r,
+                _ = shutdown.changed() => return,
+            };
+            if let Ok(crate::validate::Outcome::Skipped { .. }) = r {
+                wait = iv.min(Duration::from_secs(1));
+            }
+        }
+    }
+
     fn retention_interval(&self) -> Option<Duration> {
         let keep = self.opts.retention?;
         Some(
@@ -517,11 +632,6 @@ impl Replica {
         let mut last_error: Option<String> = None;
         // Like Litestream: the first retention run comes one interval after start.
         let mut next_retention = self.retention_interval().map(|iv| Instant::now() + iv);
-        let validation_interval = self
-            .opts
-            .validation_interval
-            .map(|iv| iv.max(Duration::from_millis(100)));
-        let mut next_validation = validation_interval.map(|iv| Instant::now() + iv);
         loop {
             if *shutdown.borrow() {
                 return;
@@ -542,18 +652,6 @@ impl Replica {
                 }
                 next_retention = self.retention_interval().map(|iv| Instant::now() + iv);
             }
-            if let (Some(at), Some(iv)) = (next_validation, validation_interval)
-                && Instant::now() >= at
-            {
-                if failures == 0 && self.db.pos().is_some() {
-                    // Errors are logged and counted inside.
-                    let _ = tokio::select! {
-                        r = self.validate() => r,
-                        _ = shutdown.changed() => return,
-                    };
-                }
-                next_validation = Some(Instant::now() + iv);
-            }
             // Wait for something to do.
             if self.up_to_date() && failures == 0 {
                 let snap_wait = self.snapshot_due();
@@ -572,7 +670,6 @@ impl Replica {
                     // Scheduled snapshots and retention run at the top of the loop.
                     _ = sleep_opt(snap_wait) => continue,
                     _ = sleep_opt(next_retention.map(|at| at.saturating_duration_since(Instant::now()))) => continue,
-                    _ = sleep_opt(next_validation.map(|at| at.saturating_duration_since(Instant::now()))) => continue,
                 }
             }
             // Respect sync-interval between uploads (and back off after failures).

@@ -25,6 +25,9 @@ pub enum Outcome {
     Ok { pos: Pos, pages: u64 },
     /// The replica does not restore to the database at `pos`.
     Mismatch { pos: Pos, detail: String },
+    /// Nothing was compared this time (the database started a new generation meanwhile,
+    /// or the replica was already past the frozen position); try again soon.
+    Skipped { reason: String },
 }
 
 /// Writes the database as `reader` sees it (its open read transaction, if any) into a new
