@@ -496,6 +496,20 @@ impl Config {
         self.dbs.iter().find(|db| db.path == wanted)
     }
 
+    /// Every database: the listed ones, then those the directory entries hold now (listed
+    /// ones first wins). Scans the directories (blocking).
+    pub fn all_dbs(&self) -> Vec<DbConfig> {
+        let mut out = self.dbs.clone();
+        for d in &self.dirs {
+            for p in d.scan() {
+                if d.classify(&p) == Candidate::Database && out.iter().all(|c| c.path != p) {
+                    out.extend(d.db_config(&p));
+                }
+            }
+        }
+        out
+    }
+
     /// The config of `db_path` from a directory entry ([`DirConfig::db_config`]) whose name
     /// rules it meets, for databases not listed by `path:` ([`Config::find_db`] first).
     pub fn find_db_in_dirs(&self, db_path: &Path) -> Option<DbConfig> {

@@ -150,6 +150,17 @@ fn directory_entry_replicates_new_databases_and_skips_other_files() {
         .filter(|l| l.contains("initialized db") && l.contains("path="))
         .count();
     assert_eq!(initialized, 3, "three databases started:\n{logs}");
+    // The listing commands know the directory's databases.
+    let out = common::walship(&["databases", "-config", s(&cfg)], t.path());
+    out.assert_ok();
+    for db in ["a.db", "b.db", "eu/c.db"] {
+        assert!(
+            out.stdout.contains(s(&data.join(db))),
+            "databases lists {db}: {}",
+            out.stdout
+        );
+    }
+    assert!(!out.stdout.contains("notes.db"), "{}", out.stdout);
     let picked_up = logs
         .lines()
         .filter(|l| l.contains("new database in watched directory"))

@@ -3,7 +3,9 @@
 //! at once with default settings (sync-interval 1s, monitor-interval 1s,
 //! checkpoint-interval 1m, retention 24h checked hourly):
 //! - an idle database (no writes after start-up);
-//! - a database with one committed transaction every second.
+//! - a database with one committed transaction every second;
+//! - the same with `retention: 1m` checked every 20 s, so that retention's listing, snapshots
+//!   and deletes are in the count (with the defaults they come once an hour).
 //!
 //! Counting starts after a 75 s warm-up (start-up, first snapshot, first segments, and the
 //! first time-based checkpoint one checkpoint-interval after start, which ships one segment
@@ -29,12 +31,22 @@ use std::time::{Duration, Instant};
 use common::{Proc, TestDir, Tool, s};
 use servers::{FaultProxy, MotoServer, ProxyStats, s3_replica_yaml};
 
-fn config(dir: &Path, name: &str, db: &Path, proxy: &FaultProxy, bucket: &str) -> PathBuf {
-    let y = format!(
+fn config(
+    dir: &Path,
+    name: &str,
+    db: &Path,
+    proxy: &FaultProxy,
+    bucket: &str,
+    retention: bool,
+) -> PathBuf {
+    let mut y = format!(
         "dbs:\n  - path: \"{}\"\n    replicas:\n{}",
         s(db),
         s3_replica_yaml(proxy.port(), bucket, "db", "1s")
     );
+    if retention {
+        y.push_str("        retention: 1m\n        retention-check-interval: 20s\n");
+    }
     let p = dir.join(name);
     fs::write(&p, y).expect("write config");
     p
@@ -76,13 +88,20 @@ fn requests_per_hour_idle_and_one_commit_per_second() {
     let tools = [Tool::Walship, Tool::Litestream(ls)];
     let mut runs = Vec::new();
     for tool in &tools {
-        for load in ["idle", "busy"] {
+        for load in ["idle", "busy", "retention"] {
             let bucket = format!("{}-{load}", tool.name());
             moto.create_bucket(&bucket);
             let proxy = FaultProxy::start(moto.proc.addr());
             let db = t.join(format!("{bucket}.db"));
             create_db(&db);
-            let cfg = config(t.path(), &format!("{bucket}.yml"), &db, &proxy, &bucket);
+            let cfg = config(
+                t.path(),
+                &format!("{bucket}.yml"),
+                &db,
+                &proxy,
+                &bucket,
+                load == "retention",
+            );
             let p = Proc::replicate(t.path(), tool, &cfg);
             runs.push((tool.name(), load, db, proxy, p));
         }
@@ -91,7 +110,7 @@ fn requests_per_hour_idle_and_one_commit_per_second() {
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = runs
         .iter()
-        .filter(|r| r.1 == "busy")
+        .filter(|r| r.1 != "idle")
         .map(|r| {
             let (db, stop) = (r.2.clone(), stop.clone());
             std::thread::spawn(move || {
@@ -133,10 +152,10 @@ fn requests_per_hour_idle_and_one_commit_per_second() {
              by method {by}",
             r.0,
             r.1,
-            if r.1 == "idle" {
-                "no writes"
-            } else {
-                "one commit per second"
+            match r.1 {
+                "idle" => "no writes",
+                "busy" => "one commit per second",
+                _ => "one commit per second, retention 1m checked every 20 s",
             },
         );
         per_hour.insert((r.0, r.1), hourly);
@@ -144,7 +163,7 @@ fn requests_per_hour_idle_and_one_commit_per_second() {
     for mut r in runs {
         r.4.stop();
     }
-    for load in ["idle", "busy"] {
+    for load in ["idle", "busy", "retention"] {
         let w = per_hour[&("walship", load)];
         let l = per_hour[&("litestream", load)];
         assert!(

@@ -236,19 +236,7 @@ pub fn databases(args: super::DatabasesArgs) -> Result<()> {
     let loaded = args.config.load()?;
     let mut rows = vec![vec!["path".to_string(), "replicas".to_string()]];
     // Directory entries list the databases they hold now.
-    let in_dirs: Vec<walship::config::DbConfig> = loaded
-        .config
-        .dirs
-        .iter()
-        .flat_map(|d| {
-            d.scan()
-                .into_iter()
-                .filter(|p| d.classify(p) == walship::config::Candidate::Database)
-                .filter_map(|p| d.db_config(&p))
-        })
-        .filter(|c| loaded.config.find_db(&c.path).is_none())
-        .collect();
-    for db in loaded.config.dbs.iter().chain(&in_dirs) {
+    for db in &loaded.config.all_dbs() {
         rows.push(vec![
             db.path.display().to_string(),
             db.replicas
