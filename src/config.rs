@@ -67,7 +67,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use dir::{Candidate, DirConfig, SQLITE_MAGIC};
+pub use dir::{Candidate, DirConfig};
 pub use duration::{GoDuration, parse_go_duration};
 pub use env::{expand_env, expand_env_with};
 pub use error::ConfigError;

@@ -56,7 +56,12 @@ fn directory_entry_replicates_new_databases_and_skips_other_files() {
     let data = t.subdir("tenants");
     let replica = t.subdir("replica");
     write_rows(&data.join("a.db"), 5);
-    fs::write(data.join("notes.db"), "not a database, just notes\n").unwrap();
+    // Longer than a page, so SQLite itself has to look at the header to refuse it.
+    fs::write(
+        data.join("notes.db"),
+        "not a database, just notes\n".repeat(100),
+    )
+    .unwrap();
     fs::write(data.join("readme.txt"), "ignored by name\n").unwrap();
     let cfg = t.join("litestream.yml");
     fs::write(
@@ -114,7 +119,11 @@ fn directory_entry_replicates_new_databases_and_skips_other_files() {
 
     // The non-SQLite file changes a few times: still one warning.
     for i in 0..3 {
-        fs::write(data.join("notes.db"), format!("more notes {i}\n")).unwrap();
+        fs::write(
+            data.join("notes.db"),
+            format!("more notes {i}\n").repeat(100),
+        )
+        .unwrap();
         std::thread::sleep(Duration::from_millis(200));
     }
     // The real Litestream restores the per-database replica walship wrote.

@@ -6,9 +6,6 @@ use std::path::{Path, PathBuf};
 
 use super::{DbConfig, ReplicaTarget};
 
-/// The 16 bytes every SQLite database file starts with.
-pub const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
-
 /// A `dbs:` entry in directory form.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DirConfig {
@@ -36,9 +33,9 @@ pub enum Candidate {
     /// Not a database file by name: outside the directory (or too deep without
     /// `recursive`), hidden, not matching the pattern, or a SQLite side file.
     Ignored,
-    /// Too short to tell yet (a database being created): look again later.
+    /// Empty, or not readable yet (a database being created): look again later.
     NotYet,
-    /// Matches by name, but its first bytes are not SQLite's header.
+    /// Matches by name, but SQLite says it is not a database (its header is not SQLite's).
     NotSqlite,
 }
 
@@ -83,26 +80,43 @@ impl DirConfig {
     }
 
     /// Whether `path` is a database to replicate, by name ([`DirConfig::relative`]) and by
-    /// its first 16 bytes (SQLite's header magic). Reads at most 16 bytes.
+    /// content: SQLite must accept it (it checks the header magic, `SQLite format 3\0`).
+    ///
+    /// The file is read through a read-only SQLite connection, never a plain open and
+    /// close: closing any descriptor of a database file drops every POSIX lock the process
+    /// holds on it (the application's own, when walship is embedded), while SQLite's VFS
+    /// keeps them. Empty files, and databases SQLite cannot read yet (being created, locked),
+    /// are [`Candidate::NotYet`]; files shorter than the smallest page (512 bytes) are not
+    /// databases.
     pub fn classify(&self, path: &Path) -> Candidate {
         if self.relative(path).is_none() {
             return Candidate::Ignored;
         }
-        let mut head = [0u8; 16];
-        let n = match std::fs::File::open(path) {
-            Ok(f) => read_prefix(&f, &mut head),
-            Err(_) => return Candidate::Ignored,
-        };
         match std::fs::metadata(path) {
-            Ok(md) if md.is_file() => {}
+            // SQLite takes a file shorter than one page for an empty database without
+            // looking at it; a real one is at least one page (512 bytes or more) once its
+            // header is written.
+            Ok(md) if md.is_file() && md.len() >= 512 => {}
+            Ok(md) if md.is_file() && md.len() > 0 => return Candidate::NotSqlite,
+            Ok(md) if md.is_file() => return Candidate::NotYet,
             _ => return Candidate::Ignored,
         }
-        if n < head.len() {
-            Candidate::NotYet
-        } else if &head == SQLITE_MAGIC {
-            Candidate::Database
-        } else {
-            Candidate::NotSqlite
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let Ok(c) = rusqlite::Connection::open_with_flags(path, flags) else {
+            return Candidate::NotYet;
+        };
+        // SQLite reads page 1 (and checks the magic) when the file holds at least a page;
+        // a file emptied since the size check above reads as an empty database: 0 pages.
+        match c.query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0)) {
+            Ok(n) if n > 0 => Candidate::Database,
+            Ok(_) => Candidate::NotYet,
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::NotADatabase =>
+            {
+                Candidate::NotSqlite
+            }
+            Err(_) => Candidate::NotYet,
         }
     }
 
@@ -176,19 +190,6 @@ impl DirConfig {
     }
 }
 
-fn read_prefix(f: &std::fs::File, buf: &mut [u8]) -> usize {
-    use std::io::Read;
-    let mut done = 0;
-    let mut f = f;
-    while done < buf.len() {
-        match f.read(&mut buf[done..]) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => done += n,
-        }
-    }
-    done
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,6 +247,34 @@ mod tests {
             Some(PathBuf::from("eu/a.db"))
         );
         assert_eq!(r.relative(Path::new("/data/tenants/.hidden/a.db")), None);
+    }
+
+    #[test]
+    fn content_decides_among_matching_names() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut d = dc(false);
+        d.dir = tmp.path().to_path_buf();
+        let p = |n: &str| tmp.path().join(n);
+        std::fs::write(p("empty.db"), b"").unwrap();
+        std::fs::write(
+            p("notes.db"),
+            "not a database, only some notes: ".repeat(10),
+        )
+        .unwrap();
+        std::fs::write(p("long.db"), "not a database either\n".repeat(100)).unwrap();
+        let c = rusqlite::Connection::open(p("real.db")).unwrap();
+        c.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(x);")
+            .unwrap();
+        assert_eq!(d.classify(&p("empty.db")), Candidate::NotYet);
+        assert_eq!(d.classify(&p("notes.db")), Candidate::NotSqlite);
+        assert_eq!(d.classify(&p("long.db")), Candidate::NotSqlite);
+        assert_eq!(d.classify(&p("real.db")), Candidate::Database);
+        assert_eq!(d.classify(&p("real.db-wal")), Candidate::Ignored);
+        assert_eq!(d.classify(&p("missing.db")), Candidate::Ignored);
+        assert_eq!(
+            d.scan(),
+            vec![p("empty.db"), p("long.db"), p("notes.db"), p("real.db")]
+        );
     }
 
     #[test]
