@@ -26,6 +26,8 @@
 //!   contradicts the `url:` scheme;
 //! * the v0.5 single `replica:` block is accepted as a one-element `replicas:` list (with a
 //!   warning) instead of leaving the database without replicas;
+//! * the v0.5 directory form of a `dbs:` entry (`dir:` + `pattern:`, with `recursive:` and
+//!   `watch:`) replicates every SQLite database in a directory ([`DirConfig`]);
 //! * `$$` and `${VAR:-default}` work in env expansion;
 //! * `s3://bucket.s3.amazonaws.com/…` means bucket `bucket`.
 //!
