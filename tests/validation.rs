@@ -177,8 +177,13 @@ async fn corrupted_snapshot_page_is_detected_and_starts_a_new_generation() {
     });
 
     // Detected within the next interval or two (one validation may be under way).
+    let corrupted = Instant::now();
     s.wait_for("the mismatch", INTERVAL * 6, |s| s.counts().1 > err0)
         .await;
+    eprintln!(
+        "MEASURE: corrupted snapshot page detected {:?} after the corruption (validation-interval {INTERVAL:?})",
+        corrupted.elapsed()
+    );
     s.wait_for(
         "a new generation on the replica",
         Duration::from_secs(10),
