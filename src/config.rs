@@ -26,6 +26,8 @@
 //!   contradicts the `url:` scheme;
 //! * the v0.5 single `replica:` block is accepted as a one-element `replicas:` list (with a
 //!   warning) instead of leaving the database without replicas;
+//! * the v0.5 directory form of a `dbs:` entry (`dir:` + `pattern:`, with `recursive:` and
+//!   `watch:`) replicates every SQLite database in a directory ([`DirConfig`]);
 //! * `$$` and `${VAR:-default}` work in env expansion;
 //! * `s3://bucket.s3.amazonaws.com/…` means bucket `bucket`.
 //!
@@ -51,6 +53,7 @@
 //! # Ok::<(), walship::config::ConfigError>(())
 //! ```
 
+mod dir;
 mod duration;
 mod env;
 mod error;
@@ -66,6 +69,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use dir::{Candidate, DirConfig};
 pub use duration::{GoDuration, parse_go_duration};
 pub use env::{expand_env, expand_env_with};
 pub use error::ConfigError;
@@ -160,6 +164,8 @@ pub struct Config {
     /// `dbs:` — the databases to replicate, in file order. May be empty: `replicate` then
     /// logs "no databases specified in configuration" and keeps running, as Litestream does.
     pub dbs: Vec<DbConfig>,
+    /// `dbs:` entries in directory form (`dir:` + `pattern:`), in file order.
+    pub dirs: Vec<DirConfig>,
     /// `addr:` — bind address of the Prometheus `/metrics` server (e.g. `":9090"`); `None`
     /// (the default, or an empty string) = no server. Validated by the server at start-up.
     pub addr: Option<String>,
@@ -490,6 +496,27 @@ impl Config {
     pub fn find_db(&self, db_path: &Path) -> Option<&DbConfig> {
         let wanted = paths::absolutize(db_path).unwrap_or_else(|_| paths::clean_path(db_path));
         self.dbs.iter().find(|db| db.path == wanted)
+    }
+
+    /// Every database: the listed ones, then those the directory entries hold now (listed
+    /// ones first wins). Scans the directories (blocking).
+    pub fn all_dbs(&self) -> Vec<DbConfig> {
+        let mut out = self.dbs.clone();
+        for d in &self.dirs {
+            for p in d.scan() {
+                if d.classify(&p) == Candidate::Database && out.iter().all(|c| c.path != p) {
+                    out.extend(d.db_config(&p));
+                }
+            }
+        }
+        out
+    }
+
+    /// The config of `db_path` from a directory entry ([`DirConfig::db_config`]) whose name
+    /// rules it meets, for databases not listed by `path:` ([`Config::find_db`] first).
+    pub fn find_db_in_dirs(&self, db_path: &Path) -> Option<DbConfig> {
+        let wanted = paths::absolutize(db_path).unwrap_or_else(|_| paths::clean_path(db_path));
+        self.dirs.iter().find_map(|d| d.db_config(&wanted))
     }
 
     fn load_impl(path: &Path, lookup: Option<EnvLookup<'_>>) -> Result<LoadedConfig, ConfigError> {

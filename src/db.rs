@@ -1113,6 +1113,72 @@ impl Db {
         ))
     }
 
+    /// Freezes the database for validation: copies everything committed into the shadow
+    /// WAL while holding the write lock (so nothing commits meanwhile), then opens a read
+    /// transaction on a new connection, which therefore sees exactly the returned position.
+    /// Application writers wait only for the copy. Blocking.
+    pub fn validation_reader(&self) -> Result<(Pos, rusqlite::Connection)> {
+        self.sync()?;
+        let mut inner = self.lock();
+        self.conn(&mut inner)?.lock()?;
+        let r = (|| {
+            if let Advance::NewGeneration(reason) = self.advance(&mut inner)? {
+                return Err(Error::Config(format!(
+                    "validation skipped: the next sync starts a new generation ({reason})"
+                )));
+            }
+            let pos = inner
+                .shadow
+                .as_ref()
+                .map(Shadow::pos)
+                .ok_or(Error::NoGeneration)?;
+            let p = self.opts.path.display().to_string();
+            let reader = rusqlite::Connection::open_with_flags(
+                &self.opts.path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(Error::sqlite(format!("open validation reader on {p}")))?;
+            reader
+                .execute_batch("BEGIN")
+                .map_err(Error::sqlite(format!("begin validation read on {p}")))?;
+            // The read transaction takes its snapshot at the first read.
+            reader
+                .query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map_err(Error::sqlite(format!("validation read on {p}")))?;
+            Ok((pos, reader))
+        })();
+        let unlocked = self.conn(&mut inner).and_then(|c| c.unlock());
+        let pos = inner.shadow.as_ref().map(Shadow::pos);
+        drop(inner);
+        self.pos_tx.send_if_modified(|p| {
+            let changed = *p != pos;
+            *p = pos;
+            changed
+        });
+        let v = r?;
+        unlocked?;
+        Ok(v)
+    }
+
+    /// Starts a new generation now (and with it a new snapshot on every replica), e.g.
+    /// after a replica failed validation. Blocking.
+    pub fn force_new_generation(&self, reason: &str) -> Result<()> {
+        let mut inner = self.lock();
+        self.conn(&mut inner)?;
+        let r = self.create_generation(&mut inner, reason);
+        let pos = inner.shadow.as_ref().map(Shadow::pos);
+        drop(inner);
+        self.pos_tx.send_if_modified(|p| {
+            let changed = *p != pos;
+            *p = pos;
+            changed
+        });
+        r
+    }
+
     /// Closes the engine's connections (the final sync must have run).
     pub fn close(&self) {
         let mut inner = self.lock();

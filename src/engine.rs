@@ -25,7 +25,7 @@
 //! # Ok(())
 //! # }
 //! ```
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -37,7 +37,7 @@ use tracing::{debug, error, info, warn};
 use crate::backend::ReplicaClient;
 use crate::backend::file::FileClient;
 use crate::backend::object::ObjectClient;
-use crate::config::{Config, DbConfig, ReplicaTarget};
+use crate::config::{Candidate, Config, DbConfig, DirConfig, ReplicaTarget};
 use crate::db::{Db, DbOptions};
 use crate::error::{Error, Result};
 use crate::event::{DbStatus, Event};
@@ -57,13 +57,23 @@ pub struct DbHandle {
 #[derive(Debug)]
 pub struct Engine {
     dbs: Vec<DbHandle>,
+    /// Directory entries with `watch: true`: watched for new databases while running.
+    watched_dirs: Vec<DirWatch>,
     events: broadcast::Sender<Event>,
+}
+
+/// A watched directory entry and the files already warned about.
+#[derive(Debug)]
+struct DirWatch {
+    config: DirConfig,
+    warned: HashSet<PathBuf>,
 }
 
 impl Default for Engine {
     fn default() -> Engine {
         Engine {
             dbs: Vec::new(),
+            watched_dirs: Vec::new(),
             events: broadcast::channel(1024).0,
         }
     }
@@ -109,27 +119,54 @@ impl Engine {
         Engine::default()
     }
 
-    /// Builds an engine for every database of `config`.
+    /// Builds an engine for every database of `config`, including the databases found now
+    /// in its directory entries (`dir:` + `pattern:`); those with `watch: true` are watched
+    /// for new databases once the engine runs.
     pub fn from_config(config: &Config) -> Result<Engine> {
         let mut e = Engine::new();
         for dbc in &config.dbs {
-            let mut replicas = Vec::new();
-            for rc in &dbc.replicas {
-                let client = client_for(&rc.target).map_err(|err| {
-                    Error::Config(format!(
-                        "db {}: replica {:?}: {err}",
-                        dbc.path.display(),
-                        rc.name
-                    ))
-                })?;
-                let mut o = ReplicaOptions::new(rc.name.clone());
-                o.sync_interval = rc.sync_interval;
-                o.snapshot_interval = rc.snapshot_interval;
-                o.retention = rc.retention;
-                o.retention_check_interval = rc.retention_check_interval;
-                replicas.push((client, o));
+            e.add_db(db_options(dbc), replicas_for(dbc)?);
+        }
+        let mut known: HashSet<PathBuf> = config.dbs.iter().map(|d| d.path.clone()).collect();
+        for dc in &config.dirs {
+            if !dc.dir.is_dir() {
+                return Err(Error::Config(format!(
+                    "directory {} (dir: of a dbs: entry) does not exist; create it or fix the path",
+                    dc.dir.display()
+                )));
             }
-            e.add_db(db_options(dbc), replicas);
+            let mut warned = HashSet::new();
+            let mut found = 0;
+            for p in dc.scan() {
+                match dc.classify(&p) {
+                    Candidate::Database if known.insert(p.clone()) => {
+                        if let Some(dbc) = dc.db_config(&p) {
+                            e.add_db(db_options(&dbc), replicas_for(&dbc)?);
+                            found += 1;
+                        }
+                    }
+                    Candidate::NotSqlite => {
+                        warn!(path = %p.display(), dir = %dc.dir.display(), "skipping file: it matches the pattern but is not a SQLite database");
+                        warned.insert(p);
+                    }
+                    _ => {}
+                }
+            }
+            info!(dir = %dc.dir.display(), pattern = %dc.pattern, databases = found, watch = dc.watch, "scanned directory");
+            if found == 0 && !dc.watch {
+                return Err(Error::Config(format!(
+                    "no SQLite databases found in directory {} with pattern {}; add watch: true \
+                     to pick up databases created later",
+                    dc.dir.display(),
+                    dc.pattern
+                )));
+            }
+            if dc.watch {
+                e.watched_dirs.push(DirWatch {
+                    config: dc.clone(),
+                    warned,
+                });
+            }
         }
         Ok(e)
     }
@@ -140,21 +177,7 @@ impl Engine {
         opts: DbOptions,
         replicas: Vec<(Arc<dyn ReplicaClient>, ReplicaOptions)>,
     ) -> DbHandle {
-        let db = Db::new(opts);
-        db.set_events(self.events.clone());
-        let replicas: Vec<Arc<Replica>> = replicas
-            .into_iter()
-            .map(|(c, o)| {
-                let r = Replica::new(db.clone(), c, o);
-                r.set_events(self.events.clone());
-                r
-            })
-            .collect();
-        let h = DbHandle {
-            db,
-            replicas,
-            waker: Arc::new(Notify::new()),
-        };
+        let h = new_handle(&self.events, opts, replicas);
         self.dbs.push(h.clone());
         h
     }
@@ -179,31 +202,24 @@ impl Engine {
         }
         let (watcher, watched) = start_watcher(&self.dbs, wakers);
         for h in &self.dbs {
-            info!(path = %h.db.path().display(), "initialized db");
-            for r in &h.replicas {
-                info!(db = %h.db.path().display(), name = r.name(), r#type = r.client().type_name(), location = %r.client().location(), "replicating to");
-            }
             let notified = h.db.path().parent().is_some_and(|d| watched.contains(d));
-            tasks.spawn(monitor(
-                h.db.clone(),
-                h.replicas.clone(),
-                h.waker.clone(),
-                notified,
-                stop_rx.clone(),
-            ));
-            for r in &h.replicas {
-                tasks.spawn(r.clone().run(stop_rx.clone()));
-            }
+            spawn_db_tasks(&mut tasks, h, notified, &stop_rx);
         }
-        EngineHandle {
-            inner: Arc::new(Shared {
-                dbs: self.dbs,
-                events: self.events,
-                stop_tx,
-                tasks: tokio::sync::Mutex::new(Some(tasks)),
-                watcher: Mutex::new(watcher),
-            }),
+        let shared = Arc::new(Shared {
+            dbs: std::sync::RwLock::new(self.dbs),
+            events: self.events,
+            stop_tx,
+            tasks: tokio::sync::Mutex::new(None),
+            watcher: Mutex::new(watcher),
+        });
+        for d in self.watched_dirs {
+            tasks.spawn(watch_dir(d, Arc::downgrade(&shared), stop_rx.clone()));
         }
+        *shared
+            .tasks
+            .try_lock()
+            .expect("no one else holds the new engine's task set") = Some(tasks);
+        EngineHandle { inner: shared }
     }
 
     /// Runs until `shutdown` completes, then syncs every database and replica one last time.
@@ -217,7 +233,8 @@ impl Engine {
 }
 
 struct Shared {
-    dbs: Vec<DbHandle>,
+    /// Grows while running when a watched directory gains a database.
+    dbs: std::sync::RwLock<Vec<DbHandle>>,
     events: broadcast::Sender<Event>,
     stop_tx: watch::Sender<bool>,
     tasks: tokio::sync::Mutex<Option<tokio::task::JoinSet<()>>>,
@@ -234,23 +251,33 @@ pub struct EngineHandle {
 impl std::fmt::Debug for EngineHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EngineHandle")
-            .field("dbs", &self.inner.dbs.len())
+            .field("dbs", &self.inner.dbs().len())
             .finish()
     }
 }
 
+impl Shared {
+    fn dbs(&self) -> std::sync::RwLockReadGuard<'_, Vec<DbHandle>> {
+        self.dbs.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 impl EngineHandle {
-    /// The databases.
-    pub fn dbs(&self) -> &[DbHandle] {
-        &self.inner.dbs
+    /// The databases (a snapshot: a watched directory may add more while running).
+    pub fn dbs(&self) -> Vec<DbHandle> {
+        self.inner.dbs().clone()
     }
 
     /// The database at `path` (as configured: absolute).
-    pub fn db(&self, path: &Path) -> Option<&DbHandle> {
-        self.inner.dbs.iter().find(|h| h.db.path() == path)
+    pub fn db(&self, path: &Path) -> Option<DbHandle> {
+        self.inner
+            .dbs()
+            .iter()
+            .find(|h| h.db.path() == path)
+            .cloned()
     }
 
-    fn db_or_err(&self, path: &Path) -> Result<&DbHandle> {
+    fn db_or_err(&self, path: &Path) -> Result<DbHandle> {
         self.db(path).ok_or_else(|| {
             Error::NotFound(format!(
                 "database {} is not replicated by this engine",
@@ -276,9 +303,10 @@ impl EngineHandle {
         let want = canon(&path);
         let h = self
             .inner
-            .dbs
+            .dbs()
             .iter()
             .find(|h| canon(h.db.path()) == want)
+            .cloned()
             .ok_or_else(|| {
                 Error::NotFound(format!(
                     "database {} is not replicated by this engine",
@@ -312,7 +340,7 @@ impl EngineHandle {
     /// The state of every database and replica.
     pub fn status(&self) -> Vec<DbStatus> {
         self.inner
-            .dbs
+            .dbs()
             .iter()
             .map(|h| DbStatus {
                 path: h.db.path().to_path_buf(),
@@ -411,7 +439,8 @@ impl EngineHandle {
             .take();
 
         let mut failed = Vec::new();
-        for h in &self.inner.dbs {
+        let dbs = self.dbs();
+        for h in &dbs {
             let db = h.db.clone();
             match tokio::task::spawn_blocking(move || db.sync()).await {
                 Ok(Ok(_)) => {}
@@ -439,6 +468,190 @@ impl EngineHandle {
                 backend: "shutdown".into(),
                 message: format!("final sync failed for {}", failed.join("; ")),
             })
+        }
+    }
+}
+
+/// The storage clients and options of a database's replicas.
+fn replicas_for(dbc: &DbConfig) -> Result<Vec<(Arc<dyn ReplicaClient>, ReplicaOptions)>> {
+    let mut replicas = Vec::new();
+    for rc in &dbc.replicas {
+        let client = client_for(&rc.target).map_err(|err| {
+            Error::Config(format!(
+                "db {}: replica {:?}: {err}",
+                dbc.path.display(),
+                rc.name
+            ))
+        })?;
+        let mut o = ReplicaOptions::new(rc.name.clone());
+        o.sync_interval = rc.sync_interval;
+        o.snapshot_interval = rc.snapshot_interval;
+        o.retention = rc.retention;
+        o.retention_check_interval = rc.retention_check_interval;
+        o.validation_interval = rc.validation_interval;
+        replicas.push((client, o));
+    }
+    Ok(replicas)
+}
+
+fn new_handle(
+    events: &broadcast::Sender<Event>,
+    opts: DbOptions,
+    replicas: Vec<(Arc<dyn ReplicaClient>, ReplicaOptions)>,
+) -> DbHandle {
+    let db = Db::new(opts);
+    db.set_events(events.clone());
+    let replicas: Vec<Arc<Replica>> = replicas
+        .into_iter()
+        .map(|(c, o)| {
+            let r = Replica::new(db.clone(), c, o);
+            r.set_events(events.clone());
+            r
+        })
+        .collect();
+    DbHandle {
+        db,
+        replicas,
+        waker: Arc::new(Notify::new()),
+    }
+}
+
+fn spawn_db_tasks(
+    tasks: &mut tokio::task::JoinSet<()>,
+    h: &DbHandle,
+    notified: bool,
+    stop_rx: &watch::Receiver<bool>,
+) {
+    info!(path = %h.db.path().display(), "initialized db");
+    for r in &h.replicas {
+        info!(db = %h.db.path().display(), name = r.name(), r#type = r.client().type_name(), location = %r.client().location(), "replicating to");
+    }
+    tasks.spawn(monitor(
+        h.db.clone(),
+        h.replicas.clone(),
+        h.waker.clone(),
+        notified,
+        stop_rx.clone(),
+    ));
+    for r in &h.replicas {
+        tasks.spawn(r.clone().run(stop_rx.clone()));
+        if r.validation_interval().is_some() {
+            tasks.spawn(r.clone().run_validation(stop_rx.clone()));
+        }
+    }
+}
+
+/// Watches a directory entry with `watch: true` and starts replicating every database
+/// that appears in it: file-system notifications on the directory (recursive with
+/// `recursive: true`) say when to look, and a rescan every [`NOTIFIED_POLL_INTERVAL`] is the
+/// safety net. A file that matches the pattern but is not a SQLite database is warned
+/// about once and skipped; an empty one (a database being created) is looked at again on
+/// its next change. The same notifications wake the databases this task added.
+async fn watch_dir(
+    mut d: DirWatch,
+    shared: std::sync::Weak<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    use notify::{RecursiveMode, Watcher};
+    let dc = d.config.clone();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
+    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res {
+            for p in ev.paths {
+                let _ = tx.send(p);
+            }
+        }
+    })
+    .and_then(|mut w| {
+        let mode = if dc.recursive {
+            RecursiveMode::Recursive
+        } else {
+            RecursiveMode::NonRecursive
+        };
+        w.watch(&dc.dir, mode).map(|()| w)
+    });
+    // Kept for as long as the task runs: dropping it stops the notifications.
+    let _watcher = match watcher {
+        Ok(w) => Some(w),
+        Err(e) => {
+            warn!(dir = %dc.dir.display(), error = %e, "cannot watch directory; looking for new databases at every rescan only");
+            None
+        }
+    };
+    let notified = _watcher.is_some();
+    // Wakers of the databases under this directory that this task added, by db and -wal path.
+    let mut wakers: HashMap<PathBuf, Arc<Notify>> = HashMap::new();
+    // Every database the engine runs (the configured ones, those found at start-up, and
+    // those this task added): never added twice.
+    let mut known: HashSet<PathBuf> = match shared.upgrade() {
+        Some(s) => s.dbs().iter().map(|h| h.db.path().to_path_buf()).collect(),
+        None => return,
+    };
+    let rescan_every = dc.template.monitor_interval.max(NOTIFIED_POLL_INTERVAL);
+    let mut rescan = tokio::time::interval(rescan_every);
+    rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    rescan.tick().await;
+    loop {
+        let mut candidates: Vec<PathBuf> = tokio::select! {
+            _ = stop.changed() => return,
+            // Without a watcher the channel is closed and this branch stays disabled.
+            Some(p) = rx.recv() => {
+                if let Some(w) = wakers.get(&p) {
+                    w.notify_one();
+                    continue;
+                }
+                vec![p]
+            }
+            _ = rescan.tick() => {
+                let dc = dc.clone();
+                tokio::task::spawn_blocking(move || dc.scan()).await.unwrap_or_default()
+            }
+        };
+        // Cheap name checks first: most events are about -wal and -shm files.
+        candidates.retain(|p| !known.contains(p) && dc.relative(p).is_some());
+        if candidates.is_empty() {
+            continue;
+        }
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        for p in candidates {
+            match dc.classify(&p) {
+                Candidate::Database => {}
+                Candidate::NotSqlite => {
+                    if d.warned.insert(p.clone()) {
+                        warn!(path = %p.display(), dir = %dc.dir.display(), "skipping file: it matches the pattern but is not a SQLite database");
+                    }
+                    continue;
+                }
+                Candidate::NotYet | Candidate::Ignored => continue,
+            }
+            let Some(dbc) = dc.db_config(&p) else {
+                continue;
+            };
+            let replicas = match replicas_for(&dbc) {
+                Ok(r) => r,
+                Err(e) => {
+                    if d.warned.insert(p.clone()) {
+                        error!(path = %p.display(), error = %e, "cannot replicate new database");
+                    }
+                    continue;
+                }
+            };
+            let h = new_handle(&shared.events, db_options(&dbc), replicas);
+            let mut tasks = shared.tasks.lock().await;
+            let Some(tasks) = tasks.as_mut() else { return }; // shutting down
+            info!(path = %p.display(), dir = %dc.dir.display(), "new database in watched directory");
+            known.insert(p.clone());
+            wakers.insert(h.db.path().to_path_buf(), h.waker.clone());
+            wakers.insert(h.db.wal_path().to_path_buf(), h.waker.clone());
+            shared
+                .dbs
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(h.clone());
+            spawn_db_tasks(tasks, &h, notified, &stop);
+            h.waker.notify_one();
         }
     }
 }

@@ -41,6 +41,7 @@
 //! | [`engine`] | [`Engine`](engine::Engine): runs every database and replica of a config |
 //! | [`event`] | events and status for embedding applications |
 //! | [`retention`] | what retention may delete (pure) and deleting it |
+//! | [`validate`] | validation: restore a replica at a position, compare pages with the database |
 //! | [`metrics`] | Prometheus metrics (Litestream's names) and the `addr:` HTTP server |
 pub mod backend;
 pub mod compress;
@@ -56,6 +57,7 @@ pub mod replica;
 pub mod restore;
 pub mod retention;
 pub mod sqlite;
+pub mod validate;
 
 pub use error::{Error, Result};
 pub use pos::{Generation, Pos};

@@ -210,11 +210,13 @@ impl Metrics {
     pub fn replica(&self, db: &Path, name: &str) -> ReplicaMetrics {
         let db = db.display().to_string();
         let l = &[db.as_str(), name];
-        for status in ["ok", "error"] {
+        let validation = |status: &str| {
             self.replica_validation_total
-                .with_label_values(&[db.as_str(), name, status]);
-        }
+                .with_label_values(&[db.as_str(), name, status])
+        };
         ReplicaMetrics {
+            validation_ok: validation("ok"),
+            validation_error: validation("error"),
             wal_bytes: self.replica_wal_bytes.with_label_values(l),
             wal_index: self.replica_wal_index.with_label_values(l),
             wal_offset: self.replica_wal_offset.with_label_values(l),
@@ -332,6 +334,11 @@ pub struct ReplicaMetrics {
     pub wal_index: IntGauge,
     /// `litestream_replica_wal_offset`.
     pub wal_offset: IntGauge,
+    /// `litestream_replica_validation_total{status="ok"}`: validations that matched.
+    pub validation_ok: IntCounter,
+    /// `litestream_replica_validation_total{status="error"}`: validations that found a
+    /// mismatch or could not run.
+    pub validation_error: IntCounter,
 }
 
 impl ReplicaMetrics {

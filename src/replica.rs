@@ -29,6 +29,9 @@ pub struct ReplicaOptions {
     pub retention: Option<Duration>,
     /// How often retention runs (capped at `retention`). Default 1h.
     pub retention_check_interval: Duration,
+    /// Restore the replica and compare it with the database this often (see
+    /// [`crate::validate`]); `None` (the default) never validates.
+    pub validation_interval: Option<Duration>,
 }
 
 impl ReplicaOptions {
@@ -40,6 +43,7 @@ impl ReplicaOptions {
             snapshot_interval: None,
             retention: Some(Duration::from_secs(24 * 3600)),
             retention_check_interval: Duration::from_secs(3600),
+            validation_interval: None,
         }
     }
 }
@@ -58,8 +62,41 @@ pub struct Replica {
     wake: tokio::sync::Notify,
     urgent: std::sync::atomic::AtomicBool,
     state: Mutex<RunState>,
+    /// Set by a validation while it freezes the database and brings the replica to the
+    /// frozen position (see [`Replica::validate`]).
+    validation_cap: Mutex<ValidationCap>,
     events: std::sync::OnceLock<tokio::sync::broadcast::Sender<Event>>,
     metrics: crate::metrics::ReplicaMetrics,
+}
+
+/// How far syncs may upload while a validation runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ValidationCap {
+    /// No validation in progress.
+    Off,
+    /// The database is being frozen: upload nothing new.
+    Hold,
+    /// Upload up to this position and no further.
+    At(Pos),
+}
+
+/// Lifts the cap when the validation's catch-up ends, however it ends.
+struct CapGuard<'a>(&'a Replica);
+
+impl CapGuard<'_> {
+    fn set(&self, cap: ValidationCap) {
+        *self
+            .0
+            .validation_cap
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = cap;
+    }
+}
+
+impl Drop for CapGuard<'_> {
+    fn drop(&mut self) {
+        self.set(ValidationCap::Off);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -85,6 +122,7 @@ impl Replica {
             wake: tokio::sync::Notify::new(),
             urgent: std::sync::atomic::AtomicBool::new(false),
             state: Mutex::new(RunState::default()),
+            validation_cap: Mutex::new(ValidationCap::Off),
             events: std::sync::OnceLock::new(),
             metrics,
         })
@@ -103,6 +141,11 @@ impl Replica {
     /// The replica's name.
     pub fn name(&self) -> &str {
         &self.opts.name
+    }
+
+    /// `validation-interval`, if validation is on.
+    pub fn validation_interval(&self) -> Option<Duration> {
+        self.opts.validation_interval
     }
 
     /// The storage client.
@@ -188,7 +231,10 @@ impl Replica {
         let size = file.len();
         let path = layout::snapshot_path(pos.generation, pos.index);
         info!(db = %self.db.path().display(), replica = %self.opts.name, position = %pos, "write snapshot");
-        let info = self.client.put_file(&path, file.path()).await?;
+        let info = {
+            let _permit = upload_permit(self.client.type_name()).await;
+            self.client.put_file(&path, file.path()).await?
+        };
         drop(file);
         *self.last_snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Some(info.modified);
         info!(db = %self.db.path().display(), replica = %self.opts.name, position = %pos, sz = size, elapsed = ?started.elapsed(), "snapshot written");
@@ -204,7 +250,22 @@ impl Replica {
     /// replica has a snapshot of it. The position only advances past what the store
     /// confirmed; on any error it is forgotten and recomputed from the store next time.
     pub async fn sync(&self) -> Result<()> {
-        let r = self.sync_inner().await;
+        let cap = *self
+            .validation_cap
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match cap {
+            ValidationCap::Off => self.sync_capped(None).await,
+            // A validation is freezing the database; it wakes the replica right after.
+            ValidationCap::Hold => Ok(()),
+            ValidationCap::At(p) => self.sync_capped(Some(p)).await,
+        }
+    }
+
+    /// [`Replica::sync`], uploading no further than `cap` (when it is in the current
+    /// generation).
+    async fn sync_capped(&self, cap: Option<Pos>) -> Result<()> {
+        let r = self.sync_inner(cap).await;
         let up = self.up_to_date();
         {
             let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -245,7 +306,7 @@ impl Replica {
         r
     }
 
-    async fn sync_inner(&self) -> Result<()> {
+    async fn sync_inner(&self, cap: Option<Pos>) -> Result<()> {
         let mut db_pos = self.db.pos().ok_or(Error::NoGeneration)?;
         let g = db_pos.generation;
         let mut pos = match self.pos() {
@@ -284,7 +345,15 @@ impl Replica {
         // Upload up to where the database was when this sync started, not beyond: under
         // steady writes, chasing the growing tail would upload a stream of tiny segments
         // (one request each) and make sync-interval meaningless.
-        let until = db_pos;
+        let until = match cap {
+            Some(c)
+                if c.generation == db_pos.generation
+                    && (c.index, c.offset) < (db_pos.index, db_pos.offset) =>
+            {
+                c
+            }
+            _ => db_pos,
+        };
         loop {
             if pos.index > until.index || (pos.index == until.index && pos.offset >= until.offset) {
                 break;
@@ -338,7 +407,10 @@ impl Replica {
             .await
             .map_err(|e| Error::Config(format!("compress task failed: {e}")))?;
         let path = layout::wal_segment_path(at.generation, at.index, offset);
-        self.client.put(&path, Bytes::from(compressed)).await?;
+        {
+            let _permit = upload_permit(self.client.type_name()).await;
+            self.client.put(&path, Bytes::from(compressed)).await?;
+        }
         self.metrics.wal_bytes.inc_by(len);
         debug!(db = %self.db.path().display(), replica = %self.opts.name, position = %at, sz = len, "wal segment written");
         Ok(Pos::new(at.generation, at.index, at.offset + len))
@@ -375,6 +447,175 @@ impl Replica {
             );
         }
         Ok(plan)
+    }
+
+    /// Validates the replica once (see [`crate::validate`]): freezes the database at its
+    /// current position, uploads up to exactly that position, restores the replica there
+    /// into a temporary directory and compares the pages. On a mismatch (or a replica that
+    /// no longer restores) it logs an error naming the database, replica, generation and
+    /// position, counts `litestream_replica_validation_total{status="error"}`, and starts
+    /// a new generation so the next sync writes a fresh snapshot. Other errors (the store
+    /// is unreachable, the database moved to a new generation meanwhile) are returned and
+    /// also counted as `error`, without a new generation.
+    pub async fn validate(&self) -> Result<crate::validate::Outcome> {
+        let r = self.validate_inner().await;
+        match &r {
+            Ok(crate::validate::Outcome::Skipped { reason }) => {
+                debug!(db = %self.db.path().display(), replica = %self.opts.name, reason = %reason, "validator: skipped; trying again soon");
+            }
+            Ok(crate::validate::Outcome::Ok { pos, pages }) => {
+                self.metrics.validation_ok.inc();
+                info!(db = %self.db.path().display(), replica = %self.opts.name, generation = %pos.generation, position = %pos, pages, "validator: status=ok");
+            }
+            Ok(crate::validate::Outcome::Mismatch { pos, detail }) => {
+                self.metrics.validation_error.inc();
+                error!(
+                    db = %self.db.path().display(),
+                    replica = %self.opts.name,
+                    location = %self.client.location(),
+                    generation = %pos.generation,
+                    position = %pos,
+                    detail = %detail,
+                    "validator: status=mismatch: the replica does not restore to the database; starting a new generation"
+                );
+                self.emit(Event::ReplicaError {
+                    db: self.db.path().to_path_buf(),
+                    replica: self.opts.name.clone(),
+                    message: format!("validation mismatch at {pos}: {detail}"),
+                });
+                let db = self.db.clone();
+                let reason = format!("replica {} failed validation at {pos}", self.opts.name);
+                tokio::task::spawn_blocking(move || db.force_new_generation(&reason))
+                    .await
+                    .map_err(|e| Error::Config(format!("new generation task failed: {e}")))??;
+                self.set_pos(None);
+            }
+            Err(e) => {
+                self.metrics.validation_error.inc();
+                warn!(db = %self.db.path().display(), replica = %self.opts.name, error = %e, "validator: could not validate; will try again next interval");
+            }
+        }
+        r
+    }
+
+    async fn validate_inner(&self) -> Result<crate::validate::Outcome> {
+        let tmp = tempfile::Builder::new()
+            .prefix("walship-validate-")
+            .tempdir()
+            .map_err(Error::io(
+                "create temporary directory",
+                std::env::temp_dir(),
+            ))?;
+        let image = tmp.path().join("db");
+        let restored = tmp.path().join("replica");
+        let db = self.db.clone();
+        let img = image.clone();
+        let cap = CapGuard(self);
+        cap.set(ValidationCap::Hold);
+        let pos = tokio::task::spawn_blocking(move || {
+            let (pos, reader) = db.validation_reader()?;
+            crate::validate::write_image(&reader, &img)?;
+            Ok::<_, Error>(pos)
+        })
+        .await
+        .map_err(|e| Error::Config(format!("validation task failed: {e}")))??;
+        // Bring the replica exactly to `pos`: the run loop uploads up to it and no further
+        // while the cap is set. Then it goes on as usual while the restore runs.
+        cap.set(ValidationCap::At(pos));
+        let wait = (self.opts.sync_interval * 3).max(Duration::from_secs(10));
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let progressed = self.db.progress().notified();
+            tokio::pin!(progressed);
+            progressed.as_mut().enable();
+            match self.pos() {
+                Some(p) if p == pos => break,
+                Some(p)
+                    if p.generation == pos.generation
+                        && (p.index, p.offset) > (pos.index, pos.offset) =>
+                {
+                    return Ok(crate::validate::Outcome::Skipped {
+                        reason: format!("the replica passed the frozen position {pos} (at {p})"),
+                    });
+                }
+                _ if self.db.pos().is_none_or(|d| d.generation != pos.generation) => {
+                    return Ok(crate::validate::Outcome::Skipped {
+                        reason: "the database started a new generation".into(),
+                    });
+                }
+                _ => {}
+            }
+            self.wake();
+            if tokio::time::timeout_at(deadline, progressed).await.is_err() {
+                return Err(Error::Timeout(format!(
+                    "validation: the replica did not reach {pos} within {wait:?} (at {})",
+                    self.pos()
+                        .map(|p| p.to_string())
+                        .unwrap_or_else(|| "an unknown position".into())
+                )));
+            }
+        }
+        drop(cap);
+        let client = self.client.as_ref();
+        let snaps = backend::snapshots(client, pos.generation).await?;
+        let segs = backend::wal_segments(client, pos.generation).await?;
+        let plan = crate::validate::plan_at(&self.opts.name, pos, &snaps, &segs)?;
+        let sources = [crate::restore::ReplicaSource {
+            name: self.opts.name.clone(),
+            client: self.client.clone(),
+        }];
+        let opts = crate::restore::RestoreOptions::default();
+        match crate::restore::apply(&sources, &plan, &restored, &opts, &|_| {}).await {
+            Ok(_) => {}
+            // The replica's own objects do not restore: as bad as a mismatch.
+            Err(e @ Error::Corrupt { .. }) | Err(e @ Error::Sqlite { .. }) => {
+                return Ok(crate::validate::Outcome::Mismatch {
+                    pos,
+                    detail: format!("restore failed: {e}"),
+                });
+            }
+            Err(e) => return Err(e),
+        }
+        let (pages, diff) =
+            tokio::task::spawn_blocking(move || crate::validate::compare_files(&image, &restored))
+                .await
+                .map_err(|e| Error::Config(format!("compare task failed: {e}")))??;
+        Ok(match diff {
+            None => crate::validate::Outcome::Ok { pos, pages },
+            Some(detail) => crate::validate::Outcome::Mismatch { pos, detail },
+        })
+    }
+
+    /// Validates every `validation-interval` until `shutdown` turns true (see
+    /// [`Replica::validate`]); returns at once when validation is off. Runs beside
+    /// [`Replica::run`], which keeps uploading while a restore is compared.
+    pub async fn run_validation(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let Some(iv) = self.opts.validation_interval else {
+            return;
+        };
+        let iv = iv.max(Duration::from_millis(100));
+        let mut wait = iv;
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            wait = iv;
+            if self.db.pos().is_none() {
+                continue;
+            }
+            // Errors are logged and counted inside.
+            let r = tokio::select! {
+                r = self.validate() => r,
+                _ = shutdown.changed() => return,
+            };
+            if let Ok(crate::validate::Outcome::Skipped { .. }) = r {
+                wait = iv.min(Duration::from_secs(1));
+            }
+        }
     }
 
     fn retention_interval(&self) -> Option<Duration> {
@@ -504,6 +745,29 @@ impl Replica {
             }
         }
     }
+}
+
+/// Uploads in flight at once, per replica type, across every database of the process.
+/// With thousands of databases writing at once, this bounds connections, memory and the
+/// request rate; tokio's semaphore hands permits out first come, first served, and a replica
+/// takes one per object, so every database progresses in turn.
+pub const MAX_CONCURRENT_UPLOADS: usize = 16;
+
+/// Waits for an upload slot of `replica_type` (see [`MAX_CONCURRENT_UPLOADS`]).
+async fn upload_permit(replica_type: &'static str) -> tokio::sync::OwnedSemaphorePermit {
+    static SLOTS: std::sync::LazyLock<
+        Mutex<std::collections::HashMap<&'static str, Arc<tokio::sync::Semaphore>>>,
+    > = std::sync::LazyLock::new(Default::default);
+    let sem = SLOTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(replica_type)
+        .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_UPLOADS)))
+        .clone();
+    // The semaphore is never closed, so acquiring cannot fail.
+    sem.acquire_owned()
+        .await
+        .expect("upload semaphore is never closed")
 }
 
 /// An error message with every number (and a duration unit right after it) replaced by

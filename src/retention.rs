@@ -16,8 +16,6 @@
 //!   due (so the next run can let the old ones go, and restores stay short).
 use std::time::SystemTime;
 
-use futures::StreamExt;
-
 use crate::backend::{self, ReplicaClient, SnapshotInfo, WalSegmentInfo};
 use crate::error::Result;
 use crate::layout;
@@ -107,7 +105,8 @@ pub async fn list_all(client: &dyn ReplicaClient) -> Result<Vec<(Generation, Gen
     Ok(out)
 }
 
-/// Deletes what `p` names (whole generations, then single objects, 16 at a time).
+/// Deletes what `p` names: whole generations, then the single objects in one
+/// [`ReplicaClient::delete_many`] (batched on S3).
 pub async fn execute(client: &dyn ReplicaClient, p: &RetentionPlan) -> Result<()> {
     for g in &p.generations {
         client.delete_all(&layout::generation_dir(*g)).await?;
@@ -118,14 +117,8 @@ pub async fn execute(client: &dyn ReplicaClient, p: &RetentionPlan) -> Result<()
         .map(SnapshotInfo::path)
         .chain(p.segments.iter().map(WalSegmentInfo::path))
         .collect();
-    let mut deletes = futures::stream::iter(
-        paths
-            .into_iter()
-            .map(|path| async move { client.delete(&path).await }),
-    )
-    .buffer_unordered(16);
-    while let Some(r) = deletes.next().await {
-        r?;
+    if !paths.is_empty() {
+        client.delete_many(&paths).await?;
     }
     Ok(())
 }

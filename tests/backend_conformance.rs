@@ -182,6 +182,7 @@ async fn run_suite(t: Target<'_>) {
             delete_all(&t),
         )
         .await;
+        one(&mut results, b, "delete_many", delete_many(&t)).await;
     } else {
         one(&mut results, b, "read_only_refuses_put", read_only_put(&t)).await;
     }
@@ -886,6 +887,34 @@ async fn delete_all(t: &Target<'_>) -> CheckResult {
         names == ["a-5", "ab", "x"],
         "list c/tree after delete_all: want [a-5, ab, x], got {names:?}"
     );
+    Ok(())
+}
+
+async fn delete_many(t: &Target<'_>) -> CheckResult {
+    let paths: Vec<String> = (0..30).map(|i| format!("c/many/{i:02}")).collect();
+    for p in &paths {
+        t.client
+            .put(p, Bytes::from(p.as_bytes().to_vec()))
+            .await
+            .ctx(format!("put {p}"))?;
+    }
+    t.client
+        .put("c/many/keep", Bytes::from_static(b"k"))
+        .await
+        .ctx("put keep")?;
+    let mut gone = paths.clone();
+    gone.push("c/many/never-existed".into());
+    t.client.delete_many(&gone).await.ctx("delete_many")?;
+    let l = t.client.list("c/many").await.ctx("list c/many")?;
+    let names: Vec<&str> = l.iter().map(|e| e.name.as_str()).collect();
+    ensure!(
+        names == ["keep"],
+        "list after delete_many: want [keep], got {names:?}"
+    );
+    t.client
+        .delete_many(&[])
+        .await
+        .ctx("delete_many of nothing")?;
     Ok(())
 }
 

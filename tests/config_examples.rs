@@ -71,7 +71,10 @@ fn every_example_loads() {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let config = load(&name);
         assert_eq!(config.path, path, "{name}: LoadedConfig.path");
-        assert!(!config.config.dbs.is_empty(), "{name}: no databases");
+        assert!(
+            !config.config.dbs.is_empty() || !config.config.dirs.is_empty(),
+            "{name}: no databases"
+        );
         if !name.starts_with("upstream-v05") {
             assert!(
                 config.warnings.is_empty(),
@@ -90,6 +93,7 @@ fn every_example_loads() {
         "s3-url.yml",
         "http-webdav.yml",
         "http-static-restore.yml",
+        "directory.yml",
         "many-databases.yml",
         "upstream-s3-url.yml",
         "upstream-multiple-replicas.yml",
@@ -273,6 +277,35 @@ fn many_databases_example() {
     assert_eq!(spaces.access_key_id.as_deref(), Some("spaces-key"));
     assert_eq!(spaces.secret_access_key, Some(Secret::new("spaces-secret")));
     assert_eq!(replica(sessions, "webdav").target.type_name(), "http");
+}
+
+#[test]
+fn directory_example() {
+    let c = load("directory.yml").config;
+    assert!(c.dbs.is_empty());
+    let d = &c.dirs[0];
+    assert_eq!(d.dir, Path::new("/srv/tenants"));
+    assert_eq!(d.pattern, "*.db");
+    assert!(d.recursive && d.watch);
+    let tenant = c
+        .find_db_in_dirs(Path::new("/srv/tenants/eu/acme.db"))
+        .expect("a tenant database matches");
+    assert_eq!(
+        file_path(replica(&tenant, "file")),
+        Path::new("/var/backups/tenants/eu/acme.db")
+    );
+    let s3r = replica(&tenant, "s3");
+    assert_eq!(s3(s3r).bucket, "acme-backups");
+    assert_eq!(s3(s3r).path, "tenants/eu/acme.db");
+    assert_eq!(s3r.validation_interval, Some(24 * HOUR));
+    assert_eq!(s3r.retention, Some(720 * HOUR));
+    for not in [
+        "/srv/tenants/eu/acme.db-wal",
+        "/srv/tenants/notes.txt",
+        "/srv/other/x.db",
+    ] {
+        assert!(c.find_db_in_dirs(Path::new(not)).is_none(), "{not}");
+    }
 }
 
 #[test]

@@ -74,6 +74,17 @@ pub trait ReplicaClient: Send + Sync + fmt::Debug {
     async fn delete(&self, path: &str) -> Result<()>;
     /// Deletes everything under `dir`; a missing directory is not an error.
     async fn delete_all(&self, dir: &str) -> Result<()>;
+    /// Deletes many objects; missing ones are not an error. Backends that can delete in
+    /// batches override this (S3: DeleteObjects, up to 1,000 keys per request); the default
+    /// deletes one object at a time, 16 concurrently.
+    async fn delete_many(&self, paths: &[String]) -> Result<()> {
+        for chunk in paths.chunks(16) {
+            for r in futures::future::join_all(chunk.iter().map(|p| self.delete(p))).await {
+                r?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// An object being read (see [`ReplicaClient::get_stream`]).

@@ -1074,6 +1074,31 @@ impl ReplicaClient for ObjectClient {
         }
     }
 
+    async fn delete_many(&self, paths: &[String]) -> Result<()> {
+        if self.kind == Kind::Http && self.http_mode().await? == MODE_STATIC {
+            return Err(self.read_only());
+        }
+        let mut keys = Vec::with_capacity(paths.len());
+        for p in paths {
+            keys.push(self.key(p)?);
+            crate::metrics::global().operation(self.type_name(), "DELETE", 0);
+        }
+        // object_store batches these: DeleteObjects with up to 1,000 keys per request on
+        // S3, one DELETE per key (a few at a time) over HTTP.
+        let stream = futures::stream::iter(keys.into_iter().map(Ok)).boxed();
+        let mut deleted = self.store.delete_stream(stream);
+        while let Some(r) = deleted.next().await {
+            match r {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => {
+                    let what = paths.first().map(String::as_str).unwrap_or_default();
+                    return Err(self.err("delete", what, e));
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn delete_all(&self, dir: &str) -> Result<()> {
         if self.kind == Kind::Http && self.http_mode().await? == MODE_STATIC {
             return Err(self.read_only());

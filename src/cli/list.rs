@@ -235,7 +235,8 @@ pub fn databases(args: super::DatabasesArgs) -> Result<()> {
     }
     let loaded = args.config.load()?;
     let mut rows = vec![vec!["path".to_string(), "replicas".to_string()]];
-    for db in &loaded.config.dbs {
+    // Directory entries list the databases they hold now.
+    for db in &loaded.config.all_dbs() {
         rows.push(vec![
             db.path.display().to_string(),
             db.replicas

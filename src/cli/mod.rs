@@ -234,10 +234,17 @@ pub fn resolve_target(
     }
     let loaded = cfg.load()?;
     let abs = std::path::absolute(p).with_context(|| format!("resolve {arg}"))?;
-    let db = loaded
-        .config
-        .find_db(&abs)
-        .ok_or_else(|| anyhow!("database not found in config: {}", abs.display()))?;
+    let in_dir;
+    let db = match loaded.config.find_db(&abs) {
+        Some(db) => db,
+        None => {
+            in_dir = loaded
+                .config
+                .find_db_in_dirs(&abs)
+                .ok_or_else(|| anyhow!("database not found in config: {}", abs.display()))?;
+            &in_dir
+        }
+    };
     let mut replicas = Vec::new();
     for rc in &db.replicas {
         if replica.is_some_and(|r| r != rc.name) {

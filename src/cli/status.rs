@@ -227,7 +227,7 @@ fn lag_bytes(replica: Option<Pos>, db: Option<Pos>) -> Option<u64> {
 
 async fn disk_rows(config: &Config) -> Vec<Vec<String>> {
     let mut rows = Vec::new();
-    for dbc in &config.dbs {
+    for dbc in &config.all_dbs() {
         let db_pos = disk_db_pos(&engine::db_options(dbc).meta_dir());
         let path = dbc.path.display().to_string();
         if dbc.replicas.is_empty() {

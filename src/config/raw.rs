@@ -48,6 +48,15 @@ pub(crate) struct RawLogging {
 pub(crate) struct RawDb {
     #[serde(default)]
     pub path: Option<String>,
+    /// Directory form (Litestream v0.5): `dir` + `pattern` (+ `recursive`, `watch`).
+    #[serde(default)]
+    pub dir: Option<String>,
+    #[serde(default)]
+    pub pattern: Option<String>,
+    #[serde(default)]
+    pub recursive: Option<bool>,
+    #[serde(default)]
+    pub watch: Option<bool>,
     #[serde(default)]
     pub meta_path: Option<String>,
     #[serde(default)]
@@ -307,6 +316,10 @@ pub(crate) const TOP_KEYS: &[&str] = &[
 pub(crate) const LOGGING_KEYS: &[&str] = &["level", "type", "stderr"];
 pub(crate) const DB_KEYS: &[&str] = &[
     "path",
+    "dir",
+    "pattern",
+    "recursive",
+    "watch",
     "meta-path",
     "monitor-interval",
     "checkpoint-interval",
@@ -359,10 +372,6 @@ const LATER_VERSION_KEYS: &[&str] = &[
     "shutdown-sync-timeout",
     "shutdown-sync-interval",
     // db
-    "dir",
-    "pattern",
-    "recursive",
-    "watch",
     "busy-timeout",
     "truncate-page-n",
     // replica

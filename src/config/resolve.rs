@@ -11,9 +11,9 @@ use super::url::{KNOWN_SCHEMES, canonical_type, is_url, redact_url, with_default
 use super::{
     AgeConfig, Config, ConfigError, DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_MAX_CHECKPOINT_PAGE_COUNT,
     DEFAULT_MIN_CHECKPOINT_PAGE_COUNT, DEFAULT_MONITOR_INTERVAL, DEFAULT_RETENTION,
-    DEFAULT_RETENTION_CHECK_INTERVAL, DEFAULT_SYNC_INTERVAL, DbConfig, EnvLookup, HttpConfig,
-    LoadedConfig, LogFormat, LogLevel, LoggingConfig, ReplicaConfig, ReplicaTarget, S3Config,
-    Secret,
+    DEFAULT_RETENTION_CHECK_INTERVAL, DEFAULT_SYNC_INTERVAL, DbConfig, DirConfig, EnvLookup,
+    HttpConfig, LoadedConfig, LogFormat, LogLevel, LoggingConfig, ReplicaConfig, ReplicaTarget,
+    S3Config, Secret,
 };
 
 /// Expands, parses and resolves config text.
@@ -122,8 +122,52 @@ impl Resolver<'_> {
         let top_key_id = non_empty(raw.access_key_id);
         let top_secret = non_empty(raw.secret_access_key);
         let mut dbs = Vec::new();
-        for (i, db) in raw.dbs.unwrap_or_default().into_iter().enumerate() {
-            dbs.push(self.db(i, db, &top_key_id, &top_secret)?);
+        let mut dirs = Vec::new();
+        for (i, mut db) in raw.dbs.unwrap_or_default().into_iter().enumerate() {
+            let keys = format!("dbs[{i}]");
+            let (dir, pattern) = (non_empty(db.dir.take()), non_empty(db.pattern.take()));
+            let (recursive, watch) = (db.recursive.take(), db.watch.take());
+            let Some(dir) = dir else {
+                for (key, set) in [
+                    ("pattern", pattern.is_some()),
+                    ("recursive", recursive.is_some()),
+                    ("watch", watch.is_some()),
+                ] {
+                    if set {
+                        return Err(self.invalid(
+                            &keys,
+                            format!("{key} only applies with dir:; add dir: /path/to/dbs"),
+                        ));
+                    }
+                }
+                dbs.push(self.db(i, db, &top_key_id, &top_secret)?);
+                continue;
+            };
+            if non_empty(db.path.clone()).is_some() {
+                return Err(self.invalid(
+                    &keys,
+                    "cannot specify both 'path' and 'dir'; keep path: for one database or \
+                     dir: + pattern: for every database in a directory",
+                ));
+            }
+            let Some(pattern) = pattern else {
+                return Err(self.invalid(
+                    &keys,
+                    "'pattern' is required when using 'dir'; add e.g. pattern: \"*.db\"",
+                ));
+            };
+            if let Err(e) = glob::Pattern::new(&pattern) {
+                return Err(self.invalid(&keys, format!("invalid pattern {pattern:?}: {e}")));
+            }
+            db.path = Some(dir);
+            let template = self.db(i, db, &top_key_id, &top_secret)?;
+            dirs.push(DirConfig {
+                dir: template.path.clone(),
+                pattern,
+                recursive: recursive.unwrap_or(false),
+                watch: watch.unwrap_or(false),
+                template,
+            });
         }
         for (i, a) in dbs.iter().enumerate() {
             if let Some(j) = dbs[..i].iter().position(|b| b.path == a.path) {
@@ -139,6 +183,7 @@ impl Resolver<'_> {
         }
         Ok(Config {
             dbs,
+            dirs,
             addr: non_empty(raw.addr),
             exec: non_empty(raw.exec),
             logging,

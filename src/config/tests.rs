@@ -921,3 +921,44 @@ dbs:
 }
 
 const HOUR: Duration = Duration::from_secs(3600);
+
+#[test]
+fn directory_form_is_litestream_v05s() {
+    let l = load(
+        "dbs:\n  - dir: /data/tenants\n    pattern: \"*.db\"\n    recursive: true\n    watch: true\n    \
+         monitor-interval: 2s\n    replicas:\n      - path: /backups/tenants\n",
+    );
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    assert!(l.config.dbs.is_empty());
+    let d = &l.config.dirs[0];
+    assert_eq!(d.dir, PathBuf::from("/data/tenants"));
+    assert_eq!(d.pattern, "*.db");
+    assert!(d.recursive && d.watch);
+    assert_eq!(d.template.monitor_interval, Duration::from_secs(2));
+    let c = l
+        .config
+        .find_db_in_dirs(Path::new("/data/tenants/eu/a.db"))
+        .unwrap();
+    assert_eq!(
+        c.replicas[0].target,
+        ReplicaTarget::File {
+            path: "/backups/tenants/eu/a.db".into()
+        }
+    );
+    assert!(
+        l.config
+            .find_db_in_dirs(Path::new("/data/tenants/a.txt"))
+            .is_none()
+    );
+
+    let e = load_err("dbs:\n  - dir: /d\n    replicas: [{path: /b}]\n");
+    assert!(e.contains("'pattern' is required"), "{e}");
+    let e = load_err(
+        "dbs:\n  - dir: /d\n    path: /d/a.db\n    pattern: \"*.db\"\n    replicas: [{path: /b}]\n",
+    );
+    assert!(e.contains("both 'path' and 'dir'"), "{e}");
+    let e = load_err("dbs:\n  - path: /d/a.db\n    watch: true\n    replicas: [{path: /b}]\n");
+    assert!(e.contains("watch only applies with dir"), "{e}");
+    let e = load_err("dbs:\n  - dir: /d\n    pattern: \"[\"\n    replicas: [{path: /b}]\n");
+    assert!(e.contains("invalid pattern"), "{e}");
+}
