@@ -1,7 +1,8 @@
 //! Guards the bound on concurrent uploads across databases: 40 databases commit at once to
 //! file replicas whose uploads take 100 ms each (a wrapper around the real file backend that
-//! delays and counts `put`s); no more than `MAX_CONCURRENT_UPLOADS` uploads are ever in
+//! delays and counts `put`s and `put_file`s); no more than `MAX_CONCURRENT_UPLOADS` uploads are ever in
 //! flight, the bound is reached, and every database becomes durable.
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use walship::backend::file::FileClient;
-use walship::backend::{ObjectInfo, ReplicaClient};
+use walship::backend::{ObjectInfo, ObjectStream, ReplicaClient};
 use walship::db::DbOptions;
 use walship::engine::{Durability, Engine};
 use walship::replica::{MAX_CONCURRENT_UPLOADS, ReplicaOptions};
@@ -20,6 +21,18 @@ struct Slow {
     inner: FileClient,
     in_flight: Arc<AtomicUsize>,
     max: Arc<AtomicUsize>,
+}
+
+impl Slow {
+    /// Counts an upload in flight for 100 ms plus the upload itself.
+    async fn slowly<T>(&self, upload: impl std::future::Future<Output = T>) -> T {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let r = upload.await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        r
+    }
 }
 
 #[async_trait]
@@ -36,13 +49,14 @@ impl ReplicaClient for Slow {
     async fn get(&self, path: &str) -> walship::Result<Bytes> {
         self.inner.get(path).await
     }
+    async fn get_stream(&self, path: &str) -> walship::Result<ObjectStream> {
+        self.inner.get_stream(path).await
+    }
     async fn put(&self, path: &str, data: Bytes) -> walship::Result<ObjectInfo> {
-        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        self.max.fetch_max(now, Ordering::SeqCst);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let r = self.inner.put(path, data).await;
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        r
+        self.slowly(self.inner.put(path, data)).await
+    }
+    async fn put_file(&self, path: &str, local: &Path) -> walship::Result<ObjectInfo> {
+        self.slowly(self.inner.put_file(path, local)).await
     }
     async fn delete(&self, path: &str) -> walship::Result<()> {
         self.inner.delete(path).await
