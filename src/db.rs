@@ -169,6 +169,48 @@ fn file_id(md: &std::fs::Metadata) -> (u64, u64) {
     (md.dev(), md.ino())
 }
 
+/// The newest frame of each page in one shadow WAL file, up to the shadow's end: what a
+/// snapshot takes instead of the database file's copy of those pages.
+struct ShadowOverlay {
+    file: File,
+    /// Page number -> offset of the page data (after the frame header) of its newest frame.
+    pages: std::collections::HashMap<u32, u64>,
+    /// Database size in pages after the last commit in the file, if there is one.
+    db_pages: Option<u32>,
+}
+
+impl ShadowOverlay {
+    fn read(path: &Path, sh: &Shadow) -> Result<ShadowOverlay> {
+        let file = File::open(path).map_err(Error::io("open", path))?;
+        let fs = sh.hdr.frame_size();
+        let mut pages = std::collections::HashMap::new();
+        let mut db_pages = None;
+        let mut fh = [0u8; wal::FRAME_HEADER_SIZE];
+        let mut off = HEADER_SIZE as u64;
+        while off + fs <= sh.size {
+            if read_exact_at(&file, &mut fh, off, path)? != fh.len() {
+                break;
+            }
+            let pgno = u32::from_be_bytes(fh[0..4].try_into().expect("4 bytes"));
+            let commit = u32::from_be_bytes(fh[4..8].try_into().expect("4 bytes"));
+            pages.insert(pgno, off + wal::FRAME_HEADER_SIZE as u64);
+            if commit != 0 {
+                db_pages = Some(commit);
+            }
+            off += fs;
+        }
+        if let Some(n) = db_pages {
+            // Frames of pages a commit truncated away are not part of the database.
+            pages.retain(|p, _| *p <= n);
+        }
+        Ok(ShadowOverlay {
+            file,
+            pages,
+            db_pages,
+        })
+    }
+}
+
 fn read_exact_at(f: &File, buf: &mut [u8], at: u64, path: &Path) -> Result<usize> {
     let mut done = 0;
     while done < buf.len() {
@@ -1061,13 +1103,36 @@ impl Db {
     /// after a crash, at the next start: its name ends in `.tmp`). Blocking.
     pub fn snapshot(&self) -> Result<(Pos, SnapshotFile)> {
         let mut inner = self.lock();
-        let conn = self.conn(&mut inner)?;
+        self.conn(&mut inner)?.begin_read()?;
         // Bring as much as possible into the main file; our read transaction keeps anyone
-        // from restarting the WAL while we read it, so the snapshot + this index's WAL
-        // replayed from offset 0 give the database at any later position of the index.
-        conn.checkpoint(CheckpointMode::Passive)?;
-        let sh = inner.shadow.as_ref().ok_or(Error::NoGeneration)?;
+        // from restarting the WAL while we read it.
+        self.conn(&mut inner)?.checkpoint(CheckpointMode::Passive)?;
+        // Then copy the WAL to its end under the write lock: the shadow then ends at P, and
+        // no checkpoint (ours or the application's) can write a frame past walship's read
+        // mark, which is at or before P, into the database file while we read it.
+        let conn = inner
+            .conn
+            .take()
+            .ok_or_else(|| Error::Config("internal: connection missing".into()))?;
+        let adv = conn.with_write_lock(|| self.advance(&mut inner));
+        inner.conn = Some(conn);
+        if let Advance::NewGeneration(_) = adv? {
+            // The next sync starts the new generation; snapshot that one.
+            return Err(Error::NoGeneration);
+        }
+        let sh = inner.shadow.clone().ok_or(Error::NoGeneration)?;
         let pos = Pos::new(sh.generation, sh.index, 0);
+        // The database file alone can be torn: a checkpoint running while it is read (a
+        // partial one, held back by an application reader) writes some pages and not others,
+        // e.g. page 1 from before and a later page from after. Every page a checkpoint can
+        // write during the read has a frame in this index at or before P, so the snapshot
+        // takes each such page from its newest frame in the shadow WAL instead: the image is
+        // exactly the database at P, a committed state, even on its own. (Found by the crash
+        // matrix: a generation whose only object was its first snapshot failed
+        // integrity_check; the real Litestream v0.3.13 shows the same.)
+        let shadow_path = self.shadow_path(sh.generation, sh.index);
+        let overlay = ShadowOverlay::read(&shadow_path, &sh)?;
+        let page_size = u64::from(sh.hdr.page_size);
         let path = &self.opts.path;
         let tmp = tempfile::Builder::new()
             .prefix(".snapshot-")
@@ -1078,17 +1143,46 @@ impl Db {
         // Read through the connection's own handle: opening and closing another descriptor
         // of the database file would drop SQLite's POSIX locks.
         let f = conn_file(&inner)?;
+        let db_len = match overlay.db_pages {
+            Some(n) => u64::from(n) * page_size,
+            None => wal::align(
+                f.metadata().map_err(Error::io("stat", path))?.len(),
+                sh.hdr.page_size,
+            ),
+        };
         let mut enc = compress::encoder(std::io::BufWriter::with_capacity(1 << 20, tmp));
-        let mut buf = vec![0u8; 1 << 20];
+        // A whole number of pages per read.
+        let chunk = (1u64 << 20).max(page_size) / page_size * page_size;
+        let mut buf = vec![0u8; chunk as usize];
         let mut at = 0u64;
-        loop {
-            let n = read_exact_at(f, &mut buf, at, path)?;
-            if n == 0 {
-                break;
+        while at < db_len {
+            let want = chunk.min(db_len - at) as usize;
+            let n = read_exact_at(f, &mut buf[..want], at, path)?;
+            // Pages past the end of the file exist only in the WAL (the overlay must have
+            // them; checked below).
+            buf[n..want].fill(0);
+            let first = at / page_size + 1;
+            for k in 0..(want as u64 / page_size) {
+                let pgno = (first + k) as u32;
+                let dst = &mut buf[(k * page_size) as usize..((k + 1) * page_size) as usize];
+                if let Some(off) = overlay.pages.get(&pgno) {
+                    let got = read_exact_at(&overlay.file, dst, *off, &shadow_path)?;
+                    if got != dst.len() {
+                        return Err(Error::corrupt(
+                            shadow_path.display().to_string(),
+                            format!("frame of page {pgno} cut short"),
+                        ));
+                    }
+                } else if (k * page_size) as usize >= n {
+                    return Err(Error::corrupt(
+                        path.display().to_string(),
+                        format!("page {pgno} is neither in the database file nor in the wal"),
+                    ));
+                }
             }
-            std::io::Write::write_all(&mut enc, &buf[..n])
+            std::io::Write::write_all(&mut enc, &buf[..want])
                 .map_err(Error::io("compress snapshot into", &tmp_path))?;
-            at += n as u64;
+            at += want as u64;
         }
         let out = enc.finish().map_err(|e| Error::Io {
             op: "compress snapshot into",
