@@ -111,6 +111,7 @@ pub async fn list_all(client: &dyn ReplicaClient) -> Result<Vec<(Generation, Gen
 pub async fn execute(client: &dyn ReplicaClient, p: &RetentionPlan) -> Result<()> {
     for g in &p.generations {
         client.delete_all(&layout::generation_dir(*g)).await?;
+        crate::fault::point("retention.after_generation_delete");
     }
     let paths: Vec<String> = p
         .snapshots
@@ -126,6 +127,7 @@ pub async fn execute(client: &dyn ReplicaClient, p: &RetentionPlan) -> Result<()
     .buffer_unordered(16);
     while let Some(r) = deletes.next().await {
         r?;
+        crate::fault::point("retention.between_deletes");
     }
     Ok(())
 }

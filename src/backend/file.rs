@@ -89,7 +89,9 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<std::fs::Metadata
         f.write_all(data).map_err(Error::io("write", &tmp))?;
         f.sync_all().map_err(Error::io("fsync", &tmp))?;
         drop(f);
+        crate::fault::point("file.after_write");
         std::fs::rename(&tmp, path).map_err(Error::io("rename into place", path))?;
+        crate::fault::point("file.after_rename");
         sync_dir(dir)
     })();
     if res.is_err() {
