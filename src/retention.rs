@@ -107,27 +107,45 @@ pub async fn list_all(client: &dyn ReplicaClient) -> Result<Vec<(Generation, Gen
     Ok(out)
 }
 
-/// Deletes what `p` names (whole generations, then single objects, 16 at a time).
+/// Deletes what `p` names: whole generations, then single objects, 16 at a time, in an
+/// order that leaves a restorable replica wherever a crash stops it. Litestream's restore
+/// (`walSegmentMap`) refuses a generation in which any index's first remaining segment does
+/// not start at offset 0, even an index below the snapshot it restores from. So the
+/// segments at offset 0 go last, after every later segment of every index: at any moment
+/// each index still starts at 0.
 pub async fn execute(client: &dyn ReplicaClient, p: &RetentionPlan) -> Result<()> {
     for g in &p.generations {
         client.delete_all(&layout::generation_dir(*g)).await?;
         crate::fault::point("retention.after_generation_delete");
     }
-    let paths: Vec<String> = p
+    let later: Vec<String> = p
         .snapshots
         .iter()
         .map(SnapshotInfo::path)
-        .chain(p.segments.iter().map(WalSegmentInfo::path))
+        .chain(
+            p.segments
+                .iter()
+                .filter(|s| s.offset != 0)
+                .map(WalSegmentInfo::path),
+        )
         .collect();
-    let mut deletes = futures::stream::iter(
-        paths
-            .into_iter()
-            .map(|path| async move { client.delete(&path).await }),
-    )
-    .buffer_unordered(16);
-    while let Some(r) = deletes.next().await {
-        r?;
-        crate::fault::point("retention.between_deletes");
+    let first: Vec<String> = p
+        .segments
+        .iter()
+        .filter(|s| s.offset == 0)
+        .map(WalSegmentInfo::path)
+        .collect();
+    for batch in [later, first] {
+        let mut deletes = futures::stream::iter(
+            batch
+                .into_iter()
+                .map(|path| async move { client.delete(&path).await }),
+        )
+        .buffer_unordered(16);
+        while let Some(r) = deletes.next().await {
+            r?;
+            crate::fault::point("retention.between_deletes");
+        }
     }
     Ok(())
 }
