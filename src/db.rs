@@ -1069,36 +1069,23 @@ impl Db {
         // Read through the connection's own handle: opening and closing another descriptor
         // of the database file would drop SQLite's POSIX locks.
         let f = conn_file(&inner)?;
-        // Our read transaction keeps the WAL from restarting, but not another connection's
-        // checkpoint from copying frames our snapshot already covers into the file while we
-        // read it: the copy would mix page versions, and a restore that has this snapshot
-        // but none of the index's WAL yet (a crash right after the upload) would be corrupt.
-        // A checkpointer announces itself in the -shm (nBackfillAttempted > nBackfill) before
-        // it writes a page, so read again when one ran or was running.
-        let shm = inner.conn.as_ref().and_then(DbConn::shm_file);
-        let mut attempt = 0;
-        let data = loop {
-            attempt += 1;
-            let before = ckpt_info(shm);
-            if before.is_some_and(|(done, tried)| done != tried) && attempt < 50 {
-                std::thread::sleep(Duration::from_millis(10));
-                continue;
+        let len = f.metadata().map_err(Error::io("stat", path))?.len();
+        let mut enc = compress::encoder(Vec::with_capacity((len / 2) as usize));
+        let mut buf = vec![0u8; 1 << 20];
+        let mut at = 0u64;
+        loop {
+            let n = read_exact_at(f, &mut buf, at, path)?;
+            if n == 0 {
+                break;
             }
-            let data = read_compressed(f, path)?;
-            if ckpt_info(shm) == before {
-                break data;
-            }
-            if attempt >= 50 {
-                return Err(Error::Io {
-                    op: "snapshot",
-                    path: path.clone(),
-                    source: std::io::Error::other(
-                        "another connection kept checkpointing the database during 50 reads; the snapshot is retried later",
-                    ),
-                });
-            }
-            debug!(db = %path.display(), attempt, "database checkpointed while snapshotting; reading again");
-        };
+            std::io::Write::write_all(&mut enc, &buf[..n]).map_err(Error::io("compress", path))?;
+            at += n as u64;
+        }
+        let data = enc.finish().map_err(|e| Error::Io {
+            op: "compress",
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        })?;
         Ok((pos, data))
     }
 
@@ -1107,38 +1094,6 @@ impl Db {
         let mut inner = self.lock();
         inner.conn = None;
     }
-}
-
-/// (nBackfill, nBackfillAttempted) of the -shm's checkpoint info (bytes 96 and 128, native
-/// endian): equal unless a checkpoint is copying frames into the database file.
-fn ckpt_info(shm: Option<&File>) -> Option<(u32, u32)> {
-    let mut b = [0u8; 36];
-    if shm?.read_at(&mut b, 96).ok()? < b.len() {
-        return None;
-    }
-    let word = |i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-    Some((word(0), word(32)))
-}
-
-/// The whole database file, LZ4-compressed, read through `f`.
-fn read_compressed(f: &File, path: &Path) -> Result<Vec<u8>> {
-    let len = f.metadata().map_err(Error::io("stat", path))?.len();
-    let mut enc = compress::encoder(Vec::with_capacity((len / 2) as usize));
-    let mut buf = vec![0u8; 1 << 20];
-    let mut at = 0u64;
-    loop {
-        let n = read_exact_at(f, &mut buf, at, path)?;
-        if n == 0 {
-            break;
-        }
-        std::io::Write::write_all(&mut enc, &buf[..n]).map_err(Error::io("compress", path))?;
-        at += n as u64;
-    }
-    enc.finish().map_err(|e| Error::Io {
-        op: "compress",
-        path: path.to_path_buf(),
-        source: std::io::Error::other(e),
-    })
 }
 
 fn conn_file(inner: &Inner) -> Result<&File> {
