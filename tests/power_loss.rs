@@ -15,11 +15,13 @@
 //!
 //! What it does not cover: the source database itself (SQLite's own business), reordering
 //! of writes inside one fsync, and real kernels' stronger-than-POSIX behaviour.
-//! Needs python3 with `mfusepy` (`pip install mfusepy`), libfuse 3 and /dev/fuse; without
-//! them the test says so and skips.
+//! Needs python3 with `mfusepy` (`pip install mfusepy`), libfuse 3 and /dev/fuse, and the
+//! right to mount (root here); without them the test says so loudly and skips, and fails
+//! under CI (`CI=true`).
 mod common;
 
 use std::fs;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -110,7 +112,18 @@ fn acknowledged_commits_survive_power_cuts() {
     let fs_ = match PowerCutFs::mount(t.path()) {
         Ok(f) => f,
         Err(why) => {
-            eprintln!("SKIPPED acknowledged_commits_survive_power_cuts: {why}");
+            let msg = format!(
+                "acknowledged_commits_survive_power_cuts: no power-cut file system ({why})"
+            );
+            // Under CI a missing facility fails the test: it must never pass without it.
+            if in_ci() {
+                panic!(
+                    "{msg}; install it with `pip install mfusepy` (needs libfuse3 and /dev/fuse)"
+                );
+            }
+            // The real stderr, not `eprintln!` (captured for passing tests): a skip must show.
+            let bar = "!".repeat(78);
+            let _ = writeln!(std::io::stderr(), "\n{bar}\n!!! SKIPPING {msg}\n{bar}\n");
             return;
         }
     };
