@@ -651,6 +651,7 @@ impl Db {
             write_atomic(&path, &real_header)?;
             self.metrics.total_wal_bytes.inc_by(HEADER_SIZE as u64);
             debug!(db = %self.opts.path.display(), index = next, "new shadow wal index");
+            crate::fault::point("shadow.after_new_index");
             sh = Shadow {
                 generation: sh.generation,
                 index: next,
@@ -746,6 +747,7 @@ impl Db {
             ));
         }
         out.sync_data().map_err(Error::io("fsync", &path))?;
+        crate::fault::point("shadow.after_copy");
         self.metrics.total_wal_bytes.inc_by(commit_end - sh.size);
         sh.size = commit_end;
         sh.checksum = commit_ck;
@@ -789,6 +791,7 @@ impl Db {
             .map_err(Error::io("stat", &self.wal_path))?
             .len();
         self.copy_frames(&wal_file, real_len, &mut sh)?;
+        crate::fault::point("generation.before_record");
         write_atomic(
             &self.meta_dir.join("generation"),
             format!("{g}\n").as_bytes(),
@@ -888,6 +891,7 @@ impl Db {
         };
         let res = match pre {
             Ok(Advance::Ok { .. }) => {
+                crate::fault::point("checkpoint.before");
                 let r = conn.end_read().and_then(|()| conn.checkpoint(mode));
                 if under_lock {
                     let _ = conn.unlock();
@@ -921,6 +925,7 @@ impl Db {
                 return Err(e);
             }
         };
+        crate::fault::point("checkpoint.after");
         // Restart the WAL now, before the application can: after a complete checkpoint,
         // take the write lock again and, if nobody wrote in between, make the first write
         // of the new cycle ourselves. Then the old cycle provably ends at the shadow's end.
@@ -962,6 +967,7 @@ impl Db {
             }
             conn.bump_seq()?;
             conn.commit()?;
+            crate::fault::point("restart_wal.after_commit");
             let mut after = [0u8; HEADER_SIZE];
             read_exact_at(&wal_file, &mut after, 0, &self.wal_path)?;
             if after != sh.header {
@@ -1121,6 +1127,7 @@ impl Db {
             return Err(Error::NoGeneration);
         }
         let sh = inner.shadow.clone().ok_or(Error::NoGeneration)?;
+        crate::fault::point("snapshot.after_checkpoint");
         let pos = Pos::new(sh.generation, sh.index, 0);
         // The database file alone can be torn: a checkpoint running while it is read (a
         // partial one, held back by an application reader) writes some pages and not others,

@@ -40,6 +40,7 @@
 //! | [`restore`] | restore plan (pure) and apply |
 //! | [`engine`] | [`Engine`](engine::Engine): runs every database and replica of a config |
 //! | [`event`] | events and status for embedding applications |
+//! | [`fault`] | crash points for the crash tests (`WALSHIP_FAULT`) |
 //! | [`retention`] | what retention may delete (pure) and deleting it |
 //! | [`validate`] | validation: restore a replica at a position, compare pages with the database |
 //! | [`metrics`] | Prometheus metrics (Litestream's names) and the `addr:` HTTP server |
@@ -50,6 +51,7 @@ pub mod db;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod fault;
 pub mod layout;
 pub mod metrics;
 pub mod pos;

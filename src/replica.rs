@@ -236,6 +236,7 @@ impl Replica {
             self.client.put_file(&path, file.path()).await?
         };
         drop(file);
+        crate::fault::point("snapshot.after_upload");
         *self.last_snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Some(info.modified);
         info!(db = %self.db.path().display(), replica = %self.opts.name, position = %pos, sz = size, elapsed = ?started.elapsed(), "snapshot written");
         self.emit(Event::SnapshotWritten {
@@ -409,8 +410,10 @@ impl Replica {
         let path = layout::wal_segment_path(at.generation, at.index, offset);
         {
             let _permit = upload_permit(self.client.type_name()).await;
+            crate::fault::point("sync.before_upload");
             self.client.put(&path, Bytes::from(compressed)).await?;
         }
+        crate::fault::point("sync.after_upload");
         self.metrics.wal_bytes.inc_by(len);
         debug!(db = %self.db.path().display(), replica = %self.opts.name, position = %at, sz = len, "wal segment written");
         Ok(Pos::new(at.generation, at.index, at.offset + len))
@@ -435,6 +438,7 @@ impl Replica {
             plan =
                 crate::retention::plan(&crate::retention::list_all(client).await?, current, cutoff);
         }
+        crate::fault::point("retention.before_delete");
         crate::retention::execute(client, &plan).await?;
         if !(plan.generations.is_empty() && plan.snapshots.is_empty() && plan.segments.is_empty()) {
             info!(

@@ -48,6 +48,11 @@ pub fn plan(
     cutoff: SystemTime,
 ) -> RetentionPlan {
     let mut p = RetentionPlan::default();
+    // Other generations may only go once the current one can be restored on its own:
+    // before its first snapshot is on the replica they are all a restore has.
+    let current_restorable = listing
+        .iter()
+        .any(|(g, l)| Some(*g) == current && !l.snapshots.is_empty());
     for (g, l) in listing {
         let is_current = Some(*g) == current;
         let end = l
@@ -56,7 +61,7 @@ pub fn plan(
             .map(|s| s.created)
             .chain(l.segments.iter().map(|s| s.created))
             .max();
-        if !is_current && end.is_none_or(|e| e < cutoff) {
+        if !is_current && current_restorable && end.is_none_or(|e| e < cutoff) {
             p.generations.push(*g);
             continue;
         }
@@ -105,20 +110,40 @@ pub async fn list_all(client: &dyn ReplicaClient) -> Result<Vec<(Generation, Gen
     Ok(out)
 }
 
-/// Deletes what `p` names: whole generations, then the single objects in one
-/// [`ReplicaClient::delete_many`] (batched on S3).
+/// Deletes what `p` names: whole generations, then single objects through
+/// [`ReplicaClient::delete_many`] (batched on S3), in an order that leaves a restorable
+/// replica wherever a crash stops it. Litestream's restore (`walSegmentMap`) refuses a
+/// generation in which any index's first remaining segment does not start at offset 0, even
+/// an index below the snapshot it restores from. So the segments at offset 0 go last, in a
+/// second batch, after every later segment of every index: at any moment each index still
+/// starts at 0.
 pub async fn execute(client: &dyn ReplicaClient, p: &RetentionPlan) -> Result<()> {
     for g in &p.generations {
         client.delete_all(&layout::generation_dir(*g)).await?;
+        crate::fault::point("retention.after_generation_delete");
     }
-    let paths: Vec<String> = p
+    let later: Vec<String> = p
         .snapshots
         .iter()
         .map(SnapshotInfo::path)
-        .chain(p.segments.iter().map(WalSegmentInfo::path))
+        .chain(
+            p.segments
+                .iter()
+                .filter(|s| s.offset != 0)
+                .map(WalSegmentInfo::path),
+        )
         .collect();
-    if !paths.is_empty() {
-        client.delete_many(&paths).await?;
+    let first: Vec<String> = p
+        .segments
+        .iter()
+        .filter(|s| s.offset == 0)
+        .map(WalSegmentInfo::path)
+        .collect();
+    for batch in [later, first] {
+        if !batch.is_empty() {
+            client.delete_many(&batch).await?;
+            crate::fault::point("retention.between_deletes");
+        }
     }
     Ok(())
 }
@@ -193,6 +218,31 @@ mod tests {
         // An old generation with data inside the window stays.
         let p = plan(&[(old, lo), (cur, lc)], Some(cur), t(5));
         assert!(p.generations.is_empty());
+    }
+
+    /// Regression (crash matrix, long run, seed 1795316348103870078, round 40): retention
+    /// deleted the only restorable generation while the new current one had no snapshot on
+    /// the replica yet; a crash in the middle of that delete left a snapshot without its
+    /// WAL, and the next restore went back in time.
+    #[test]
+    fn old_generations_stay_until_the_current_one_has_a_snapshot() {
+        let (old, cur) = (Generation(1), Generation(2));
+        let lo = GenerationListing {
+            snapshots: vec![snap(old, 0, 0)],
+            segments: vec![seg(old, 0, 0, 10)],
+        };
+        // The current generation is not on the replica yet, or has WAL but no snapshot.
+        let p = plan(&[(old, lo.clone())], Some(cur), t(1000));
+        assert!(p.generations.is_empty(), "{p:?}");
+        let lc = GenerationListing {
+            snapshots: vec![],
+            segments: vec![seg(cur, 0, 0, 30)],
+        };
+        let p = plan(&[(old, lo.clone()), (cur, lc)], Some(cur), t(1000));
+        assert!(p.generations.is_empty(), "{p:?}");
+        // No database generation known: nothing proves a newer restorable one exists.
+        let p = plan(&[(old, lo)], None, t(1000));
+        assert!(p.generations.is_empty(), "{p:?}");
     }
 
     #[test]

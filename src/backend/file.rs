@@ -104,7 +104,9 @@ fn write_atomic_with(
         fill(&mut f, &tmp)?;
         f.sync_all().map_err(Error::io("fsync", &tmp))?;
         drop(f);
+        crate::fault::point("file.after_write");
         std::fs::rename(&tmp, path).map_err(Error::io("rename into place", path))?;
+        crate::fault::point("file.after_rename");
         sync_dir(dir)
     })();
     if res.is_err() {
