@@ -528,6 +528,16 @@ impl walship::backend::ReplicaClient for CutShort {
     ) -> walship::Result<walship::backend::ObjectInfo> {
         self.inner.put(path, data).await
     }
+    async fn get_stream(&self, path: &str) -> walship::Result<walship::backend::ObjectStream> {
+        self.inner.get_stream(path).await
+    }
+    async fn put_file(
+        &self,
+        path: &str,
+        local: &Path,
+    ) -> walship::Result<walship::backend::ObjectInfo> {
+        self.inner.put_file(path, local).await
+    }
     async fn delete(&self, path: &str) -> walship::Result<()> {
         use std::sync::atomic::Ordering;
         if self
