@@ -119,7 +119,7 @@ pub struct RestoreSummary {
     /// Size of the restored database file.
     pub db_bytes: u64,
     /// Pages written from WAL frames: the newest version of each page is buffered and
-    /// written once per buffer flush (16 MiB of pages), so this is at most the number of
+    /// written once per buffer flush (8 MiB of pages), so this is at most the number of
     /// frames applied and usually far fewer.
     pub pages_written: u64,
 }

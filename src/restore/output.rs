@@ -230,7 +230,7 @@ pub(crate) struct AppliedIndex {
 }
 
 /// Most bytes of WAL pages [`DbWriter`] holds before writing them to the file.
-const PENDING_CAP: usize = 16 << 20;
+const PENDING_CAP: usize = 8 << 20;
 
 /// Writes a snapshot and then WAL pages into the temporary database.
 ///
