@@ -229,6 +229,24 @@ impl Replica {
             .await
             .map_err(|e| Error::Config(format!("snapshot task failed: {e}")))??;
         let size = file.len();
+        // A snapshot is the database at the shadow's end P, but its name says only "index
+        // N": a restore replays index N's segments from offset 0 over it, as far as the
+        // replica has them. Stopping short of P would mix older page versions into the newer
+        // image (found by the crash matrix: killed between a scheduled snapshot and the next
+        // segment upload, the restore failed integrity_check). So when this replica already
+        // has the generation, its segments up to at least P go up before the snapshot does.
+        // (For a new generation the snapshot comes first and stands alone: state P.)
+        // While a validation holds uploads back this is skipped (the old window remains).
+        let validating = !matches!(
+            *self
+                .validation_cap
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+            ValidationCap::Off
+        );
+        if !validating && matches!(self.pos(), Some(p) if p.generation == pos.generation) {
+            Box::pin(self.sync_capped(None)).await?;
+        }
         let path = layout::snapshot_path(pos.generation, pos.index);
         info!(db = %self.db.path().display(), replica = %self.opts.name, position = %pos, "write snapshot");
         let info = {
