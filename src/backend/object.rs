@@ -436,32 +436,7 @@ impl ObjectClient {
     }
 
     async fn static_get(&self, rel: &str) -> Result<Bytes> {
-        let http = self
-            .http
-            .as_ref()
-            .ok_or_else(|| Error::Config("internal: no http client".into()))?;
-        let url = format!(
-            "{}{}",
-            self.base_url,
-            rel.split('/')
-                .map(percent_encode)
-                .collect::<Vec<_>>()
-                .join("/")
-        );
-        let resp = http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| self.http_err("get", rel, e))?;
-        if resp.status() == reqwest::StatusCode::NOT_FOUND {
-            return Err(Error::NotFound(url));
-        }
-        if !resp.status().is_success() {
-            return Err(Error::Backend {
-                backend: "http".into(),
-                message: format!("get {url}: status {}", resp.status()),
-            });
-        }
+        let resp = self.static_get_response(rel).await?;
         resp.bytes().await.map_err(|e| self.http_err("get", rel, e))
     }
 
@@ -477,7 +452,9 @@ impl ObjectClient {
         )
     }
 
-    async fn static_get_stream(&self, rel: &str) -> Result<ObjectStream> {
+    /// GET of a relative path on the static server: the response when it succeeded, a
+    /// NotFound or Backend error naming the URL otherwise.
+    async fn static_get_response(&self, rel: &str) -> Result<reqwest::Response> {
         let http = self
             .http
             .as_ref()
@@ -497,6 +474,12 @@ impl ObjectClient {
                 message: format!("get {url}: status {}", resp.status()),
             });
         }
+        Ok(resp)
+    }
+
+    async fn static_get_stream(&self, rel: &str) -> Result<ObjectStream> {
+        let resp = self.static_get_response(rel).await?;
+        let url = self.url_of(rel);
         let size = resp.content_length();
         let body = resp.bytes_stream().map(move |r| {
             r.map_err(|e| Error::Backend {
