@@ -919,13 +919,6 @@ impl Db {
         // `conn` is out of `inner` here, so `advance` may borrow `inner`.
         let under_lock = mode == CheckpointMode::Passive;
         if under_lock {
-            // First the bulk of the work without the write lock: with walship's read
-            // transaction still open, a PASSIVE checkpoint copies the WAL into the database up
-            // to walship's read mark and cannot let the WAL restart (walship's reader pins
-            // it), so nothing it does can outrun the shadow. The checkpoint under the lock
-            // below then only has the frames committed since: the application's writers wait
-            // for that, not for copying and syncing a thousand pages (compare.py scenario 1).
-            let _ = conn.checkpoint(CheckpointMode::Passive);
             conn.lock()?;
         }
         let pre = if under_lock {
