@@ -491,6 +491,9 @@ pub enum Mode {
     /// Accept and read, never answer, never close: the client can only time out. Open
     /// connections stop being forwarded.
     Blackhole,
+    /// Answer every request on a new connection with `500 Internal Server Error` (and close);
+    /// open connections are closed.
+    Http500,
 }
 
 /// Counters of a [`FaultProxy`].
@@ -502,6 +505,8 @@ pub struct ProxyStats {
     pub resets: u64,
     /// Connections blackholed.
     pub blackholed: u64,
+    /// Connections answered with a 500.
+    pub errors_500: u64,
     /// Blackholed connections the client still holds open (it has not timed out yet).
     pub blackholed_open: u64,
     /// HTTP requests forwarded upstream (request heads seen in pass mode).
@@ -519,6 +524,7 @@ struct Counters {
     connections: AtomicU64,
     resets: AtomicU64,
     blackholed: AtomicU64,
+    errors_500: AtomicU64,
     blackholed_open: AtomicU64,
     requests: AtomicU64,
     bytes_up: AtomicU64,
@@ -607,6 +613,7 @@ impl FaultProxy {
             connections: c.connections.load(Ordering::Relaxed),
             resets: c.resets.load(Ordering::Relaxed),
             blackholed: c.blackholed.load(Ordering::Relaxed),
+            errors_500: c.errors_500.load(Ordering::Relaxed),
             blackholed_open: c.blackholed_open.load(Ordering::Relaxed),
             requests: c.requests.load(Ordering::Relaxed),
             by_method: c.by_method.lock().expect("stats lock").clone(),
@@ -646,6 +653,7 @@ async fn proxy_conn(
         Mode::Pass => {}
         Mode::Reset => return reset(client, None, &c),
         Mode::Blackhole => return blackhole(client, &c).await,
+        Mode::Http500 => return answer_500(client, &c).await,
     }
     let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else {
         return reset(client, None, &c);
@@ -709,6 +717,7 @@ async fn proxy_conn(
     match ended {
         Ended::Closed => {}
         Ended::Switched(Mode::Reset) => reset(client, Some(server), &c),
+        Ended::Switched(Mode::Http500) => drop((client, server)),
         Ended::Switched(_) => {
             // The server's side closes; the client's hangs.
             drop(server);
@@ -725,6 +734,26 @@ fn reset(client: tokio::net::TcpStream, server: Option<tokio::net::TcpStream>, c
     if let Some(s) = server {
         let _ = s.set_zero_linger();
     }
+}
+
+/// Reads one request head and answers it with a 500, then closes.
+async fn answer_500(mut client: tokio::net::TcpStream, c: &Counters) {
+    use tokio::io::AsyncWriteExt as _;
+    c.errors_500.fetch_add(1, Ordering::Relaxed);
+    let mut head = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::io::AsyncReadExt::read(&mut client, &mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let _ = client
+        .write_all(
+            b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 21\r\nConnection: close\r\n\r\ninjected server error",
+        )
+        .await;
+    let _ = client.shutdown().await;
 }
 
 /// Reads and discards until the client gives up; never writes.
