@@ -1,8 +1,8 @@
 //! A disk fills up (issue #7 §3): the local one under the meta directory, or the store's (a
 //! file replica). The directory sits on a 3 MiB tmpfs, a filler file takes all but a little
-//! of it, and the application goes on writing. walship must say what is wrong (ENOSPC, naming the path),
-//! stay up, never let the replica go backwards or break, and catch up exactly once space is
-//! freed. Needs the privilege to mount a tmpfs (root here and in CI); without it the test
+//! of it, and the application goes on writing. walship must say what is wrong (ENOSPC,
+//! naming the path), stay up, never let the replica go backwards or break, and catch up
+//! exactly once space is freed. Needs the privilege to mount a tmpfs (root here and in CI); without it the test
 //! prints a SKIPPING banner on the real stderr.
 mod common;
 
