@@ -668,3 +668,73 @@ fn retention_cut_short_leaves_litestream_restorable() {
         }
     }
 }
+
+/// Regression (crash matrix long runs, seeds 1795319264158059902 round 7 and
+/// 1795320090066745890 round 93): killed right after a *scheduled* snapshot was uploaded,
+/// the replica held a snapshot newer than its segments, and a restore replayed older page
+/// versions over it (integrity_check failed). The replica now uploads the segments up to
+/// the snapshot's position first. Several scheduled snapshots under a steady writer, each
+/// followed at once by a kill; every restore must be a committed state.
+#[test]
+fn killed_after_a_scheduled_snapshot_restores_a_committed_state() {
+    let test = "killed_after_a_scheduled_snapshot";
+    let t = TestDir::new("scheduled-snapshot-kill");
+    let db = t.join("app.db");
+    let replica = t.join("replica");
+    let url = file_url(&replica);
+    let cfg = t.join("litestream.yml");
+    let opts = ConfigOpts {
+        checkpoint_interval: None,
+        min_checkpoint_page_count: Some(100_000),
+        ..ConfigOpts::default()
+    };
+    let yaml = config_yaml(&db, &replica, &opts).replacen(
+        "        sync-interval:",
+        "        snapshot-interval: 1s\n        sync-interval:",
+        1,
+    );
+    fs::write(&cfg, yaml).unwrap();
+    let mut w = Workload::open(&db, test_seed(test));
+    assert!(w.insert(5, true));
+    let mut history = vec![w.model.clone()];
+    let bin = Tool::Walship.bin();
+    for round in 0..4 {
+        // The first snapshot of a run is the generation's (or none, when it goes on); the
+        // second one a run uploads is a scheduled one.
+        let mut p = Proc::spawn(
+            t.path(),
+            "walship-replicate",
+            Path::new("env"),
+            &[
+                "WALSHIP_FAULT=snapshot.after_upload@2",
+                s(&bin),
+                "replicate",
+                "-config",
+                s(&cfg),
+            ],
+        );
+        let start = std::time::Instant::now();
+        while p.is_running() && start.elapsed() < Duration::from_secs(20) {
+            assert!(w.batch(1));
+            history.push(w.model.clone());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            !p.is_running(),
+            "round {round}: the fault point was never reached\n{}",
+            p.logs()
+        );
+        let (out, r) = restore(&Tool::Walship, &url, &[], t.path());
+        assert!(r.ok(), "round {round}: {}", r.describe());
+        if let Err(e) = which_state(&out, &history) {
+            panic!("round {round}: restore after the kill is not a committed state: {e}");
+        }
+        if let Some(ls) = litestream(test) {
+            let (out, r) = restore(&Tool::Litestream(ls), &url, &[], t.path());
+            assert!(r.ok(), "round {round}: litestream: {}", r.describe());
+            if let Err(e) = which_state(&out, &history) {
+                panic!("round {round}: litestream's restore is not a committed state: {e}");
+            }
+        }
+    }
+}
