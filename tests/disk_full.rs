@@ -7,7 +7,6 @@
 mod common;
 
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -69,8 +68,7 @@ fn disk_full(test: &str, which: Full) {
         Ok(m) => m,
         Err(why) => {
             let msg = format!("{test}: no small file system ({why})");
-            let bar = "!".repeat(78);
-            let _ = writeln!(std::io::stderr(), "\n{bar}\n!!! SKIPPING {msg}\n{bar}\n");
+            skip_loudly(&msg);
             return;
         }
     };

@@ -21,7 +21,6 @@
 mod common;
 
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -122,9 +121,7 @@ fn acknowledged_commits_survive_power_cuts() {
                     "{msg}; install it with `pip install mfusepy` (needs libfuse3 and /dev/fuse)"
                 );
             }
-            // The real stderr, not `eprintln!` (captured for passing tests): a skip must show.
-            let bar = "!".repeat(78);
-            let _ = writeln!(std::io::stderr(), "\n{bar}\n!!! SKIPPING {msg}\n{bar}\n");
+            skip_loudly(&msg);
             return;
         }
     };

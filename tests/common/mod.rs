@@ -254,6 +254,14 @@ pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
 
+/// Says on the real stderr (not `eprintln!`, which the harness captures for passing tests)
+/// that a test is skipped and why, in a banner nobody can miss.
+pub fn skip_loudly(msg: &str) {
+    use std::io::Write as _;
+    let bar = "!".repeat(78);
+    let _ = writeln!(std::io::stderr(), "\n{bar}\n!!! SKIPPING {msg}\n{bar}\n");
+}
+
 /// The real Litestream v0.3.13, or `None` after a loud message. Under CI a missing or wrong
 /// binary fails the test instead: interop tests must never pass without the real peer.
 pub fn litestream(test: &str) -> Option<PathBuf> {
