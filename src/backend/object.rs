@@ -991,12 +991,7 @@ impl ReplicaClient for ObjectClient {
             })
             .await?;
         }
-        Ok(ObjectInfo {
-            name: key.filename().unwrap_or_default().to_string(),
-            size,
-            modified: SystemTime::now(),
-            is_dir: false,
-        })
+        Ok(written(&key, size))
     }
 
     async fn put(&self, path: &str, data: Bytes) -> Result<ObjectInfo> {
@@ -1037,12 +1032,7 @@ impl ReplicaClient for ObjectClient {
             })
             .await?;
         }
-        Ok(ObjectInfo {
-            name: key.filename().unwrap_or_default().to_string(),
-            size,
-            modified: SystemTime::now(),
-            is_dir: false,
-        })
+        Ok(written(&key, size))
     }
 
     async fn delete(&self, path: &str) -> Result<()> {
@@ -1124,6 +1114,17 @@ impl ReplicaClient for ObjectClient {
             let _ = self.store.delete(&prefix).await;
         }
         Ok(())
+    }
+}
+
+/// What a put reports for the object it wrote at `key`: the time is the client's clock at
+/// the end of the upload (the stores here do not return theirs on a put).
+fn written(key: &ObjPath, size: u64) -> ObjectInfo {
+    ObjectInfo {
+        name: key.filename().unwrap_or_default().to_string(),
+        size,
+        modified: SystemTime::now(),
+        is_dir: false,
     }
 }
 
