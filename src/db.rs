@@ -33,6 +33,10 @@ const MAX_SHADOW_SIZE: u64 = 3 << 30;
 /// A WAL segment is cut at the first commit past this many bytes.
 pub const MAX_SEGMENT_BYTES: u64 = 16 << 20;
 
+/// Segments up to this size are read and compressed in memory; larger ones stream through a
+/// temporary file in the meta directory (see [`ShadowRead::File`]).
+pub const INLINE_SEGMENT_BYTES: u64 = 4 << 20;
+
 /// How much of the WAL is read at once while scanning.
 const SCAN_CHUNK: u64 = 8 << 20;
 
@@ -137,8 +141,17 @@ pub enum SyncOutcome {
 /// A slice of shadow WAL for a replica to upload.
 #[derive(Debug)]
 pub enum ShadowRead {
-    /// Bytes from `pos` to the end of what is committed in that index.
+    /// Bytes from `pos` to the end of what is committed in that index (or to a commit
+    /// boundary about [`MAX_SEGMENT_BYTES`] further), when they are at most
+    /// [`INLINE_SEGMENT_BYTES`].
     Data { pos: Pos, data: Vec<u8> },
+    /// A larger segment, `len` bytes from `pos`, already compressed into a temporary file
+    /// (so memory does not grow with the segment).
+    File {
+        pos: Pos,
+        len: u64,
+        file: SnapshotFile,
+    },
     /// The index at `pos` is complete and the next index exists: continue at (index+1, 0).
     NextIndex,
     /// Nothing new at `pos`.
@@ -1057,9 +1070,11 @@ impl Db {
         }
     }
 
-    /// Reads the shadow WAL at `pos` for a replica: everything committed from `pos` to the end
-    /// of that index. Blocking.
-    pub fn read_shadow(&self, pos: Pos) -> Result<ShadowRead> {
+    /// Reads the shadow WAL at `pos` for a replica: what is committed from `pos` on in that
+    /// index, up to `max_end` when given (a commit boundary), cut at a commit boundary past
+    /// [`MAX_SEGMENT_BYTES`] and at or past `min_end` (`u64::MAX` for everything).
+    /// Blocking.
+    pub fn read_shadow(&self, pos: Pos, min_end: u64, max_end: Option<u64>) -> Result<ShadowRead> {
         let (cur_index, cur_size) = {
             let inner = self.lock();
             match &inner.shadow {
@@ -1102,7 +1117,25 @@ impl Db {
             });
         }
         let f = File::open(&path).map_err(Error::io("open", &path))?;
-        let end = self.segment_end(&f, &path, pos.offset, end)?;
+        if pos.offset == 0 {
+            // The offset-0 segment must start with the index's WAL header.
+            let mut h = [0u8; HEADER_SIZE];
+            read_exact_at(&f, &mut h, 0, &path)?;
+            WalHeader::parse(&h).map_err(|e| {
+                Error::corrupt(format!("shadow wal {:08x}", pos.index), e.to_string())
+            })?;
+        }
+        // `max_end` is a commit boundary: the shadow only ever grows by whole transactions.
+        let end = max_end.map_or(end, |m| m.clamp(pos.offset, end));
+        let end = self.segment_end(&f, &path, pos.offset, end, min_end)?;
+        if end - pos.offset > INLINE_SEGMENT_BYTES {
+            let file = self.compress_shadow(&f, &path, pos.offset, end)?;
+            return Ok(ShadowRead::File {
+                pos,
+                len: end - pos.offset,
+                file,
+            });
+        }
         let mut data = vec![0u8; (end - pos.offset) as usize];
         let n = read_exact_at(&f, &mut data, pos.offset, &path)?;
         if n < data.len() {
@@ -1114,12 +1147,41 @@ impl Db {
         Ok(ShadowRead::Data { pos, data })
     }
 
+    /// Compresses `from..end` of the shadow WAL file `f` into a temporary file in the meta
+    /// directory, through bounded buffers (one LZ4 frame, as a segment object holds).
+    fn compress_shadow(&self, f: &File, path: &Path, from: u64, end: u64) -> Result<SnapshotFile> {
+        let tmp = tempfile::Builder::new()
+            .prefix(".segment-")
+            .suffix(".tmp")
+            .tempfile_in(&self.meta_dir)
+            .map_err(Error::io("create segment file in", &self.meta_dir))?;
+        let tmp_path = tmp.path().to_path_buf();
+        let mut enc = compress::encoder(std::io::BufWriter::with_capacity(1 << 20, tmp));
+        let mut buf = vec![0u8; (1usize << 20).min((end - from) as usize)];
+        let mut at = from;
+        while at < end {
+            let want = buf.len().min((end - at) as usize);
+            let n = read_exact_at(f, &mut buf[..want], at, path)?;
+            if n < want {
+                return Err(Error::corrupt(
+                    path.display().to_string(),
+                    "shadow wal shorter than recorded",
+                ));
+            }
+            std::io::Write::write_all(&mut enc, &buf[..want])
+                .map_err(Error::io("compress segment into", &tmp_path))?;
+            at += want as u64;
+        }
+        finish_compressed(enc, &tmp_path, end - from)
+    }
+
     /// Where a segment starting at `from` should end: `end`, or, when that is more than
-    /// [`MAX_SEGMENT_BYTES`] away, the first commit boundary at or past that size. Bounds
-    /// the memory of one upload after a burst of writes (one large transaction still goes
-    /// whole: a segment must end on a commit frame).
-    fn segment_end(&self, f: &File, path: &Path, from: u64, end: u64) -> Result<u64> {
-        if end - from <= MAX_SEGMENT_BYTES {
+    /// [`MAX_SEGMENT_BYTES`] away (and past `min_end`), the first commit boundary at or past
+    /// both. Bounds the size of one upload after a burst of writes (one large transaction
+    /// still goes whole: a segment must end on a commit frame).
+    fn segment_end(&self, f: &File, path: &Path, from: u64, end: u64, min_end: u64) -> Result<u64> {
+        let reach = from.saturating_add(MAX_SEGMENT_BYTES).max(min_end);
+        if end <= reach {
             return Ok(end);
         }
         let mut h = [0u8; HEADER_SIZE];
@@ -1132,7 +1194,7 @@ impl Db {
         while at + fs <= end {
             read_exact_at(f, &mut fh, at, path)?;
             at += fs;
-            if wal::FrameHeader::parse(&fh).commit != 0 && at - from >= MAX_SEGMENT_BYTES {
+            if wal::FrameHeader::parse(&fh).commit != 0 && at >= reach {
                 return Ok(at);
             }
         }
@@ -1174,7 +1236,7 @@ impl Db {
             changed
         });
         crate::fault::point("snapshot.after_checkpoint");
-        let pos = Pos::new(sh.generation, sh.index, 0);
+        let pos = sh.pos();
         // The database file alone can be torn: a checkpoint running while it is read (a
         // partial one, held back by an application reader) writes some pages and not others,
         // e.g. page 1 from before and a later page from after. Every page a checkpoint can
@@ -1237,27 +1299,7 @@ impl Db {
                 .map_err(Error::io("compress snapshot into", &tmp_path))?;
             at += want as u64;
         }
-        let out = enc.finish().map_err(|e| Error::Io {
-            op: "compress snapshot into",
-            path: tmp_path.clone(),
-            source: std::io::Error::other(e),
-        })?;
-        let tmp = out
-            .into_inner()
-            .map_err(|e| Error::io("write snapshot file", &tmp_path)(e.into_error()))?;
-        let len = tmp
-            .as_file()
-            .metadata()
-            .map_err(Error::io("stat", &tmp_path))?
-            .len();
-        Ok((
-            pos,
-            SnapshotFile {
-                path: tmp.into_temp_path(),
-                len,
-                db_bytes: at,
-            },
-        ))
+        Ok((pos, finish_compressed(enc, &tmp_path, at)?))
     }
 
     /// Freezes the database for validation: copies everything committed into the shadow
@@ -1333,8 +1375,8 @@ impl Db {
     }
 }
 
-/// A compressed snapshot waiting for upload (see [`Db::snapshot`]); the file is removed
-/// when this is dropped.
+/// A compressed snapshot (see [`Db::snapshot`]) or large WAL segment (see
+/// [`ShadowRead::File`]) waiting for upload; the file is removed when this is dropped.
 #[derive(Debug)]
 pub struct SnapshotFile {
     path: tempfile::TempPath,
@@ -1358,10 +1400,37 @@ impl SnapshotFile {
         self.len == 0
     }
 
-    /// Bytes of the database file it holds, uncompressed.
+    /// Bytes it holds uncompressed (of the database file, for a snapshot).
     pub fn db_bytes(&self) -> u64 {
         self.db_bytes
     }
+}
+
+/// Ends the LZ4 frame written by `enc` into the temporary file at `tmp_path` (which holds
+/// `raw_bytes` uncompressed bytes).
+fn finish_compressed(
+    enc: lz4_flex::frame::FrameEncoder<std::io::BufWriter<tempfile::NamedTempFile>>,
+    tmp_path: &Path,
+    raw_bytes: u64,
+) -> Result<SnapshotFile> {
+    let out = enc.finish().map_err(|e| Error::Io {
+        op: "compress into",
+        path: tmp_path.to_path_buf(),
+        source: std::io::Error::other(e),
+    })?;
+    let tmp = out
+        .into_inner()
+        .map_err(|e| Error::io("write", tmp_path)(e.into_error()))?;
+    let len = tmp
+        .as_file()
+        .metadata()
+        .map_err(Error::io("stat", tmp_path))?
+        .len();
+    Ok(SnapshotFile {
+        path: tmp.into_temp_path(),
+        len,
+        db_bytes: raw_bytes,
+    })
 }
 
 fn conn_file(inner: &Inner) -> Result<&File> {

@@ -92,14 +92,58 @@ fn parse(v: &str) -> Vec<Spec> {
     out
 }
 
-/// A crash point: kills the process here if [`ENV`] asks for it (see the module docs).
+/// A crash point: kills the process here if [`ENV`] asks for it (see the module docs), and
+/// runs the hooks a test registered for it (see [`set_hook`]).
 #[inline]
 pub fn point(name: &'static str) {
+    if HOOKED.load(Ordering::Acquire) {
+        run_hooks(name);
+    }
     let specs = specs();
     if specs.is_empty() {
         return;
     }
     fire(specs, name);
+}
+
+type Hook = std::sync::Arc<dyn Fn() + Send + Sync>;
+
+static HOOKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static HOOKS: std::sync::Mutex<Vec<(&'static str, Hook)>> = std::sync::Mutex::new(Vec::new());
+
+/// For tests that must act at an exact moment inside the engine (change a file under it,
+/// copy a replica as a crash would leave it): runs `f` on every hit of the point `name`, in
+/// this process, on the thread that hits it. Hooks stay until [`clear_hooks`]. Not meant for
+/// production: while none is set a point costs one more atomic load.
+#[doc(hidden)]
+pub fn set_hook(name: &'static str, f: impl Fn() + Send + Sync + 'static) {
+    HOOKS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((name, std::sync::Arc::new(f)));
+    HOOKED.store(true, Ordering::Release);
+}
+
+/// Removes every hook set by [`set_hook`].
+#[doc(hidden)]
+pub fn clear_hooks() {
+    HOOKS.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    HOOKED.store(false, Ordering::Release);
+}
+
+#[cold]
+fn run_hooks(name: &str) {
+    // Called outside the lock: a hook may itself reach a point.
+    let hooks: Vec<Hook> = HOOKS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|(n, _)| *n == name)
+        .map(|(_, f)| f.clone())
+        .collect();
+    for f in hooks {
+        f();
+    }
 }
 
 #[cold]

@@ -8,12 +8,11 @@ use tracing::{debug, error, info, warn};
 
 use crate::backend::{self, ReplicaClient};
 use crate::compress;
-use crate::db::{Db, ShadowRead};
+use crate::db::{Db, ShadowRead, SnapshotFile};
 use crate::error::{Error, Result};
 use crate::event::{Event, ReplicaStatus};
 use crate::layout;
 use crate::pos::Pos;
-use crate::sqlite::wal::{HEADER_SIZE, WalHeader};
 
 /// Settings of one replica (see `litestream.yml`'s `replicas:` entries).
 #[derive(Debug, Clone)]
@@ -65,6 +64,9 @@ pub struct Replica {
     /// Set by a validation while it freezes the database and brings the replica to the
     /// frozen position (see [`Replica::validate`]).
     validation_cap: Mutex<ValidationCap>,
+    /// The newest snapshot this replica is known to hold: its generation, its index, and
+    /// the offset in that index of the position it holds, when known (see `sync_inner`).
+    snapshot_index: Mutex<Option<(crate::Generation, u32, Option<u64>)>>,
     events: std::sync::OnceLock<tokio::sync::broadcast::Sender<Event>>,
     metrics: crate::metrics::ReplicaMetrics,
 }
@@ -123,6 +125,7 @@ impl Replica {
             urgent: std::sync::atomic::AtomicBool::new(false),
             state: Mutex::new(RunState::default()),
             validation_cap: Mutex::new(ValidationCap::Off),
+            snapshot_index: Mutex::new(None),
             events: std::sync::OnceLock::new(),
             metrics,
         })
@@ -225,9 +228,11 @@ impl Replica {
     pub async fn snapshot(&self) -> Result<Pos> {
         let db = self.db.clone();
         let started = Instant::now();
-        let (pos, file) = tokio::task::spawn_blocking(move || db.snapshot())
+        let (held, file) = tokio::task::spawn_blocking(move || db.snapshot())
             .await
             .map_err(|e| Error::Config(format!("snapshot task failed: {e}")))??;
+        // Named by its index alone; it holds the database at `held`.
+        let pos = Pos::new(held.generation, held.index, 0);
         let size = file.len();
         // A snapshot is the database at the shadow's end P, but its name says only "index
         // N": a restore replays index N's segments from offset 0 over it, as far as the
@@ -236,15 +241,10 @@ impl Replica {
         // segment upload, the restore failed integrity_check). So when this replica already
         // has the generation, its segments up to at least P go up before the snapshot does.
         // (For a new generation the snapshot comes first and stands alone: state P.)
-        // While a validation holds uploads back this is skipped (the old window remains).
-        let validating = !matches!(
-            *self
-                .validation_cap
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-            ValidationCap::Off
-        );
-        if !validating && matches!(self.pos(), Some(p) if p.generation == pos.generation) {
+        // This holds while a validation caps uploads too: the validation then finds the
+        // replica past its frozen position and skips this round, which is cheap; a snapshot
+        // without its segments is a window for a wrong restore.
+        if matches!(self.pos(), Some(p) if p.generation == pos.generation) {
             Box::pin(self.sync_capped(None)).await?;
         }
         let path = layout::snapshot_path(pos.generation, pos.index);
@@ -255,6 +255,7 @@ impl Replica {
         };
         drop(file);
         crate::fault::point("snapshot.after_upload");
+        self.note_snapshot(pos.generation, pos.index, Some(held.offset));
         *self.last_snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Some(info.modified);
         info!(db = %self.db.path().display(), replica = %self.opts.name, position = %pos, sz = size, elapsed = ?started.elapsed(), "snapshot written");
         self.emit(Event::SnapshotWritten {
@@ -334,8 +335,14 @@ impl Replica {
                 let snaps = backend::snapshots(self.client.as_ref(), g).await?;
                 if snaps.is_empty() {
                     self.snapshot().await?;
-                } else if let Some(newest) = snaps.iter().map(|s| s.created).max() {
-                    *self.last_snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Some(newest);
+                } else {
+                    if let Some(newest) = snaps.iter().map(|s| s.created).max() {
+                        *self.last_snapshot.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some(newest);
+                    }
+                    if let Some(i) = snaps.iter().map(|s| s.index).max() {
+                        self.note_snapshot(g, i, None);
+                    }
                 }
                 let p = backend::replica_position(self.client.as_ref(), g)
                     .await?
@@ -377,8 +384,28 @@ impl Replica {
             if pos.index > until.index || (pos.index == until.index && pos.offset >= until.offset) {
                 break;
             }
+            // The first segment of an index the replica has a snapshot of reaches at least
+            // the position P the snapshot holds: a restore replays the index from offset 0
+            // over the snapshot, and a replica caught between two segments below P (a kill,
+            // or a restore running at that moment) would lay older page versions over the
+            // newer image. When P is not known (a snapshot found on the store after a
+            // restart), the whole index goes. A scheduled snapshot uploads its segments
+            // first instead, so this is about a generation's first snapshot.
+            let min_end = match *self
+                .snapshot_index
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+            {
+                Some((g, i, p)) if pos.offset == 0 && (g, i) == (pos.generation, pos.index) => {
+                    p.unwrap_or(u64::MAX)
+                }
+                _ => 0,
+            };
+            // No further than `until` (a commit boundary), unless P lies beyond it.
+            let max_end =
+                (pos.index == until.index && until.offset >= min_end).then_some(until.offset);
             let db = self.db.clone();
-            let read = tokio::task::spawn_blocking(move || db.read_shadow(pos))
+            let read = tokio::task::spawn_blocking(move || db.read_shadow(pos, min_end, max_end))
                 .await
                 .map_err(|e| Error::Config(format!("shadow read task failed: {e}")))?;
             match read {
@@ -387,13 +414,13 @@ impl Replica {
                     pos = Pos::new(pos.generation, pos.index + 1, 0);
                     // The position is only advanced once the new index's first segment is up.
                 }
-                Ok(ShadowRead::Data { pos: at, mut data }) => {
-                    if at.index == until.index {
-                        // `until.offset` is a commit boundary: the shadow only ever grows by
-                        // whole committed transactions.
-                        data.truncate(until.offset.saturating_sub(at.offset) as usize);
-                    }
+                Ok(ShadowRead::Data { pos: at, data }) => {
                     let end = self.upload_segment(at, data).await?;
+                    pos = end;
+                    self.set_pos(Some(pos));
+                }
+                Ok(ShadowRead::File { pos: at, len, file }) => {
+                    let end = self.put_segment(at, len, Segment::File(file)).await?;
                     pos = end;
                     self.set_pos(Some(pos));
                 }
@@ -409,32 +436,54 @@ impl Replica {
     }
 
     async fn upload_segment(&self, at: Pos, data: Vec<u8>) -> Result<Pos> {
+        let len = data.len() as u64;
+        let compressed = tokio::task::spawn_blocking(move || compress::compress(&data))
+            .await
+            .map_err(|e| Error::Config(format!("compress task failed: {e}")))?;
+        self.put_segment(at, len, Segment::Bytes(Bytes::from(compressed)))
+            .await
+    }
+
+    /// Uploads the compressed segment of `len` WAL bytes starting at `at`; returns where the
+    /// replica then ends.
+    async fn put_segment(&self, at: Pos, len: u64, body: Segment) -> Result<Pos> {
         let offset = u32::try_from(at.offset).map_err(|_| {
             Error::Config(format!(
                 "wal offset {} too large for a segment name",
                 at.offset
             ))
         })?;
-        if at.offset == 0 {
-            // The offset-0 segment must start with the index's WAL header.
-            WalHeader::parse(&data[..data.len().min(HEADER_SIZE)]).map_err(|e| {
-                Error::corrupt(format!("shadow wal {:08x}", at.index), e.to_string())
-            })?;
-        }
-        let len = data.len() as u64;
-        let compressed = tokio::task::spawn_blocking(move || compress::compress(&data))
-            .await
-            .map_err(|e| Error::Config(format!("compress task failed: {e}")))?;
         let path = layout::wal_segment_path(at.generation, at.index, offset);
         {
             let _permit = upload_permit(self.client.type_name()).await;
             crate::fault::point("sync.before_upload");
-            self.client.put(&path, Bytes::from(compressed)).await?;
+            match &body {
+                Segment::Bytes(b) => self.client.put(&path, b.clone()).await?,
+                Segment::File(f) => self.client.put_file(&path, f.path()).await?,
+            };
         }
+        drop(body);
         crate::fault::point("sync.after_upload");
         self.metrics.wal_bytes.inc_by(len);
         debug!(db = %self.db.path().display(), replica = %self.opts.name, position = %at, sz = len, "wal segment written");
         Ok(Pos::new(at.generation, at.index, at.offset + len))
+    }
+
+    /// Remembers that the replica holds a snapshot of `index` in `generation`, holding the
+    /// database at `offset` in that index when known.
+    fn note_snapshot(&self, generation: crate::Generation, index: u32, offset: Option<u64>) {
+        let mut s = self
+            .snapshot_index
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match *s {
+            Some((g, i, _)) if g == generation && i > index => {}
+            // Two snapshots of one index: the segments must reach the later one's position.
+            Some((g, i, Some(o))) if g == generation && i == index => {
+                *s = Some((g, i, offset.map(|n| n.max(o))));
+            }
+            _ => *s = Some((generation, index, offset)),
+        }
     }
 
     /// Applies retention once (see [`crate::retention`]): deletes generations, snapshots
@@ -769,6 +818,12 @@ impl Replica {
     }
 }
 
+/// A compressed WAL segment to upload: in memory, or in a temporary file when large.
+enum Segment {
+    Bytes(Bytes),
+    File(SnapshotFile),
+}
+
 /// Uploads in flight at once, per replica type, across every database of the process.
 /// With thousands of databases writing at once, this bounds connections, memory and the
 /// request rate; tokio's semaphore hands permits out first come, first served, and a replica
@@ -848,5 +903,52 @@ mod tests {
         );
         assert!(backoff(Duration::from_secs(1), 1) >= Duration::from_secs(1));
         assert!(backoff(Duration::from_secs(1), 30) <= Duration::from_secs(38));
+    }
+
+    /// A snapshot names only its index, and a restore replays that index from offset 0 over
+    /// it: the segments up to the snapshot's position must be up before the snapshot is.
+    /// That held except while a validation capped uploads (found by review). Here a
+    /// validation is freezing the database (the cap is `Hold`) when a snapshot is taken:
+    /// the replica's segments must still reach the position the snapshot holds.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_snapshot_during_a_validation_still_uploads_its_segments_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.db");
+        let app = rusqlite::Connection::open(&path).unwrap();
+        app.execute_batch(
+            "PRAGMA journal_mode=wal; PRAGMA wal_autocheckpoint=0;
+             CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB);
+             INSERT INTO t(b) VALUES (randomblob(5000));",
+        )
+        .unwrap();
+        let db = Db::new(crate::db::DbOptions::new(&path));
+        db.sync().unwrap();
+        let client = Arc::new(crate::backend::file::FileClient::new(dir.path().join("r")));
+        let r = Replica::new(db.clone(), client.clone(), ReplicaOptions::new("file"));
+        r.sync().await.unwrap();
+        let before = r.pos().unwrap();
+        for _ in 0..20 {
+            app.execute("INSERT INTO t(b) VALUES (randomblob(3000))", [])
+                .unwrap();
+        }
+        db.sync().unwrap();
+        *r.validation_cap.lock().unwrap() = ValidationCap::Hold;
+        let snap = r.snapshot().await.unwrap();
+        *r.validation_cap.lock().unwrap() = ValidationCap::Off;
+        let at = db.pos().unwrap();
+        assert_eq!(snap.index, at.index, "the test needs one index");
+        assert!(
+            at.offset > before.offset,
+            "nothing was written after the first sync"
+        );
+        let held = backend::replica_position(client.as_ref(), at.generation)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            held, at,
+            "the snapshot went up before the segments up to its position (replica at {held}, snapshot holds {at})"
+        );
+        db.close();
     }
 }
