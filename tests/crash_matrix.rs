@@ -191,19 +191,27 @@ fn read_log(path: &Path) -> (BTreeSet<i64>, BTreeSet<i64>) {
 }
 
 fn config(db: &Path, replica: &Path) -> String {
+    config_with(
+        db,
+        replica,
+        "checkpoint-interval: 1s\n    min-checkpoint-page-count: 32",
+        "sync-interval: 100ms\n        snapshot-interval: 2s\n        retention: 3s\n        \
+         retention-check-interval: 1s",
+    )
+}
+
+/// A config with a 50 ms monitor interval, the database keys `db_keys` and one file replica
+/// with the keys `replica_keys` (each a YAML block at its indentation).
+fn config_with(db: &Path, replica: &Path, db_keys: &str, replica_keys: &str) -> String {
     format!(
         "dbs:
   - path: \"{}\"
     monitor-interval: 50ms
-    checkpoint-interval: 1s
-    min-checkpoint-page-count: 32
+    {db_keys}
     replicas:
       - type: file
         path: \"{}\"
-        sync-interval: 100ms
-        snapshot-interval: 2s
-        retention: 3s
-        retention-check-interval: 1s
+        {replica_keys}
 ",
         s(db),
         s(replica)
@@ -581,21 +589,11 @@ fn retention_cut_short_leaves_litestream_restorable() {
     let cfg = t.join("litestream.yml");
     fs::write(
         &cfg,
-        format!(
-            "dbs:
-  - path: \"{}\"
-    monitor-interval: 50ms
-    checkpoint-interval: 200ms
-    min-checkpoint-page-count: 8
-    replicas:
-      - type: file
-        path: \"{}\"
-        sync-interval: 50ms
-        snapshot-interval: 700ms
-        retention: 24h
-",
-            s(&db),
-            s(&replica)
+        config_with(
+            &db,
+            &replica,
+            "checkpoint-interval: 200ms\n    min-checkpoint-page-count: 8",
+            "sync-interval: 50ms\n        snapshot-interval: 700ms\n        retention: 24h",
         ),
     )
     .unwrap();
