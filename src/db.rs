@@ -1441,12 +1441,19 @@ fn conn_file(inner: &Inner) -> Result<&File> {
         .ok_or_else(|| Error::Config("internal: database connection not open".into()))
 }
 
+/// Removes what a crash left behind under `dir`: files ending in `.tmp`, and directories
+/// ending in `.tmp` (a validation's scratch space) with everything in them.
 fn remove_tmp_files(dir: &Path) {
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let p = e.path();
+        let tmp = p.extension().is_some_and(|x| x == "tmp");
         if p.is_dir() {
-            remove_tmp_files(&p);
-        } else if p.extension().is_some_and(|x| x == "tmp") {
+            if tmp {
+                let _ = std::fs::remove_dir_all(&p);
+            } else {
+                remove_tmp_files(&p);
+            }
+        } else if tmp {
             let _ = std::fs::remove_file(&p);
         }
     }

@@ -570,13 +570,16 @@ impl Replica {
     }
 
     async fn validate_inner(&self) -> Result<crate::validate::Outcome> {
+        // Two copies of the database go here: beside it in the meta directory (where a
+        // snapshot's temporary file goes too), not in $TMPDIR, often a small RAM-backed
+        // tmpfs. A crash leaves the directory behind; the next start removes it.
+        let meta = self.db.meta_dir();
+        std::fs::create_dir_all(meta).map_err(Error::io("create directory", meta))?;
         let tmp = tempfile::Builder::new()
-            .prefix("walship-validate-")
-            .tempdir()
-            .map_err(Error::io(
-                "create temporary directory",
-                std::env::temp_dir(),
-            ))?;
+            .prefix(".validate-")
+            .suffix(".tmp")
+            .tempdir_in(meta)
+            .map_err(Error::io("create temporary directory in", meta))?;
         let image = tmp.path().join("db");
         let restored = tmp.path().join("replica");
         let db = self.db.clone();
@@ -949,6 +952,26 @@ mod tests {
             held, at,
             "the snapshot went up before the segments up to its position (replica at {held}, snapshot holds {at})"
         );
+        db.close();
+    }
+
+    /// Validation scratch space lives in the meta directory; what a crash leaves of it is
+    /// removed at the next start.
+    #[test]
+    fn a_crashed_validations_scratch_space_is_removed_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.db");
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch("PRAGMA journal_mode=wal; CREATE TABLE t(x);")
+            .unwrap();
+        let opts = crate::db::DbOptions::new(&path);
+        let left = opts.meta_dir().join(".validate-abc123.tmp");
+        std::fs::create_dir_all(&left).unwrap();
+        std::fs::write(left.join("db"), b"a copy of the database").unwrap();
+        let db = Db::new(opts);
+        db.sync().unwrap();
+        assert!(!left.exists(), "{} survived the start", left.display());
         db.close();
     }
 }
