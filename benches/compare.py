@@ -561,6 +561,28 @@ def count_segments(rep_dir):
     return sum(1 for _, _, fs in os.walk(rep_dir) for f in fs if f.endswith(".wal.lz4"))
 
 
+def mixed_tx(c, i, n_rows):
+    """Transaction i of the scenario 4 writers: one 1 KB row, an update of one of the first
+    n_rows rows when i is odd, an insert when it is even."""
+    if i % 2:
+        c.execute("UPDATE t SET v=? WHERE id=?", (POOL[(i * 7) % len(POOL)], 1 + (i * 7919) % n_rows))
+    else:
+        c.execute("INSERT INTO t(v) VALUES (?)", (POOL[(i * 3) % len(POOL)],))
+
+
+def restore_built_replica(r, d, db, rep_dir, reps, name, label, settle, what="", t0=None):
+    """After the writes to db: gives replicator r `settle` seconds to ship them, stops it
+    (check_run), logs the replica's size (`what` first; build time since t0 last, if given)
+    and times both tools' restores of rep_dir as scenario "`name` (db MB, N segments)"."""
+    time.sleep(settle)
+    check_run(r, f"{name} build")
+    nseg = count_segments(rep_dir)
+    built = f", built in {time.monotonic() - t0:.0f}s" if t0 is not None else ""
+    log(f"  {what}replica {tree_bytes(rep_dir) / 1e6:.1f} MB, {nseg} WAL segments{built}")
+    size_mb = os.path.getsize(db) / 1e6
+    time_restores(d, rep_dir, db, f"{name} ({size_mb:.0f} MB, {nseg} segments)", reps, label)
+
+
 def scenario_restore(work, S, reps):
     rows, ntx = S["restore_rows"], S["restore_tx"]
     log(f"scenario 4: restore, {rows} rows x 1 KB + {ntx} transactions after the snapshot (replica built by litestream)")
@@ -584,19 +606,11 @@ def scenario_restore(work, S, reps):
     c = connect(db)
     pace = 3.0 / ntx if ntx <= 5000 else 0.0
     for i in range(ntx):
-        if i % 2:
-            c.execute("UPDATE t SET v=? WHERE id=?", (POOL[(i * 7) % len(POOL)], 1 + (i * 7919) % rows))
-        else:
-            c.execute("INSERT INTO t(v) VALUES (?)", (POOL[(i * 3) % len(POOL)],))
+        mixed_tx(c, i, rows)
         if pace:
             time.sleep(pace)
     c.close()
-    time.sleep(3)
-    check_run(r, "restore build")
-    nseg = count_segments(rep_dir)
-    log(f"  replica {tree_bytes(rep_dir) / 1e6:.1f} MB, {nseg} WAL segments")
-    size_mb = os.path.getsize(db) / 1e6
-    time_restores(d, rep_dir, db, f"4 restore ({size_mb:.0f} MB, {nseg} segments)", reps, "big")
+    restore_built_replica(r, d, db, rep_dir, reps, "4 restore", "big", settle=3)
     shutil.rmtree(d, ignore_errors=True)
     scenario_restore_tail(work, S, reps)
 
@@ -618,10 +632,7 @@ def scenario_restore_tail(work, S, reps):
     i = 0
     nseg = 0
     while nseg < target:
-        if i % 2:
-            c.execute("UPDATE t SET v=? WHERE id=?", (POOL[(i * 7) % len(POOL)], 1 + (i * 7919) % max(1, i // 2)))
-        else:
-            c.execute("INSERT INTO t(v) VALUES (?)", (POOL[(i * 3) % len(POOL)],))
+        mixed_tx(c, i, max(1, i // 2))
         i += 1
         time.sleep(0.006)
         if i % 200 == 0:
@@ -630,12 +641,8 @@ def scenario_restore_tail(work, S, reps):
             issue(f"restore tail: only {nseg} segments after an hour")
             break
     c.close()
-    time.sleep(1)
-    check_run(r, "restore tail build")
-    nseg = count_segments(rep_dir)
-    log(f"  {i} transactions; replica {tree_bytes(rep_dir) / 1e6:.1f} MB, {nseg} WAL segments, built in {time.monotonic() - t0:.0f}s")
-    size_mb = os.path.getsize(db) / 1e6
-    time_restores(d, rep_dir, db, f"4b restore tail ({size_mb:.0f} MB, {nseg} segments)", reps, "tail")
+    restore_built_replica(r, d, db, rep_dir, reps, "4b restore tail", "tail", settle=1,
+                          what=f"{i} transactions; ", t0=t0)
     shutil.rmtree(d, ignore_errors=True)
 
 

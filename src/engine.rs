@@ -8,6 +8,10 @@
 //! per `sync-interval`, or at once when a durability wait asks. Shutdown stops the tasks,
 //! then runs one final database sync and one final sync per replica.
 //!
+//! Each database's tasks have their own stop signal, so one database can leave a running
+//! engine: a database of a watched directory entry whose file is deleted is stopped and
+//! closed (its replica is kept), and picked up again if it comes back.
+//!
 //! ```no_run
 //! # async fn demo() -> walship::Result<()> {
 //! use std::time::Duration;
@@ -62,10 +66,12 @@ pub struct Engine {
     events: broadcast::Sender<Event>,
 }
 
-/// A watched directory entry and the files already warned about.
+/// A watched directory entry, the databases it found at start-up and the files already
+/// warned about.
 #[derive(Debug)]
 struct DirWatch {
     config: DirConfig,
+    found: HashSet<PathBuf>,
     warned: HashSet<PathBuf>,
 }
 
@@ -136,13 +142,13 @@ impl Engine {
                 )));
             }
             let mut warned = HashSet::new();
-            let mut found = 0;
+            let mut found = HashSet::new();
             for p in dc.scan() {
                 match dc.classify(&p) {
                     Candidate::Database if known.insert(p.clone()) => {
                         if let Some(dbc) = dc.db_config(&p) {
                             e.add_db(db_options(&dbc), replicas_for(&dbc)?);
-                            found += 1;
+                            found.insert(p);
                         }
                     }
                     Candidate::NotSqlite => {
@@ -152,8 +158,8 @@ impl Engine {
                     _ => {}
                 }
             }
-            info!(dir = %dc.dir.display(), pattern = %dc.pattern, databases = found, watch = dc.watch, "scanned directory");
-            if found == 0 && !dc.watch {
+            info!(dir = %dc.dir.display(), pattern = %dc.pattern, databases = found.len(), watch = dc.watch, "scanned directory");
+            if found.is_empty() && !dc.watch {
                 return Err(Error::Config(format!(
                     "no SQLite databases found in directory {} with pattern {}; add watch: true \
                      to pick up databases created later",
@@ -164,6 +170,7 @@ impl Engine {
             if dc.watch {
                 e.watched_dirs.push(DirWatch {
                     config: dc.clone(),
+                    found,
                     warned,
                 });
             }
@@ -201,12 +208,15 @@ impl Engine {
             wakers.insert(h.db.wal_path().to_path_buf(), h.waker.clone());
         }
         let (watcher, watched) = start_watcher(&self.dbs, wakers);
+        let mut db_tasks = HashMap::new();
         for h in &self.dbs {
             let notified = h.db.path().parent().is_some_and(|d| watched.contains(d));
-            spawn_db_tasks(&mut tasks, h, notified, &stop_rx);
+            let t = spawn_db_tasks(&mut tasks, h, notified);
+            db_tasks.insert(h.db.path().to_path_buf(), t);
         }
         let shared = Arc::new(Shared {
             dbs: std::sync::RwLock::new(self.dbs),
+            db_tasks: Mutex::new(db_tasks),
             events: self.events,
             stop_tx,
             tasks: tokio::sync::Mutex::new(None),
@@ -233,9 +243,14 @@ impl Engine {
 }
 
 struct Shared {
-    /// Grows while running when a watched directory gains a database.
+    /// Grows while running when a watched directory gains a database, shrinks when one is
+    /// removed from it.
     dbs: std::sync::RwLock<Vec<DbHandle>>,
+    /// The tasks of each database in `dbs`, by database path.
+    db_tasks: Mutex<HashMap<PathBuf, DbTasks>>,
     events: broadcast::Sender<Event>,
+    /// Stops the engine's own tasks (directory watchers); each database's tasks have
+    /// their own signal in `db_tasks`.
     stop_tx: watch::Sender<bool>,
     tasks: tokio::sync::Mutex<Option<tokio::task::JoinSet<()>>>,
     watcher: Mutex<Option<notify::RecommendedWatcher>>,
@@ -259,6 +274,30 @@ impl std::fmt::Debug for EngineHandle {
 impl Shared {
     fn dbs(&self) -> std::sync::RwLockReadGuard<'_, Vec<DbHandle>> {
         self.dbs.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn db_tasks(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, DbTasks>> {
+        self.db_tasks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes the database at `path` out of the running engine: stops its tasks, waits for
+    /// them to return, forgets it and closes its connections. Its replicas are left as they
+    /// are. Returns false if the engine does not run it.
+    async fn remove_db(&self, path: &Path) -> bool {
+        let Some(mut t) = self.db_tasks().remove(path) else {
+            return false;
+        };
+        let _ = t.stop.send(true);
+        while t.done.recv().await.is_some() {}
+        let h = {
+            let mut dbs = self.dbs.write().unwrap_or_else(|e| e.into_inner());
+            let i = dbs.iter().position(|h| h.db.path() == path);
+            i.map(|i| dbs.remove(i))
+        };
+        if let Some(h) = h {
+            h.db.close();
+        }
+        true
     }
 }
 
@@ -431,6 +470,11 @@ impl EngineHandle {
             return Ok(());
         };
         let _ = self.inner.stop_tx.send(true);
+        // No database is added from here on: a watched directory adds one only while the
+        // task set is there, and it was just taken.
+        for t in self.inner.db_tasks().values() {
+            let _ = t.stop.send(true);
+        }
         while tasks.join_next().await.is_some() {}
         self.inner
             .watcher
@@ -516,37 +560,65 @@ fn new_handle(
     }
 }
 
-fn spawn_db_tasks(
-    tasks: &mut tokio::task::JoinSet<()>,
-    h: &DbHandle,
-    notified: bool,
-    stop_rx: &watch::Receiver<bool>,
-) {
+/// The tasks of one database: its own stop signal, and a channel that closes once every
+/// one of them has returned.
+struct DbTasks {
+    stop: watch::Sender<bool>,
+    /// Nothing is ever sent: `recv` returns `None` once every task has returned (each
+    /// holds a sender until then).
+    done: tokio::sync::mpsc::Receiver<()>,
+}
+
+/// Spawns the monitor and the replica tasks of `h` into `tasks`; they run until the
+/// returned [`DbTasks`] says stop (or is dropped).
+fn spawn_db_tasks(tasks: &mut tokio::task::JoinSet<()>, h: &DbHandle, notified: bool) -> DbTasks {
     info!(path = %h.db.path().display(), "initialized db");
     for r in &h.replicas {
         info!(db = %h.db.path().display(), name = r.name(), r#type = r.client().type_name(), location = %r.client().location(), "replicating to");
     }
-    tasks.spawn(monitor(
+    let (stop, stop_rx) = watch::channel(false);
+    let (done_tx, done) = tokio::sync::mpsc::channel(1);
+    let mut spawn = |fut: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>| {
+        let done_tx = done_tx.clone();
+        tasks.spawn(async move {
+            fut.await;
+            drop(done_tx);
+        });
+    };
+    spawn(Box::pin(monitor(
         h.db.clone(),
         h.replicas.clone(),
         h.waker.clone(),
         notified,
         stop_rx.clone(),
-    ));
+    )));
     for r in &h.replicas {
-        tasks.spawn(r.clone().run(stop_rx.clone()));
+        spawn(Box::pin(r.clone().run(stop_rx.clone())));
         if r.validation_interval().is_some() {
-            tasks.spawn(r.clone().run_validation(stop_rx.clone()));
+            spawn(Box::pin(r.clone().run_validation(stop_rx.clone())));
         }
     }
+    DbTasks { stop, done }
 }
 
-/// Watches a directory entry with `watch: true` and starts replicating every database
-/// that appears in it: file-system notifications on the directory (recursive with
-/// `recursive: true`) say when to look, and a rescan every [`NOTIFIED_POLL_INTERVAL`] is the
-/// safety net. A file that matches the pattern but is not a SQLite database is warned
-/// about once and skipped; an empty one (a database being created) is looked at again on
-/// its next change. The same notifications wake the databases this task added.
+/// How long a database file of a watched directory must stay gone before the database is
+/// stopped: a database replaced by delete-and-create, or moved away and back, is not.
+const REMOVED_GRACE: Duration = Duration::from_secs(1);
+
+/// True when nothing is at `path` (other errors, such as permissions, are not a removal).
+fn absent(path: &Path) -> bool {
+    matches!(std::fs::symlink_metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+}
+
+/// Watches a directory entry with `watch: true`, starts replicating every database that
+/// appears in it and stops replicating every one that disappears: file-system
+/// notifications on the directory (recursive with `recursive: true`) say when to look, and
+/// a rescan every [`NOTIFIED_POLL_INTERVAL`] is the safety net. A file that matches the
+/// pattern but is not a SQLite database is warned about once and skipped; an empty one (a
+/// database being created) is looked at again on its next change. A database of this
+/// entry whose file is gone, and still gone [`REMOVED_GRACE`] later, is taken out of the
+/// engine (its replica is kept); if it comes back it is picked up like any new database.
+/// The same notifications wake the databases this task added.
 async fn watch_dir(
     mut d: DirWatch,
     shared: std::sync::Weak<Shared>,
@@ -587,26 +659,64 @@ async fn watch_dir(
         Some(s) => s.dbs().iter().map(|h| h.db.path().to_path_buf()).collect(),
         None => return,
     };
+    // The databases of this entry (found at start-up or added since): the ones it stops
+    // when their file goes. A database configured by its own `path:` is never stopped.
+    let mut mine: HashSet<PathBuf> = std::mem::take(&mut d.found);
     let rescan_every = dc.template.monitor_interval.max(NOTIFIED_POLL_INTERVAL);
     let mut rescan = tokio::time::interval(rescan_every);
     rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     rescan.tick().await;
     loop {
-        let mut candidates: Vec<PathBuf> = tokio::select! {
+        let (mut candidates, mut gone): (Vec<PathBuf>, Vec<PathBuf>) = tokio::select! {
             _ = stop.changed() => return,
             // Without a watcher the channel is closed and this branch stays disabled.
             Some(p) = rx.recv() => {
                 if let Some(w) = wakers.get(&p) {
                     w.notify_one();
-                    continue;
                 }
-                vec![p]
+                if mine.contains(&p) {
+                    // Only the database file itself counts: its -wal and -shm come and go.
+                    (Vec::new(), vec![p])
+                } else if wakers.contains_key(&p) {
+                    continue;
+                } else {
+                    (vec![p], Vec::new())
+                }
             }
             _ = rescan.tick() => {
                 let dc = dc.clone();
-                tokio::task::spawn_blocking(move || dc.scan()).await.unwrap_or_default()
+                let mut gone: Vec<PathBuf> = mine.iter().cloned().collect();
+                tokio::task::spawn_blocking(move || {
+                    gone.retain(|p| absent(p));
+                    (dc.scan(), gone)
+                })
+                .await
+                .unwrap_or_default()
             }
         };
+        gone.retain(|p| absent(p));
+        if !gone.is_empty() {
+            // A database replaced by delete-and-create, or moved away and back, is not
+            // stopped: it must still be gone after the grace.
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = tokio::time::sleep(REMOVED_GRACE) => {}
+            }
+            gone.retain(|p| absent(p));
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            for p in gone {
+                if shared.remove_db(&p).await {
+                    info!(path = %p.display(), dir = %dc.dir.display(), "database removed from directory; replication stopped, its replica is kept");
+                }
+                mine.remove(&p);
+                known.remove(&p);
+                if let Some(w) = wakers.get(&p).cloned() {
+                    wakers.retain(|_, v| !Arc::ptr_eq(v, &w));
+                }
+            }
+        }
         // Cheap name checks first: most events are about -wal and -shm files.
         candidates.retain(|p| !known.contains(p) && dc.relative(p).is_some());
         if candidates.is_empty() {
@@ -643,6 +753,7 @@ async fn watch_dir(
             let Some(tasks) = tasks.as_mut() else { return }; // shutting down
             info!(path = %p.display(), dir = %dc.dir.display(), "new database in watched directory");
             known.insert(p.clone());
+            mine.insert(p.clone());
             wakers.insert(h.db.path().to_path_buf(), h.waker.clone());
             wakers.insert(h.db.wal_path().to_path_buf(), h.waker.clone());
             shared
@@ -650,7 +761,8 @@ async fn watch_dir(
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(h.clone());
-            spawn_db_tasks(tasks, &h, notified, &stop);
+            let t = spawn_db_tasks(tasks, &h, notified);
+            shared.db_tasks().insert(p.clone(), t);
             h.waker.notify_one();
         }
     }

@@ -614,8 +614,10 @@ async fn announced_length_must_match_the_listing() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn endless_wal_segment_stops_at_the_listed_size() {
+/// Restores from a hostile server that serves a good snapshot and then, as the first WAL
+/// segment, an endless body announced with `head_len` (None: no length). Returns the
+/// restore's error and how many bytes of the endless body the server got out.
+async fn endless_wal_segment_restore(head_len: Option<u64>) -> (Error, u64) {
     let dir = tempfile::tempdir().unwrap();
     let db = small_db(dir.path());
     let snap = compress::compress(&db);
@@ -632,48 +634,33 @@ async fn endless_wal_segment_stops_at_the_listed_size() {
         },
         hostile::Object {
             path: seg,
-            head_len: Some(5000),
+            head_len,
             body: hostile::Body::Endless { prefix, chunk },
         },
     ]);
     let err = hostile_restore(&srv).await;
+    let sent = srv.endless_sent.load(std::sync::atomic::Ordering::SeqCst);
+    (err, sent)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endless_wal_segment_stops_at_the_listed_size() {
+    let (err, sent) = endless_wal_segment_restore(Some(5000)).await;
     let msg = err.to_string();
     assert!(
         msg.contains("runs past the 5000 bytes its listing gave"),
         "{msg}"
     );
     assert!(msg.contains(&layout::wal_segment_name(0, 0)), "{msg}");
-    let sent = srv.endless_sent.load(std::sync::atomic::Ordering::SeqCst);
     assert!(sent < 64 << 20, "server sent {sent} bytes");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsized_endless_wal_segment_is_streamed_and_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = small_db(dir.path());
-    let snap = compress::compress(&db);
-    let (prefix, chunk) = endless_frame(&db);
-    let seg = format!(
-        "replica/generations/{HOSTILE_GEN}/wal/{}",
-        layout::wal_segment_name(0, 0)
-    );
     // No length for the segment: it is streamed, and its content (not a WAL) is refused
     // at the first bytes instead of being read to the end.
-    let srv = hostile::start(vec![
-        hostile::Object {
-            path: hostile_snapshot_path(),
-            head_len: Some(snap.len() as u64),
-            body: hostile::Body::Fixed(snap),
-        },
-        hostile::Object {
-            path: seg,
-            head_len: None,
-            body: hostile::Body::Endless { prefix, chunk },
-        },
-    ]);
-    let err = hostile_restore(&srv).await;
+    let (err, sent) = endless_wal_segment_restore(None).await;
     let msg = err.to_string();
     assert!(msg.contains("invalid wal header"), "{msg}");
-    let sent = srv.endless_sent.load(std::sync::atomic::Ordering::SeqCst);
     assert!(sent < 64 << 20, "server sent {sent} bytes");
 }

@@ -16,9 +16,11 @@ pub struct DirConfig {
     pub pattern: String,
     /// `recursive` — default false — also scan subdirectories (hidden ones excepted).
     pub recursive: bool,
-    /// `watch` — default false — keep watching the directory and replicate databases that
-    /// appear after start-up (file-system notifications, with a periodic rescan as a safety
-    /// net). Without it the directory is scanned once, at start-up, as in Litestream.
+    /// `watch` — default false — keep watching the directory (file-system notifications,
+    /// with a periodic rescan as a safety net): replicate databases that appear after
+    /// start-up, and stop replicating one whose file is deleted (still gone a second later;
+    /// its replica is kept, and it is picked up again, in a new generation, if it comes
+    /// back). Without it the directory is scanned once, at start-up, as in Litestream.
     pub watch: bool,
     /// The entry's other settings and replicas, as for a single database whose `path` is
     /// `dir`; [`DirConfig::db_config`] derives each database's own config from it.

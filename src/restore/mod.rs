@@ -302,32 +302,28 @@ async fn download_snapshot(
         let res = match backend::open_checked(&**client, &path, snap.size).await {
             Err(e) => Err(e),
             Ok(stream) => {
-                let reader = backend::blocking_reader(stream);
-                let (object, tmp2) = (object.clone(), tmp.to_path_buf());
+                let tmp2 = tmp.to_path_buf();
                 let header_bound = snap.size == 0;
                 let cancelled = cancel.0.clone();
-                let mut f = file;
-                let (f, res) = tokio::task::spawn_blocking(move || {
-                    let reader =
-                        crate::compress::FrameReader::new(reader, backend::MAX_DECOMPRESSED);
-                    let read_err = |e| backend::read_error(e, backend, &object);
-                    let res = output::write_snapshot(
-                        &mut f,
-                        &tmp2,
-                        reader,
-                        &object,
-                        header_bound,
-                        &read_err,
-                        &cancelled,
-                    );
-                    (f, res)
-                })
-                .await
-                .map_err(|e| Error::Io {
-                    op: "restore worker for",
-                    path: tmp.to_path_buf(),
-                    source: std::io::Error::other(e.to_string()),
-                })?;
+                let body = Body {
+                    stream,
+                    limit: backend::MAX_DECOMPRESSED,
+                    backend,
+                    object: object.clone(),
+                };
+                let (f, res) = body
+                    .decompress(tmp, file, move |f, r, object, read_err| {
+                        output::write_snapshot(
+                            f,
+                            &tmp2,
+                            r,
+                            object,
+                            header_bound,
+                            read_err,
+                            &cancelled,
+                        )
+                    })
+                    .await?;
                 file = f;
                 res
             }
@@ -356,13 +352,71 @@ async fn blocking<T: Send + 'static>(
     path: &Path,
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
-    tokio::task::spawn_blocking(f)
+    worker(path, f).await?
+}
+
+/// Runs `f` on the blocking pool and returns what it returns; the only error is the
+/// worker's own failure (a panic), reported against `path`.
+async fn worker<T: Send + 'static>(
+    path: &Path,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Io {
+        op: "restore worker for",
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e.to_string()),
+    })
+}
+
+/// An opened compressed object (snapshot or WAL segment) on its way to the temporary
+/// database.
+struct Body {
+    stream: backend::ObjectStream,
+    /// Most bytes the body may decompress to.
+    limit: u64,
+    backend: &'static str,
+    /// The object's full name, for errors.
+    object: String,
+}
+
+impl Body {
+    /// Runs `f` on the blocking pool over the decompressed body, with `state` (the file or
+    /// writer `f` writes to) and the mapping of read errors to the store's or a corruption
+    /// error. `state` comes back whatever `f` returned, so the caller can retry with it.
+    /// `tmp` names the temporary database in a worker failure.
+    async fn decompress<S, T>(
+        self,
+        tmp: &Path,
+        state: S,
+        f: impl FnOnce(
+            &mut S,
+            &mut dyn std::io::Read,
+            &str,
+            &dyn Fn(std::io::Error) -> Error,
+        ) -> Result<T>
+        + Send
+        + 'static,
+    ) -> Result<(S, Result<T>)>
+    where
+        S: Send + 'static,
+        T: Send + 'static,
+    {
+        let Body {
+            stream,
+            limit,
+            backend,
+            object,
+        } = self;
+        let reader = backend::blocking_reader(stream);
+        worker(tmp, move || {
+            let mut state = state;
+            let mut r = crate::compress::FrameReader::new(reader, limit);
+            let read_err = |e| backend::read_error(e, backend, &object);
+            let res = f(&mut state, &mut r, &object, &read_err);
+            (state, res)
+        })
         .await
-        .map_err(|e| Error::Io {
-            op: "restore worker for",
-            path: path.to_path_buf(),
-            source: std::io::Error::other(e.to_string()),
-        })?
+    }
 }
 
 /// Executes `plan` into `output`, which must not exist ([`Error::OutputExists`]).
@@ -670,22 +724,18 @@ async fn apply_streamed(
         let res = match backend::open_checked(&**client, &path, seg.size).await {
             Err(e) => Err(e),
             Ok(stream) => {
-                let reader = backend::blocking_reader(stream);
-                let (seg2, object2) = (seg.clone(), object.clone());
-                let w = writer;
-                let (w, res) = tokio::task::spawn_blocking(move || {
-                    let mut w = w;
-                    let mut fr = crate::compress::FrameReader::new(reader, limit);
-                    let read_err = |e| backend::read_error(e, backend, &object2);
-                    let res = w.apply_segment_stream(&seg2, &mut fr, &object2, &read_err);
-                    (w, res)
-                })
-                .await
-                .map_err(|e| Error::Io {
-                    op: "restore worker for",
-                    path: tmp.to_path_buf(),
-                    source: std::io::Error::other(e.to_string()),
-                })?;
+                let seg2 = seg.clone();
+                let body = Body {
+                    stream,
+                    limit,
+                    backend,
+                    object: object.clone(),
+                };
+                let (w, res) = body
+                    .decompress(tmp, writer, move |w, r, object, read_err| {
+                        w.apply_segment_stream(&seg2, r, object, read_err)
+                    })
+                    .await?;
                 writer = w;
                 res
             }

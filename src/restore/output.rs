@@ -307,12 +307,12 @@ impl DbWriter {
         }
     }
 
-    /// The replay of `seg`'s index, finishing the previous index first when `seg` starts a
-    /// new one (returned as the second value).
+    /// The replay of `seg`'s index and the page buffer its pages go to, finishing the
+    /// previous index first when `seg` starts a new one (returned as the third value).
     fn replay_for(
         &mut self,
         seg: &WalSegmentInfo,
-    ) -> Result<(&mut IndexReplay, Option<AppliedIndex>)> {
+    ) -> Result<(&mut IndexReplay, &mut PageBuf, Option<AppliedIndex>)> {
         let mut finished = None;
         if self
             .current
@@ -325,7 +325,7 @@ impl DbWriter {
         let replay = self
             .current
             .get_or_insert_with(|| IndexReplay::new(seg.index, page_size));
-        Ok((replay, finished))
+        Ok((replay, &mut self.pages, finished))
     }
 
     /// Validates and applies one segment (the next in the plan's order). Returns the
@@ -337,10 +337,9 @@ impl DbWriter {
         object: &str,
     ) -> Result<Option<AppliedIndex>> {
         let ps = self.pages.page_size as usize;
-        let (replay, finished) = self.replay_for(seg)?;
-        let pages = replay.segment(seg.offset, data, object)?;
-        for p in pages {
-            self.pages.put(p.pgno, &data[p.at..p.at + ps])?;
+        let (replay, pages, finished) = self.replay_for(seg)?;
+        for p in replay.segment(seg.offset, data, object)? {
+            pages.put(p.pgno, &data[p.at..p.at + ps])?;
         }
         Ok(finished)
     }
@@ -357,19 +356,7 @@ impl DbWriter {
         object: &str,
         read_err: &dyn Fn(std::io::Error) -> Error,
     ) -> Result<Option<AppliedIndex>> {
-        let mut finished = None;
-        if self
-            .current
-            .as_ref()
-            .is_some_and(|c| c.index() != seg.index)
-        {
-            finished = self.finish_index()?;
-        }
-        let page_size = self.pages.page_size;
-        let replay = self
-            .current
-            .get_or_insert_with(|| IndexReplay::new(seg.index, page_size));
-        let pages = &mut self.pages;
+        let (replay, pages, finished) = self.replay_for(seg)?;
         replay.segment_stream(seg.offset, r, object, read_err, &mut |pgno, page| {
             pages.put(pgno, page)
         })?;
