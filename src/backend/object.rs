@@ -376,6 +376,12 @@ impl ObjectClient {
                 ),
             })?;
         let text = String::from_utf8_lossy(&body);
+        // nginx `autoindex_format json;` carries exact sizes and times: no HEAD needed.
+        if let Some(mut entries) = parse_json_index(&text) {
+            entries.sort_by(|a, b| a.name.cmp(&b.name));
+            entries.dedup_by(|a, b| a.name == b.name);
+            return Ok(entries);
+        }
         let mut names: Vec<(String, bool)> = parse_index(&text);
         names.sort();
         names.dedup();
@@ -794,6 +800,54 @@ pub fn parse_index(html: &str) -> Vec<(String, bool)> {
     out
 }
 
+/// Entries of an nginx `autoindex_format json;` listing:
+/// `[{"name":"x","type":"file","mtime":"<HTTP date>","size":470}, ...]`, directories with
+/// `"type":"directory"` and no size. `None` when `text` is not such a JSON array (an HTML
+/// page). Names pass the same filter as [`parse_index`]; entries of other types (links,
+/// sockets) and unreadable ones are skipped.
+pub fn parse_json_index(text: &str) -> Option<Vec<ObjectInfo>> {
+    if !text.trim_start().starts_with('[') {
+        return None;
+    }
+    let items: Vec<serde_json::Value> = serde_json::from_str(text).ok()?;
+    let mut out = Vec::new();
+    for it in items {
+        let Some(name) = it.get("name").and_then(|v| v.as_str()) else {
+            continue;
+        };
+        if name.is_empty()
+            || name == "."
+            || name == ".."
+            || name.contains('/')
+            || name.contains('\\')
+        {
+            continue;
+        }
+        let is_dir = match it.get("type").and_then(|v| v.as_str()) {
+            Some("directory") => true,
+            Some("file") => false,
+            _ => continue,
+        };
+        let size = it.get("size").and_then(|v| v.as_u64()).unwrap_or(0);
+        let modified = it
+            .get("mtime")
+            .and_then(|v| v.as_str())
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        out.push(ObjectInfo {
+            name: name.to_string(),
+            size: if is_dir { 0 } else { size },
+            modified: if is_dir {
+                SystemTime::UNIX_EPOCH
+            } else {
+                modified
+            },
+            is_dir,
+        });
+    }
+    Some(out)
+}
+
 fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -1149,5 +1203,34 @@ mod tests {
             parse_index(nginx),
             vec![("00000000_00000000.wal.lz4".to_string(), false)]
         );
+        // nginx cuts link texts longer than 50 characters ("..>"); the href is whole.
+        let long = format!("{}.snapshot.lz4", "0".repeat(48));
+        let cut = format!(
+            "<pre><a href=\"../\">../</a>\n<a href=\"{long}\">{}..&gt;</a> 22-Nov-2026 07:59  9\n</pre>",
+            &long[..47]
+        );
+        assert_eq!(parse_index(&cut), vec![(long, false)]);
+        assert_eq!(parse_json_index(nginx), None);
+    }
+
+    #[test]
+    fn nginx_json_index() {
+        let json = r#"[
+{ "name":"generations", "type":"directory", "mtime":"Sat, 21 Nov 2026 23:15:22 GMT" },
+{ "name":"00000000_00000000.wal.lz4", "type":"file", "mtime":"Sat, 21 Nov 2026 23:15:22 GMT", "size":470 },
+{ "name":"..", "type":"directory" }, { "name":"a/b", "type":"file", "size":1 },
+{ "name":"link", "type":"other" }, { "type":"file" }
+]"#;
+        let got = parse_json_index(json).expect("a json listing");
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].name, "generations");
+        assert!(got[0].is_dir);
+        assert_eq!(got[1].name, "00000000_00000000.wal.lz4");
+        assert_eq!((got[1].size, got[1].is_dir), (470, false));
+        assert_eq!(
+            got[1].modified,
+            httpdate::parse_http_date("Sat, 21 Nov 2026 23:15:22 GMT").unwrap()
+        );
+        assert_eq!(parse_json_index("[not json"), None);
     }
 }
