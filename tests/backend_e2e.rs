@@ -7,6 +7,8 @@
 //!    and both list the same snapshots and WAL segments;
 //! 3. a central server: walship replicates to a file replica that `python3 -m http.server`
 //!    serves; restore and `generations|snapshots|wal` over plain HTTP match the file replica;
+//!    the same with a real nginx `autoindex` (HTML and JSON listings) over a replica with
+//!    several generations, snapshots and many WAL segments, restores compared byte for byte;
 //! 4. S3 through a fault proxy that resets, then blackholes, then passes again: after
 //!    recovery and a clean stop, restore gives exactly the source rows.
 //!
@@ -23,7 +25,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::*;
-use servers::{FaultProxy, Mode, MotoServer, StaticHttp, WebDav, s3_replica_yaml};
+use servers::{
+    Autoindex, FaultProxy, Mode, MotoServer, NginxStatic, StaticHttp, WebDav, s3_replica_yaml,
+};
 
 /// Pause between workload steps.
 const PAUSE: Duration = Duration::from_millis(10);
@@ -408,6 +412,127 @@ fn file_replica_served_by_static_http() {
             ta.len()
         );
     }
+}
+
+/// A file replica with several generations, several snapshots in each and many WAL
+/// segments: walship replicates in three runs (snapshot-interval 1s, sync-interval 200ms),
+/// and a TRUNCATE checkpoint while it is down between runs starts a new generation.
+fn replica_with_history(t: &TestDir, test: &str, db: &Path, replica: &Path) -> Workload {
+    let cfg = write_config(t.path(), "file.yml", db, replica, &ConfigOpts::default());
+    let mut yaml = fs::read_to_string(&cfg).expect("read config");
+    yaml.push_str("        snapshot-interval: 1s\n");
+    fs::write(&cfg, yaml).expect("write config");
+    let mut w = Workload::open(db, test_seed(test));
+    assert!(w.insert(5, true));
+    for run in 0..3 {
+        if run > 0 {
+            let ck = w
+                .checkpoint("TRUNCATE")
+                .expect("checkpoint while walship is down");
+            assert_eq!(ck.0, 0, "TRUNCATE checkpoint was busy");
+        }
+        let mut p = Proc::replicate(t.path(), &Tool::Walship, &cfg);
+        churn(&mut w, 120);
+        wait_replicated(
+            &Tool::Walship,
+            &file_url(replica),
+            t.path(),
+            &w.model,
+            &mut p,
+            CATCH_UP,
+        );
+        p.stop();
+    }
+    w.assert_model_matches_source();
+    let gens = dir_entries(&replica.join("generations"));
+    assert!(gens.len() >= 3, "expected 3 generations, got {gens:?}");
+    w
+}
+
+/// A file replica with several generations, snapshots and many WAL segments, served by a
+/// real nginx with `autoindex on;` (HTML) and with `autoindex_format json;`: `restore` over
+/// http:// gives the same bytes as a restore from the file replica (latest, and each
+/// generation on its own), and `generations`, `snapshots` and `wal` list the same rows.
+#[test]
+fn file_replica_served_by_nginx_autoindex() {
+    let test = "nginx_autoindex";
+    let t = TestDir::new("e2e-nginx");
+    let replica = t.join("replica");
+    let servers = [Autoindex::Html, Autoindex::Json].map(|ix| {
+        let name = format!("nginx-{ix:?}").to_lowercase();
+        NginxStatic::start(test, t.path(), &name, &replica, ix)
+    });
+    let [Some(html), Some(json)] = servers else {
+        return;
+    };
+    let db = t.join("app.db");
+    let w = replica_with_history(&t, test, &db, &replica);
+    let file = file_url(&replica);
+    let rows = |cmd: &str, src: &str, extra: &[&str]| {
+        let mut a = extra.to_vec();
+        a.push(src);
+        listing(&Tool::Walship, cmd, &a, t.path())
+    };
+    let gens: Vec<String> = rows("generations", &file, &[])
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    let wal_rows = rows("wal", &file, &[]);
+    let snap_rows = rows("snapshots", &file, &[]);
+    eprintln!(
+        "replica: {} generations, {} snapshots, {} wal segments",
+        gens.len(),
+        snap_rows.len(),
+        wal_rows.len()
+    );
+    assert!(gens.len() >= 3, "generations: {gens:?}");
+    assert!(
+        snap_rows.len() > gens.len(),
+        "one snapshot per generation only"
+    );
+    assert!(wal_rows.len() >= 30, "only {} wal segments", wal_rows.len());
+
+    for (srv, what) in [(&html, "nginx html"), (&json, "nginx json")] {
+        let url = srv.url("");
+        // The listings.
+        for cmd in ["generations", "snapshots", "wal"] {
+            let want = rows(cmd, &file, &[]);
+            assert_eq!(
+                rows(cmd, &url, &[]),
+                want,
+                "{what}: {cmd} over http vs file"
+            );
+        }
+        // The latest state, and each generation's own.
+        let mut sources: Vec<Vec<&str>> = vec![vec![]];
+        sources.extend(gens.iter().map(|g| vec!["-generation", g.as_str()]));
+        for extra in sources {
+            let (a, ra) = restore(&Tool::Walship, &file, &extra, t.path());
+            assert!(ra.ok(), "file restore {extra:?}: {}", ra.describe());
+            let (b, rb) = restore(&Tool::Walship, &url, &extra, t.path());
+            assert!(rb.ok(), "{what} restore {extra:?}: {}", rb.describe());
+            read_db(&b).unwrap_or_else(|e| panic!("{what} restore {extra:?}: {e}"));
+            assert!(
+                fs::read(&a).expect("read file restore") == fs::read(&b).expect("read restore"),
+                "{what}: restore {extra:?} differs from the file replica's"
+            );
+        }
+        timed_restore(&Tool::Walship, what, &url, &[], t.path(), &w.model);
+    }
+    // The JSON listing carries sizes and times: no HEAD per file, unlike the HTML one.
+    let heads = |srv: &NginxStatic| {
+        srv.access_log()
+            .lines()
+            .filter(|l| l.contains("\"HEAD "))
+            .count()
+    };
+    let (h_html, h_json) = (heads(&html), heads(&json));
+    eprintln!("HEAD requests: nginx html {h_html}, nginx json {h_json}");
+    assert!(h_html > 0, "the HTML listing needs HEADs for sizes");
+    assert_eq!(
+        h_json, 0,
+        "the JSON listing has sizes and times: no HEAD expected"
+    );
 }
 
 // ------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 //! - [`MotoServer`]: an S3-compatible server (`moto_server`, from `pip install 'moto[server]'`);
 //! - [`WebDav`]: `rclone serve webdav` (Debian package `rclone`);
 //! - [`StaticHttp`]: `python3 -m http.server`, a plain static file server (no PROPFIND);
+//! - [`NginxStatic`]: a real `nginx` with `autoindex` (HTML or JSON listings), read-only;
 //! - [`FaultProxy`]: pass / reset / blackhole, switchable while connections are open; it
 //!   also counts the HTTP requests that pass through it.
 //!
@@ -450,6 +451,98 @@ impl StaticHttp {
             proc,
             root: root.to_path_buf(),
         })
+    }
+
+    /// `http://127.0.0.1:<port>/<prefix>` (no trailing `/`; `prefix` may be empty).
+    pub fn url(&self, prefix: &str) -> String {
+        join_url(&self.proc.base_url(), prefix)
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// nginx autoindex
+
+/// The directory listing format of [`NginxStatic`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Autoindex {
+    /// `autoindex on;`: an HTML page, `<a href="NAME">NAME</a>` (link texts longer than 50
+    /// characters cut to `...>`).
+    Html,
+    /// `autoindex on; autoindex_format json;`: `[{"name":..,"type":..,"mtime":..,"size":..}]`.
+    Json,
+}
+
+/// A static file server: a real `nginx` (`daemon off;`, its own config, temp and log files
+/// in the test's directory) serving a local directory read-only with `autoindex`.
+pub struct NginxStatic {
+    pub proc: ServerProc,
+    /// The served directory.
+    pub root: PathBuf,
+    /// nginx's prefix: config, pid, temp files and the access log.
+    pub prefix: PathBuf,
+}
+
+impl NginxStatic {
+    /// Serves `root` (created if needed) at `/` with the listing format `index`; `None`
+    /// (after a loud skip) when `nginx` is missing outside CI. `name` tells several
+    /// servers of one test apart (config and log file names).
+    pub fn start(
+        test: &str,
+        dir: &Path,
+        name: &str,
+        root: &Path,
+        index: Autoindex,
+    ) -> Option<NginxStatic> {
+        // Debian installs it to /usr/sbin, which a non-root PATH may lack.
+        let bin = find_on_path("nginx")
+            .or_else(|| Some(PathBuf::from("/usr/sbin/nginx")).filter(|p| p.is_file()))
+            .or_else(|| require_bin(test, "nginx", "apt-get install nginx"))?;
+        fs::create_dir_all(root).expect("create nginx root");
+        let prefix = dir.join(name);
+        fs::create_dir_all(prefix.join("tmp")).expect("create nginx prefix");
+        let conf = prefix.join("nginx.conf");
+        // SAFETY: geteuid(2) has no preconditions.
+        let root_user = unsafe { libc::geteuid() } == 0;
+        let root = root.to_path_buf();
+        let (p, r) = (prefix.clone(), root.clone());
+        let proc = ServerProc::start(dir, name, &bin, move |port| {
+            let s = |x: &Path| x.to_str().expect("utf-8 path").to_string();
+            let format = match index {
+                Autoindex::Html => "",
+                Autoindex::Json => "autoindex_format json;",
+            };
+            // As root, workers would run as `nobody` and could not read a test's files.
+            let user = if root_user { "user root;" } else { "" };
+            let tmp = s(&p.join("tmp"));
+            let text = format!(
+                "daemon off;\n{user}\nworker_processes 1;\npid {pid};\nerror_log stderr info;\n\
+                 events {{ worker_connections 256; }}\n\
+                 http {{\n  access_log {access};\n  types {{ application/octet-stream lz4; }}\n  \
+                 client_body_temp_path {tmp}; proxy_temp_path {tmp}; fastcgi_temp_path {tmp};\n  \
+                 uwsgi_temp_path {tmp}; scgi_temp_path {tmp};\n  \
+                 server {{\n    listen 127.0.0.1:{port};\n    root {root};\n    \
+                 location / {{ autoindex on; {format} }}\n  }}\n}}\n",
+                pid = s(&p.join("nginx.pid")),
+                access = s(&p.join("access.log")),
+                root = s(&r),
+            );
+            fs::write(p.join("nginx.conf"), text).expect("write nginx.conf");
+            vec![
+                "-p".into(),
+                s(&p),
+                "-e".into(),
+                "stderr".into(),
+                "-c".into(),
+                s(&p.join("nginx.conf")),
+            ]
+        });
+        eprintln!("nginx {index:?} autoindex config: {}", conf.display());
+        Some(NginxStatic { proc, root, prefix })
+    }
+
+    /// The access log: one line per request (`"GET /x HTTP/1.1" 200 ...`).
+    pub fn access_log(&self) -> String {
+        fs::read_to_string(self.prefix.join("access.log")).unwrap_or_default()
     }
 
     /// `http://127.0.0.1:<port>/<prefix>` (no trailing `/`; `prefix` may be empty).
