@@ -10,7 +10,10 @@
 //!    the same with a real nginx `autoindex` (HTML and JSON listings) over a replica with
 //!    several generations, snapshots and many WAL segments, restores compared byte for byte;
 //! 4. S3 through a fault proxy that resets, then blackholes, then passes again: after
-//!    recovery and a clean stop, restore gives exactly the source rows.
+//!    recovery and a clean stop, restore gives exactly the source rows;
+//! 5. S3 and WebDAV out of space (the proxy answers uploads with MinIO's `507 Insufficient
+//!    Storage`, reads pass): nothing unconfirmed shows in the replica, the log says once
+//!    what happened and what to do, and walship catches up when space is back.
 //!
 //! Along the way it prints (`MEASURE:` lines) the number of requests walship sends to S3 per
 //! 1,000 transactions at sync-interval 1s, and the restore throughput from each backend.
@@ -696,4 +699,228 @@ fn webdav_through_500s_resets_and_blackhole_recovers() {
     );
     w.assert_model_matches_source();
     assert_restore(&Tool::Walship, &url, &[], t.path(), &w.model);
+}
+
+// ------------------------------------------------------------------------------------------
+// 5. A store that is out of space
+
+/// What a store holds, read past the proxy (so it sees only what the store confirmed).
+type Holdings<'a> = Box<dyn Fn() -> Vec<String> + 'a>;
+
+/// `walship replicate` through `proxy` (config `cfg`) while the application writes; the
+/// proxy answers every upload with MinIO's `507 Insufficient Storage` for `full_for`:
+/// - nothing new appears in the store (`holdings`) while uploads are refused, and the
+///   replica's `wal` listing (reads pass the proxy) stays what the store confirmed;
+/// - the log says once, not per retry, that the store is out of space and what to do;
+/// - once uploads are accepted again walship catches up, and a restore gives exactly the
+///   source rows.
+fn out_of_space_recovers(
+    t: &TestDir,
+    test: &str,
+    proxy: &FaultProxy,
+    cfg: &Path,
+    db: &Path,
+    holdings: Holdings<'_>,
+    full_for: Duration,
+) {
+    let mut w = Workload::open(db, test_seed(test));
+    assert!(w.insert(5, true));
+    let mut p = Proc::replicate(t.path(), &Tool::Walship, cfg);
+    let cfg_args = ["-config", s(cfg), s(db)];
+    wait_replicated_cfg(
+        &Tool::Walship,
+        cfg,
+        db,
+        t.path(),
+        &w.model,
+        &mut p,
+        CATCH_UP,
+    );
+    w.run_for(Duration::from_secs(1), PAUSE);
+
+    proxy.set_mode(Mode::StorageFull);
+    let full_since = Instant::now();
+    // From the first refused upload on, nothing can reach the store.
+    wait_until("walship to try an upload", CATCH_UP, || {
+        w.step();
+        std::thread::sleep(PAUSE);
+        match proxy.stats().refused_uploads {
+            0 => Err("no upload refused yet".to_string()),
+            _ => Ok(()),
+        }
+    });
+    let held = holdings();
+    let wal = listing(&Tool::Walship, "wal", &cfg_args, t.path());
+    assert!(
+        !held.is_empty() && !wal.is_empty(),
+        "nothing replicated before the fault"
+    );
+    let mut rounds = 0;
+    while full_since.elapsed() < full_for {
+        w.run_for(Duration::from_millis(700), PAUSE);
+        p.assert_running();
+        assert_eq!(
+            holdings(),
+            held,
+            "the store changed while it refused every upload"
+        );
+        assert_eq!(
+            listing(&Tool::Walship, "wal", &cfg_args, t.path()),
+            wal,
+            "the replica's wal listing changed while the store refused every upload"
+        );
+        rounds += 1;
+    }
+    // The replica as the fault left it restores (reads pass).
+    let (_, r) = restore(&Tool::Walship, s(db), &["-config", s(cfg)], t.path());
+    assert!(r.ok(), "restore while the store is full: {}", r.describe());
+    proxy.set_mode(Mode::Pass);
+    let st = proxy.stats();
+    assert!(
+        st.refused_uploads >= 3,
+        "walship did not retry the refused upload: {st:?}"
+    );
+    let cleared = Instant::now();
+    assert!(w.insert(2, true));
+    let lag = wait_replicated_cfg(
+        &Tool::Walship,
+        cfg,
+        db,
+        t.path(),
+        &w.model,
+        &mut p,
+        CATCH_UP,
+    );
+    eprintln!(
+        "MEASURE: {test}: {} uploads refused with 507 over {:.1} s ({rounds} checks of the \
+         store); caught up {:.2} s after the store had space again",
+        st.refused_uploads,
+        full_for.as_secs_f64(),
+        lag.as_secs_f64(),
+    );
+    assert!(cleared.elapsed() >= lag);
+    p.stop();
+    w.assert_model_matches_source();
+    assert_restore(
+        &Tool::Walship,
+        s(db),
+        &["-config", s(cfg)],
+        t.path(),
+        &w.model,
+    );
+
+    let logs = p.logs();
+    let full: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("out of space"))
+        .collect();
+    assert_eq!(
+        full.len(),
+        1,
+        "the out-of-space error should be logged once, not per retry ({} refused \
+         uploads):\n{}",
+        st.refused_uploads,
+        full.join("\n")
+    );
+    for needle in [
+        "ERROR",
+        "507 Insufficient Storage",
+        "refused the upload",
+        "free space",
+    ] {
+        assert!(full[0].contains(needle), "no {needle:?} in: {}", full[0]);
+    }
+    assert!(
+        logs.contains("replica sync recovered"),
+        "no recovery in the log:\n{logs}"
+    );
+    eprintln!("the log line: {}", full[0]);
+}
+
+#[test]
+fn s3_out_of_space_refuses_uploads_then_catches_up() {
+    let test = "s3_out_of_space";
+    let t = TestDir::new("e2e-s3-full");
+    let Some(moto) = MotoServer::start(test, t.path()) else {
+        return;
+    };
+    moto.create_bucket("full");
+    let proxy = FaultProxy::start(moto.proc.addr());
+    let db = t.join("app.db");
+    let cfg = config_with(
+        t.path(),
+        "s3.yml",
+        &db,
+        &s3_replica_yaml(proxy.port(), "full", "app", "200ms"),
+    );
+    let holdings: Holdings<'_> = Box::new(|| {
+        moto.list_keys("full", "app/")
+            .into_iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect()
+    });
+    out_of_space_recovers(
+        &t,
+        test,
+        &proxy,
+        &cfg,
+        &db,
+        holdings,
+        Duration::from_secs(6),
+    );
+    let logs = fs::read_to_string(t.join("moto.log")).unwrap_or_default();
+    assert!(logs.contains("PUT"), "moto saw no upload at all");
+}
+
+/// The same with WebDAV (rclone), where `507 Insufficient Storage` is the standard answer
+/// (RFC 4918 §11.5).
+#[test]
+fn webdav_out_of_space_refuses_uploads_then_catches_up() {
+    let test = "webdav_out_of_space";
+    let t = TestDir::new("e2e-dav-full");
+    let Some(dav) = WebDav::start(test, t.path(), &t.join("dav")) else {
+        return;
+    };
+    let proxy = FaultProxy::start(dav.proc.addr());
+    let db = t.join("app.db");
+    let url = format!("http://127.0.0.1:{}/replica", proxy.port());
+    let cfg = config_with(
+        t.path(),
+        "dav.yml",
+        &db,
+        &format!("      - url: {url}\n        sync-interval: 200ms\n"),
+    );
+    let root = t.join("dav/replica");
+    let holdings: Holdings<'_> = Box::new(move || files_under(&root));
+    out_of_space_recovers(
+        &t,
+        test,
+        &proxy,
+        &cfg,
+        &db,
+        holdings,
+        Duration::from_secs(5),
+    );
+}
+
+/// Every file below `dir` as `relative/path size`, sorted.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            match e.metadata() {
+                Ok(m) if m.is_dir() => todo.push(p),
+                Ok(m) => {
+                    let rel = p.strip_prefix(dir).unwrap_or(&p).display().to_string();
+                    out.push(format!("{rel} {}", m.len()));
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    out.sort();
+    out
 }

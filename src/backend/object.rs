@@ -279,10 +279,35 @@ impl ObjectClient {
             object_store::Error::NotFound { .. } => {
                 Error::NotFound(format!("{}/{rel}", self.location))
             }
-            e => Error::Backend {
-                backend: self.type_name().into(),
-                message: format!("{what} {}/{rel}: {e}", self.location),
-            },
+            e => {
+                let text = e.to_string();
+                let message = match out_of_space(&text) {
+                    // Not the whole answer: it carries a request id that changes on every
+                    // try, and a message that changes on every try is logged every time.
+                    Some(why) => format!("{what} {}/{rel}: {why}", self.location),
+                    None => format!("{what} {}/{rel}: {text}", self.location),
+                };
+                Error::Backend {
+                    backend: self.type_name().into(),
+                    message,
+                }
+            }
+        }
+    }
+
+    /// The error for an HTTP status `st` that the server answered to `what` on `url`.
+    fn status_err(&self, what: &str, url: &str, st: u16) -> Error {
+        let message = if st == 507 {
+            format!(
+                "{what} {url}: {}",
+                out_of_space_advice("507 Insufficient Storage")
+            )
+        } else {
+            format!("{what} {url}: status {st}")
+        };
+        Error::Backend {
+            backend: self.type_name().into(),
+            message,
         }
     }
 
@@ -517,10 +542,7 @@ impl ObjectClient {
                 .map_err(|e| self.http_err("mkcol", rel, e))?;
             let st = r.status().as_u16();
             if !(st == 201 || st == 405 || st == 301 || st == 200) {
-                return Err(Error::Backend {
-                    backend: "http".into(),
-                    message: format!("create collection {url}: status {st}"),
-                });
+                return Err(self.status_err("create collection", &url, st));
             }
         }
         Ok(())
@@ -555,10 +577,7 @@ impl ObjectClient {
                 self.mkcol_parents(rel).await?;
                 continue;
             }
-            return Err(Error::Backend {
-                backend: "http".into(),
-                message: format!("put {url}: status {st}"),
-            });
+            return Err(self.status_err("put", &url, st));
         }
         Err(Error::Backend {
             backend: "http".into(),
@@ -591,10 +610,7 @@ impl ObjectClient {
         if matches!(st, 405 | 501) {
             return Ok(false);
         }
-        Err(Error::Backend {
-            backend: "http".into(),
-            message: format!("move {} into place: status {st}", self.url_of(rel)),
-        })
+        Err(self.status_err("move into place", &self.url_of(rel), st))
     }
 
     /// Uploads a large local file to S3 in parts of [`PART_SIZE`], read from the file with
@@ -690,10 +706,7 @@ impl ObjectClient {
                 .map_err(|e| self.err("put", path, e))?;
             return Ok(());
         }
-        Err(Error::Backend {
-            backend: "http".into(),
-            message: format!("move {} into place: status {st}", url_of(path)),
-        })
+        Err(self.status_err("move into place", &url_of(path), st))
     }
 
     /// Creates the WebDAV collections of the base URL's path (`/backups/app/` needs
@@ -729,10 +742,7 @@ impl ObjectClient {
             // 201 created; 405 (or 301 on some servers) already exists.
             let st = r.status().as_u16();
             if !(st == 201 || st == 405 || st == 301 || st == 200) {
-                return Err(Error::Backend {
-                    backend: "http".into(),
-                    message: format!("create collection {u}: status {st}"),
-                });
+                return Err(self.status_err("create collection", u.as_ref(), st));
             }
         }
         self.base_ready.store(true, Ordering::Relaxed);
@@ -745,6 +755,47 @@ impl ObjectClient {
             self.location
         ))
     }
+}
+
+/// S3 error codes that mean "no room for this upload" (MinIO's; AWS S3 itself has none).
+const OUT_OF_SPACE_CODES: [&str; 2] = ["XMinioStorageFull", "XMinioAdminBucketQuotaExceeded"];
+
+/// When the store's error `text` (object_store's message, which includes the server's
+/// answer) says it is out of space: `507 Insufficient Storage` (RFC 4918; MinIO sends it
+/// when its drives are full) or one of [`OUT_OF_SPACE_CODES`], the advice for the user,
+/// naming the status, the code and the server's own message (not its request id).
+fn out_of_space(text: &str) -> Option<String> {
+    let tag = |t: &str| -> Option<&str> {
+        let from = text.find(&format!("<{t}>"))? + t.len() + 2;
+        let len = text[from..].find(&format!("</{t}>"))?;
+        Some(text[from..from + len].trim())
+    };
+    let code = tag("Code").filter(|c| OUT_OF_SPACE_CODES.contains(c));
+    let status = text.contains("507 Insufficient Storage");
+    if code.is_none() && !status {
+        return None;
+    }
+    let mut detail = Vec::new();
+    if status {
+        detail.push("507 Insufficient Storage".to_string());
+    }
+    if let Some(c) = code.or_else(|| tag("Code")) {
+        match tag("Message") {
+            Some(m) => detail.push(format!("{c}: {m}")),
+            None => detail.push(c.to_string()),
+        }
+    }
+    Some(out_of_space_advice(&detail.join(", ")))
+}
+
+/// What to tell the user when the store refused an upload for lack of space (`detail`: what
+/// the server said).
+fn out_of_space_advice(detail: &str) -> String {
+    format!(
+        "the store is out of space and refused the upload ({detail}); free space on it or \
+         raise its quota: until then walship keeps the changes in the local shadow WAL and \
+         retries, and uploads them once the store accepts writes again"
+    )
 }
 
 /// Reads a response body, refusing more than `limit` bytes (`Err(None)` when over).
@@ -1211,6 +1262,44 @@ mod tests {
         );
         assert_eq!(parse_index(&cut), vec![(long, false)]);
         assert_eq!(parse_json_index(nginx), None);
+    }
+
+    #[test]
+    fn out_of_space_answers_are_explained_without_request_ids() {
+        let minio = |id: &str| {
+            format!(
+                "Generic S3 error: Error performing PUT http://127.0.0.1:9/b/k in 1.2ms, after 3 \
+                 retries, max_retries: 3, retry_timeout: 30s  - Server returned non-2xx status \
+                 code: 507 Insufficient Storage: <?xml version=\"1.0\"?><Error><Code>XMinioStorageFull\
+                 </Code><Message>Storage backend has reached its minimum free drive threshold. \
+                 Please delete a few objects to proceed.</Message><RequestId>{id}</RequestId></Error>"
+            )
+        };
+        let a = out_of_space(&minio("1879A5C3D2E00001")).expect("out of space");
+        assert_eq!(a, out_of_space(&minio("1879A5C3D2EFFFFF")).unwrap());
+        assert!(a.contains("out of space") && a.contains("507 Insufficient Storage"));
+        assert!(
+            a.contains("XMinioStorageFull: Storage backend has reached"),
+            "{a}"
+        );
+        assert!(a.contains("free space") && !a.contains("RequestId"), "{a}");
+        // A quota error comes with 400, not 507.
+        let quota = "status code: 400 Bad Request: <Error><Code>XMinioAdminBucketQuotaExceeded</Code><Message>Bucket quota exceeded</Message></Error>";
+        let q = out_of_space(quota).expect("quota");
+        assert!(
+            q.contains("XMinioAdminBucketQuotaExceeded: Bucket quota exceeded"),
+            "{q}"
+        );
+        assert!(!q.contains("507"), "{q}");
+        // A bare 507 (a WebDAV server) and unrelated errors.
+        assert!(out_of_space("status code: 507 Insufficient Storage: ").is_some());
+        assert_eq!(
+            out_of_space(
+                "status code: 500 Internal Server Error: <Error><Code>InternalError</Code></Error>"
+            ),
+            None
+        );
+        assert_eq!(out_of_space("connection reset by peer"), None);
     }
 
     #[test]
