@@ -13,7 +13,10 @@
 //!    recovery and a clean stop, restore gives exactly the source rows;
 //! 5. S3 and WebDAV out of space (the proxy answers uploads with MinIO's `507 Insufficient
 //!    Storage`, reads pass): nothing unconfirmed shows in the replica, the log says once
-//!    what happened and what to do, and walship catches up when space is back.
+//!    what happened and what to do, and walship catches up when space is back;
+//! 6. S3 stalled for 75 s, longer than every deadline and the backoff cap: walship keeps the
+//!    shadow WAL, does not spin (CPU time measured), logs once, and catches up in bounded
+//!    time on the same generation.
 //!
 //! Along the way it prints (`MEASURE:` lines) the number of requests walship sends to S3 per
 //! 1,000 transactions at sync-interval 1s, and the restore throughput from each backend.
@@ -22,6 +25,7 @@ mod common;
 #[path = "common/servers.rs"]
 mod servers;
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -923,4 +927,224 @@ fn files_under(dir: &Path) -> Vec<String> {
     }
     out.sort();
     out
+}
+
+// ------------------------------------------------------------------------------------------
+// 6. A stall of minutes
+
+/// CPU time (user + system, all threads) of process `pid` so far.
+fn cpu_time(pid: i32) -> Duration {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
+    // The fields after the command name (which may hold spaces) in parentheses: state is
+    // field 3, utime field 14, stime field 15.
+    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // SAFETY: sysconf(3) has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Duration::from_secs_f64((f[11] + f[12]) as f64 / hz)
+}
+
+/// The shadow WAL files of `db` (`<generation>/<index>.wal`) with their sizes.
+fn shadow_wal(db: &Path) -> BTreeMap<String, u64> {
+    let name = db.file_name().expect("db name").to_string_lossy();
+    let gens = db.with_file_name(format!(".{name}-litestream/generations"));
+    let mut out = BTreeMap::new();
+    for g in dir_entries(&gens) {
+        for f in dir_entries(&gens.join(&g).join("wal")) {
+            let size = fs::metadata(gens.join(&g).join("wal").join(&f)).map_or(0, |m| m.len());
+            out.insert(format!("{g}/{f}"), size);
+        }
+    }
+    out
+}
+
+/// The store stops answering for 75 s (accepts connections, never replies), longer than
+/// every per-operation deadline (10 s + 1 s/MiB) and than the 30 s backoff cap, while the
+/// application commits. walship stays up without spinning (CPU time over the stall under
+/// 5% of one core, a bounded number of connection attempts), keeps every shadow WAL file
+/// the replica still needs, logs the failure once rather than per retry, and after the
+/// stall catches up within a bound (backoff cap with jitter plus one deadline) on the same
+/// generation; a restore then gives exactly the source rows.
+#[test]
+fn s3_stall_of_minutes_keeps_shadow_wal_and_catches_up() {
+    let test = "s3_long_stall";
+    const STALL: Duration = Duration::from_secs(75);
+    let t = TestDir::new("e2e-stall");
+    let Some(moto) = MotoServer::start(test, t.path()) else {
+        return;
+    };
+    moto.create_bucket("stall");
+    let proxy = FaultProxy::start(moto.proc.addr());
+    let db = t.join("app.db");
+    let cfg = config_with(
+        t.path(),
+        "s3.yml",
+        &db,
+        &s3_replica_yaml(proxy.port(), "stall", "app", "1s"),
+    );
+    let cfg_args = ["-config", s(&cfg), s(&db)];
+    let mut w = Workload::open(&db, test_seed(test));
+    assert!(w.insert(5, true));
+    let mut p = Proc::replicate(t.path(), &Tool::Walship, &cfg);
+    churn(&mut w, 60);
+    wait_replicated_cfg(
+        &Tool::Walship,
+        &cfg,
+        &db,
+        t.path(),
+        &w.model,
+        &mut p,
+        CATCH_UP,
+    );
+    let gens = listing(&Tool::Walship, "generations", &cfg_args, t.path());
+    let errors_before = p.logs().lines().filter(|l| l.contains("ERROR")).count();
+
+    proxy.set_mode(Mode::Blackhole);
+    let start = Instant::now();
+    let (cpu0, conns0) = (cpu_time(p.pid()), proxy.stats().connections);
+    // The WAL index the replica has reached, as the store holds it (read past the proxy;
+    // nothing reaches the store from now on): its shadow WAL file and every later one must
+    // stay until they are uploaded.
+    let replica_index = moto
+        .list_keys("stall", "app/generations/")
+        .iter()
+        .filter_map(|(k, _)| k.rsplit('/').next())
+        .filter_map(walship::layout::parse_wal_segment_name)
+        .map(|(index, _)| index)
+        .max()
+        .expect("no wal segment in the store before the stall");
+    let needed = |shadow: &BTreeMap<String, u64>| -> BTreeMap<u32, u64> {
+        shadow
+            .iter()
+            .filter_map(|(f, n)| {
+                let name = f.rsplit('/').next()?.strip_suffix(".wal")?;
+                let index = u32::from_str_radix(name, 16).ok()?;
+                (index >= replica_index).then_some((index, *n))
+            })
+            .collect()
+    };
+    let shadow0 = needed(&shadow_wal(&db));
+    // The replica's index itself, or the next one when it has uploaded all of it.
+    let first = shadow0.keys().next().copied();
+    assert!(
+        first == Some(replica_index) || first == Some(replica_index + 1),
+        "no shadow wal for the replica's index {replica_index:08x} before the stall: {:?}",
+        shadow_wal(&db)
+    );
+    let first = first.expect("checked above");
+    let mut commits = 0;
+    while start.elapsed() < STALL {
+        w.step();
+        commits += 1;
+        std::thread::sleep(Duration::from_millis(200));
+        if commits % 25 == 0 {
+            p.assert_running();
+        }
+    }
+    p.assert_running();
+    let (cpu, wall) = (cpu_time(p.pid()) - cpu0, start.elapsed());
+    let st = proxy.stats();
+    let shadow1 = needed(&shadow_wal(&db));
+    proxy.set_mode(Mode::Pass);
+    let stall_ended = Instant::now();
+    assert!(w.insert(2, true));
+
+    let cpu_share = cpu.as_secs_f64() / wall.as_secs_f64();
+    let conns = st.connections - conns0;
+    eprintln!(
+        "MEASURE: over a {:.1} s stall with {commits} commits, walship used {:.3} s of CPU \
+         ({:.2}% of one core) and opened {conns} connections ({} blackholed)",
+        wall.as_secs_f64(),
+        cpu.as_secs_f64(),
+        cpu_share * 100.0,
+        st.blackholed
+    );
+    assert!(
+        st.blackholed > 0,
+        "walship sent nothing during the stall: {st:?}"
+    );
+    assert!(
+        cpu_share < 0.05,
+        "walship used {:.1}% of a core while the store was stalled",
+        cpu_share * 100.0
+    );
+    assert!(
+        conns < 100,
+        "{conns} connections in {wall:?}: retries are not backing off"
+    );
+    // Nothing the replica still needs went away, and the new commits were kept: every
+    // index from the replica's on, without a gap, none shorter than before.
+    for (index, size) in &shadow0 {
+        let now = shadow1.get(index).copied();
+        assert!(
+            now.is_some_and(|n| n >= *size),
+            "shadow wal index {index:08x} ({size} bytes) is {now:?} after the stall; before: \
+             {shadow0:?}, after: {shadow1:?}"
+        );
+    }
+    let indexes: Vec<u32> = shadow1.keys().copied().collect();
+    let want: Vec<u32> = (first..=*indexes.last().expect("shadow wal")).collect();
+    assert_eq!(indexes, want, "the shadow wal the replica needs has a gap");
+    let grew = shadow1.values().sum::<u64>() > shadow0.values().sum::<u64>();
+    assert!(grew, "the shadow wal did not grow over {commits} commits");
+    eprintln!(
+        "shadow wal kept over the stall: indexes {first:08x}..={:08x}, {} bytes",
+        indexes.last().expect("shadow wal"),
+        shadow1.values().sum::<u64>()
+    );
+
+    let lag = try_wait_replicated_cfg(
+        &Tool::Walship,
+        &cfg,
+        &db,
+        t.path(),
+        &w.model,
+        &mut p,
+        Duration::from_secs(120),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", p.logs()));
+    eprintln!(
+        "MEASURE: walship caught up {:.1} s after a {:.0} s stall ended (restore polled every \
+         100 ms)",
+        lag.as_secs_f64(),
+        STALL.as_secs_f64()
+    );
+    // The longest wait: a backoff at its cap (30 s + 25% jitter) begun just before the
+    // end, then one upload under its deadline.
+    assert!(
+        stall_ended.elapsed() < Duration::from_secs(60),
+        "caught up only {:?} after the stall ended",
+        stall_ended.elapsed()
+    );
+    assert_eq!(
+        listing(&Tool::Walship, "generations", &cfg_args, t.path()),
+        gens,
+        "a new generation after a stall: continuity was lost"
+    );
+    p.stop();
+    w.assert_model_matches_source();
+    assert_restore(
+        &Tool::Walship,
+        s(&db),
+        &["-config", s(&cfg)],
+        t.path(),
+        &w.model,
+    );
+
+    let logs = p.logs();
+    let errors: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("ERROR"))
+        .skip(errors_before)
+        .collect();
+    eprintln!("ERROR lines from the stall on:\n{}", errors.join("\n"));
+    assert!(
+        !errors.is_empty() && errors.len() <= 2,
+        "the stall should be logged once (at most once per kind of failed request), got {} \
+         ERROR lines",
+        errors.len()
+    );
 }
