@@ -659,54 +659,48 @@ impl ObjectClient {
         }
     }
 
-    /// WebDAV: PUT to `<path>.<random>.tmp`, then `MOVE` it over `<path>` (`Overwrite: T`).
-    /// Servers without MOVE get a plain PUT.
-    async fn webdav_put_atomic(&self, path: &str, data: Bytes) -> Result<()> {
-        let http = self
-            .http
-            .as_ref()
-            .ok_or_else(|| Error::Config("internal: no http client".into()))?;
+    /// WebDAV: uploads with `put` to `<path>.<random>.tmp`, then `MOVE`s it over `<path>`
+    /// (`Overwrite: T`), so readers never see a partial object (a WebDAV PUT may rewrite
+    /// the file in place; rclone does). Servers without MOVE get `put` to `<path>` itself.
+    async fn webdav_atomic<F, Fut>(&self, path: &str, put: F) -> Result<()>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Result<()>>,
+    {
         let mut r = [0u8; 8];
         let _ = getrandom::fill(&mut r);
         let tmp_rel = format!("{path}.{:016x}.tmp", u64::from_be_bytes(r));
-        let tmp = self.key(&tmp_rel)?;
-        self.store
-            .put(&tmp, PutPayload::from_bytes(data.clone()))
-            .await
-            .map_err(|e| self.err("put", path, e))?;
-        let url_of = |rel: &str| {
-            format!(
-                "{}{}",
-                self.base_url,
-                rel.split('/')
-                    .map(percent_encode)
-                    .collect::<Vec<_>>()
-                    .join("/")
-            )
-        };
-        let method =
-            reqwest::Method::from_bytes(b"MOVE").map_err(|e| Error::Config(e.to_string()))?;
-        let resp = http
-            .request(method, url_of(&tmp_rel))
-            .header("Destination", url_of(path))
-            .header("Overwrite", "T")
-            .send()
-            .await
-            .map_err(|e| self.http_err("move", path, e))?;
-        let st = resp.status().as_u16();
-        if matches!(st, 200 | 201 | 204) {
-            return Ok(());
+        put(tmp_rel.clone()).await?;
+        if !self.webdav_move(&tmp_rel, path).await? {
+            put(path.to_string()).await?;
         }
-        let _ = self.store.delete(&tmp).await;
-        if matches!(st, 405 | 501) {
-            let key = self.key(path)?;
-            self.store
-                .put(&key, PutPayload::from_bytes(data))
-                .await
-                .map_err(|e| self.err("put", path, e))?;
-            return Ok(());
+        Ok(())
+    }
+
+    /// The key of `path` for an upload: fails on a read-only static HTTP server, and creates
+    /// the WebDAV collections of the base URL first.
+    async fn writable_key(&self, path: &str) -> Result<ObjPath> {
+        if self.kind == Kind::Http {
+            if self.http_mode().await? == MODE_STATIC {
+                return Err(self.read_only());
+            }
+            self.ensure_base().await?;
         }
-        Err(self.status_err("move into place", &url_of(path), st))
+        self.key(path)
+    }
+
+    /// Runs `upload` (`size` bytes to `path`, stored at `key`) under its deadline, counted in
+    /// the metrics, and reports what it wrote.
+    async fn upload(
+        &self,
+        path: &str,
+        key: &ObjPath,
+        size: u64,
+        upload: impl std::future::Future<Output = Result<()>>,
+    ) -> Result<ObjectInfo> {
+        crate::metrics::global().operation(self.type_name(), "PUT", size);
+        self.timed("put", path, size, upload).await?;
+        Ok(written(key, size))
     }
 
     /// Creates the WebDAV collections of the base URL's path (`/backups/app/` needs
@@ -1066,78 +1060,61 @@ impl ReplicaClient for ObjectClient {
                 .map_err(Error::io("read", local))?;
             return self.put(path, Bytes::from(data)).await;
         }
-        if self.kind == Kind::Http {
-            if self.http_mode().await? == MODE_STATIC {
-                return Err(self.read_only());
-            }
-            self.ensure_base().await?;
-        }
-        let key = self.key(path)?;
-        crate::metrics::global().operation(self.type_name(), "PUT", size);
-        if self.kind == Kind::S3 {
-            // A multipart upload becomes visible only when completed: never partial.
-            self.timed(
-                "put",
-                path,
-                size,
-                self.s3_put_file_multipart(&key, path, local),
-            )
-            .await?;
-        } else {
-            let mut r = [0u8; 8];
-            let _ = getrandom::fill(&mut r);
-            let tmp_rel = format!("{path}.{:016x}.tmp", u64::from_be_bytes(r));
-            self.timed("put", path, size, async {
-                self.webdav_put_file(&tmp_rel, local, size).await?;
-                if !self.webdav_move(&tmp_rel, path).await? {
-                    self.webdav_put_file(path, local, size).await?;
+        let key = self.writable_key(path).await?;
+        let upload = async {
+            match self.kind {
+                // A multipart upload becomes visible only when completed: never partial.
+                Kind::S3 => self.s3_put_file_multipart(&key, path, local).await,
+                Kind::Http => {
+                    self.webdav_atomic(path, |rel| async move {
+                        self.webdav_put_file(&rel, local, size).await
+                    })
+                    .await
                 }
-                Ok(())
-            })
-            .await?;
-        }
-        Ok(written(&key, size))
+            }
+        };
+        self.upload(path, &key, size, upload).await
     }
 
     async fn put(&self, path: &str, data: Bytes) -> Result<ObjectInfo> {
-        if self.kind == Kind::Http {
-            if self.http_mode().await? == MODE_STATIC {
-                return Err(self.read_only());
-            }
-            self.ensure_base().await?;
-        }
-        let key = self.key(path)?;
+        let key = self.writable_key(path).await?;
         let size = data.len() as u64;
-        crate::metrics::global().operation(self.type_name(), "PUT", size);
-        if data.len() > MULTIPART_THRESHOLD && self.kind == Kind::S3 {
-            self.timed("put", path, size, async {
-                let upload = self
-                    .store
-                    .put_multipart(&key)
+        let upload = async {
+            match self.kind {
+                Kind::S3 if data.len() > MULTIPART_THRESHOLD => {
+                    let upload = self
+                        .store
+                        .put_multipart(&key)
+                        .await
+                        .map_err(|e| self.err("put", path, e))?;
+                    let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+                    w.put(data);
+                    w.finish().await.map_err(|e| self.err("put", path, e))?;
+                    Ok(())
+                }
+                Kind::S3 => {
+                    self.store
+                        .put(&key, PutPayload::from_bytes(data))
+                        .await
+                        .map_err(|e| self.err("put", path, e))?;
+                    Ok(())
+                }
+                Kind::Http => {
+                    self.webdav_atomic(path, |rel| {
+                        let data = data.clone();
+                        async move {
+                            self.store
+                                .put(&self.key(&rel)?, PutPayload::from_bytes(data))
+                                .await
+                                .map_err(|e| self.err("put", path, e))?;
+                            Ok(())
+                        }
+                    })
                     .await
-                    .map_err(|e| self.err("put", path, e))?;
-                let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-                w.put(data);
-                w.finish().await.map_err(|e| self.err("put", path, e))?;
-                Ok(())
-            })
-            .await?;
-        } else if self.kind == Kind::Http {
-            // A WebDAV PUT may rewrite the file in place (rclone does), so readers could see
-            // a partial object: write a temporary name, then MOVE it over the final one.
-            self.timed("put", path, size, self.webdav_put_atomic(path, data))
-                .await?;
-        } else {
-            self.timed("put", path, size, async {
-                self.store
-                    .put(&key, PutPayload::from_bytes(data))
-                    .await
-                    .map_err(|e| self.err("put", path, e))?;
-                Ok(())
-            })
-            .await?;
-        }
-        Ok(written(&key, size))
+                }
+            }
+        };
+        self.upload(path, &key, size, upload).await
     }
 
     async fn delete(&self, path: &str) -> Result<()> {
