@@ -540,6 +540,39 @@ fn file_replica_served_by_nginx_autoindex() {
         h_json, 0,
         "the JSON listing has sizes and times: no HEAD expected"
     );
+
+    // nginx cuts HTML link texts longer than 50 characters ("..>"), not the hrefs: the
+    // reader lists the whole name, with its size, in both formats.
+    let long = format!(
+        "{}-a-name-longer-than-nginx-shows.txt",
+        "0123456789".repeat(4)
+    );
+    fs::write(replica.join(&long), b"12345").expect("write long-named file");
+    let page = servers::http_request(html.proc.port, "GET", "/", &[], b"", CATCH_UP)
+        .expect("GET / from nginx")
+        .text();
+    assert!(
+        page.contains("..&gt;</a>") && !page.contains(&format!(">{long}<")),
+        "nginx did not cut the long link text:\n{page}"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    for (srv, what) in [(&html, "nginx html"), (&json, "nginx json")] {
+        let client =
+            walship::engine::client_for(&servers::http_target(&srv.url(""))).expect("http client");
+        let listed = rt.block_on(client.list("")).expect("list the root");
+        let names: Vec<(&str, u64, bool)> = listed
+            .iter()
+            .map(|e| (e.name.as_str(), e.size, e.is_dir))
+            .collect();
+        assert_eq!(
+            names,
+            [(long.as_str(), 5, false), ("generations", 0, true)],
+            "{what}: root listing"
+        );
+    }
 }
 
 // ------------------------------------------------------------------------------------------
