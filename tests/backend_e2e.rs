@@ -7,8 +7,16 @@
 //!    and both list the same snapshots and WAL segments;
 //! 3. a central server: walship replicates to a file replica that `python3 -m http.server`
 //!    serves; restore and `generations|snapshots|wal` over plain HTTP match the file replica;
+//!    the same with a real nginx `autoindex` (HTML and JSON listings) over a replica with
+//!    several generations, snapshots and many WAL segments, restores compared byte for byte;
 //! 4. S3 through a fault proxy that resets, then blackholes, then passes again: after
-//!    recovery and a clean stop, restore gives exactly the source rows.
+//!    recovery and a clean stop, restore gives exactly the source rows;
+//! 5. S3 and WebDAV out of space (the proxy answers uploads with MinIO's `507 Insufficient
+//!    Storage`, reads pass): nothing unconfirmed shows in the replica, the log says once
+//!    what happened and what to do, and walship catches up when space is back;
+//! 6. S3 stalled for 75 s, longer than every deadline and the backoff cap: walship keeps the
+//!    shadow WAL, does not spin (CPU time measured), logs once, and catches up in bounded
+//!    time on the same generation.
 //!
 //! Along the way it prints (`MEASURE:` lines) the number of requests walship sends to S3 per
 //! 1,000 transactions at sync-interval 1s, and the restore throughput from each backend.
@@ -17,13 +25,16 @@ mod common;
 #[path = "common/servers.rs"]
 mod servers;
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::*;
-use servers::{FaultProxy, Mode, MotoServer, StaticHttp, WebDav, s3_replica_yaml};
+use servers::{
+    Autoindex, FaultProxy, Mode, MotoServer, NginxStatic, StaticHttp, WebDav, s3_replica_yaml,
+};
 
 /// Pause between workload steps.
 const PAUSE: Duration = Duration::from_millis(10);
@@ -410,6 +421,160 @@ fn file_replica_served_by_static_http() {
     }
 }
 
+/// A file replica with several generations, several snapshots in each and many WAL
+/// segments: walship replicates in three runs (snapshot-interval 1s, sync-interval 200ms),
+/// and a TRUNCATE checkpoint while it is down between runs starts a new generation.
+fn replica_with_history(t: &TestDir, test: &str, db: &Path, replica: &Path) -> Workload {
+    let cfg = write_config(t.path(), "file.yml", db, replica, &ConfigOpts::default());
+    let mut yaml = fs::read_to_string(&cfg).expect("read config");
+    yaml.push_str("        snapshot-interval: 1s\n");
+    fs::write(&cfg, yaml).expect("write config");
+    let mut w = Workload::open(db, test_seed(test));
+    assert!(w.insert(5, true));
+    for run in 0..3 {
+        if run > 0 {
+            let ck = w
+                .checkpoint("TRUNCATE")
+                .expect("checkpoint while walship is down");
+            assert_eq!(ck.0, 0, "TRUNCATE checkpoint was busy");
+        }
+        let mut p = Proc::replicate(t.path(), &Tool::Walship, &cfg);
+        churn(&mut w, 120);
+        wait_replicated(
+            &Tool::Walship,
+            &file_url(replica),
+            t.path(),
+            &w.model,
+            &mut p,
+            CATCH_UP,
+        );
+        p.stop();
+    }
+    w.assert_model_matches_source();
+    let gens = dir_entries(&replica.join("generations"));
+    assert!(gens.len() >= 3, "expected 3 generations, got {gens:?}");
+    w
+}
+
+/// A file replica with several generations, snapshots and many WAL segments, served by a
+/// real nginx with `autoindex on;` (HTML) and with `autoindex_format json;`: `restore` over
+/// http:// gives the same bytes as a restore from the file replica (latest, and each
+/// generation on its own), and `generations`, `snapshots` and `wal` list the same rows.
+#[test]
+fn file_replica_served_by_nginx_autoindex() {
+    let test = "nginx_autoindex";
+    let t = TestDir::new("e2e-nginx");
+    let replica = t.join("replica");
+    let servers = [Autoindex::Html, Autoindex::Json].map(|ix| {
+        let name = format!("nginx-{ix:?}").to_lowercase();
+        NginxStatic::start(test, t.path(), &name, &replica, ix)
+    });
+    let [Some(html), Some(json)] = servers else {
+        return;
+    };
+    let db = t.join("app.db");
+    let w = replica_with_history(&t, test, &db, &replica);
+    let file = file_url(&replica);
+    let rows = |cmd: &str, src: &str, extra: &[&str]| {
+        let mut a = extra.to_vec();
+        a.push(src);
+        listing(&Tool::Walship, cmd, &a, t.path())
+    };
+    let gens: Vec<String> = rows("generations", &file, &[])
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    let wal_rows = rows("wal", &file, &[]);
+    let snap_rows = rows("snapshots", &file, &[]);
+    eprintln!(
+        "replica: {} generations, {} snapshots, {} wal segments",
+        gens.len(),
+        snap_rows.len(),
+        wal_rows.len()
+    );
+    assert!(gens.len() >= 3, "generations: {gens:?}");
+    assert!(
+        snap_rows.len() > gens.len(),
+        "one snapshot per generation only"
+    );
+    assert!(wal_rows.len() >= 30, "only {} wal segments", wal_rows.len());
+
+    for (srv, what) in [(&html, "nginx html"), (&json, "nginx json")] {
+        let url = srv.url("");
+        // The listings.
+        for cmd in ["generations", "snapshots", "wal"] {
+            let want = rows(cmd, &file, &[]);
+            assert_eq!(
+                rows(cmd, &url, &[]),
+                want,
+                "{what}: {cmd} over http vs file"
+            );
+        }
+        // The latest state, and each generation's own.
+        let mut sources: Vec<Vec<&str>> = vec![vec![]];
+        sources.extend(gens.iter().map(|g| vec!["-generation", g.as_str()]));
+        for extra in sources {
+            let (a, ra) = restore(&Tool::Walship, &file, &extra, t.path());
+            assert!(ra.ok(), "file restore {extra:?}: {}", ra.describe());
+            let (b, rb) = restore(&Tool::Walship, &url, &extra, t.path());
+            assert!(rb.ok(), "{what} restore {extra:?}: {}", rb.describe());
+            read_db(&b).unwrap_or_else(|e| panic!("{what} restore {extra:?}: {e}"));
+            assert!(
+                fs::read(&a).expect("read file restore") == fs::read(&b).expect("read restore"),
+                "{what}: restore {extra:?} differs from the file replica's"
+            );
+        }
+        timed_restore(&Tool::Walship, what, &url, &[], t.path(), &w.model);
+    }
+    // The JSON listing carries sizes and times: no HEAD per file, unlike the HTML one.
+    let heads = |srv: &NginxStatic| {
+        srv.access_log()
+            .lines()
+            .filter(|l| l.contains("\"HEAD "))
+            .count()
+    };
+    let (h_html, h_json) = (heads(&html), heads(&json));
+    eprintln!("HEAD requests: nginx html {h_html}, nginx json {h_json}");
+    assert!(h_html > 0, "the HTML listing needs HEADs for sizes");
+    assert_eq!(
+        h_json, 0,
+        "the JSON listing has sizes and times: no HEAD expected"
+    );
+
+    // nginx cuts HTML link texts longer than 50 characters ("..>"), not the hrefs: the
+    // reader lists the whole name, with its size, in both formats.
+    let long = format!(
+        "{}-a-name-longer-than-nginx-shows.txt",
+        "0123456789".repeat(4)
+    );
+    fs::write(replica.join(&long), b"12345").expect("write long-named file");
+    let page = servers::http_request(html.proc.port, "GET", "/", &[], b"", CATCH_UP)
+        .expect("GET / from nginx")
+        .text();
+    assert!(
+        page.contains("..&gt;</a>") && !page.contains(&format!(">{long}<")),
+        "nginx did not cut the long link text:\n{page}"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    for (srv, what) in [(&html, "nginx html"), (&json, "nginx json")] {
+        let client =
+            walship::engine::client_for(&servers::http_target(&srv.url(""))).expect("http client");
+        let listed = rt.block_on(client.list("")).expect("list the root");
+        let names: Vec<(&str, u64, bool)> = listed
+            .iter()
+            .map(|e| (e.name.as_str(), e.size, e.is_dir))
+            .collect();
+        assert_eq!(
+            names,
+            [(long.as_str(), 5, false), ("generations", 0, true)],
+            "{what}: root listing"
+        );
+    }
+}
+
 // ------------------------------------------------------------------------------------------
 // 4. S3 through faults
 
@@ -571,4 +736,449 @@ fn webdav_through_500s_resets_and_blackhole_recovers() {
     );
     w.assert_model_matches_source();
     assert_restore(&Tool::Walship, &url, &[], t.path(), &w.model);
+}
+
+// ------------------------------------------------------------------------------------------
+// 5. A store that is out of space
+
+/// What a store holds, read past the proxy (so it sees only what the store confirmed).
+type Holdings<'a> = Box<dyn Fn() -> Vec<String> + 'a>;
+
+/// `walship replicate` through `proxy` (config `cfg`) while the application writes; the
+/// proxy answers every upload with MinIO's `507 Insufficient Storage` for `full_for`:
+/// - nothing new appears in the store (`holdings`) while uploads are refused, and the
+///   replica's `wal` listing (reads pass the proxy) stays what the store confirmed;
+/// - the log says once, not per retry, that the store is out of space and what to do;
+/// - once uploads are accepted again walship catches up, and a restore gives exactly the
+///   source rows.
+fn out_of_space_recovers(
+    t: &TestDir,
+    test: &str,
+    proxy: &FaultProxy,
+    cfg: &Path,
+    db: &Path,
+    holdings: Holdings<'_>,
+    full_for: Duration,
+) {
+    let mut w = Workload::open(db, test_seed(test));
+    assert!(w.insert(5, true));
+    let mut p = Proc::replicate(t.path(), &Tool::Walship, cfg);
+    let cfg_args = ["-config", s(cfg), s(db)];
+    wait_replicated_cfg(
+        &Tool::Walship,
+        cfg,
+        db,
+        t.path(),
+        &w.model,
+        &mut p,
+        CATCH_UP,
+    );
+    w.run_for(Duration::from_secs(1), PAUSE);
+
+    proxy.set_mode(Mode::StorageFull);
+    let full_since = Instant::now();
+    // From the first refused upload on, nothing can reach the store.
+    wait_until("walship to try an upload", CATCH_UP, || {
+        w.step();
+        std::thread::sleep(PAUSE);
+        match proxy.stats().refused_uploads {
+            0 => Err("no upload refused yet".to_string()),
+            _ => Ok(()),
+        }
+    });
+    let held = holdings();
+    let wal = listing(&Tool::Walship, "wal", &cfg_args, t.path());
+    assert!(
+        !held.is_empty() && !wal.is_empty(),
+        "nothing replicated before the fault"
+    );
+    let mut rounds = 0;
+    while full_since.elapsed() < full_for {
+        w.run_for(Duration::from_millis(700), PAUSE);
+        p.assert_running();
+        assert_eq!(
+            holdings(),
+            held,
+            "the store changed while it refused every upload"
+        );
+        assert_eq!(
+            listing(&Tool::Walship, "wal", &cfg_args, t.path()),
+            wal,
+            "the replica's wal listing changed while the store refused every upload"
+        );
+        rounds += 1;
+    }
+    // The replica as the fault left it restores (reads pass).
+    let (_, r) = restore(&Tool::Walship, s(db), &["-config", s(cfg)], t.path());
+    assert!(r.ok(), "restore while the store is full: {}", r.describe());
+    proxy.set_mode(Mode::Pass);
+    let st = proxy.stats();
+    assert!(
+        st.refused_uploads >= 3,
+        "walship did not retry the refused upload: {st:?}"
+    );
+    let cleared = Instant::now();
+    assert!(w.insert(2, true));
+    let lag = wait_replicated_cfg(
+        &Tool::Walship,
+        cfg,
+        db,
+        t.path(),
+        &w.model,
+        &mut p,
+        CATCH_UP,
+    );
+    eprintln!(
+        "MEASURE: {test}: {} uploads refused with 507 over {:.1} s ({rounds} checks of the \
+         store); caught up {:.2} s after the store had space again",
+        st.refused_uploads,
+        full_for.as_secs_f64(),
+        lag.as_secs_f64(),
+    );
+    assert!(cleared.elapsed() >= lag);
+    p.stop();
+    w.assert_model_matches_source();
+    assert_restore(
+        &Tool::Walship,
+        s(db),
+        &["-config", s(cfg)],
+        t.path(),
+        &w.model,
+    );
+
+    let logs = p.logs();
+    let full: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("out of space"))
+        .collect();
+    assert_eq!(
+        full.len(),
+        1,
+        "the out-of-space error should be logged once, not per retry ({} refused \
+         uploads):\n{}",
+        st.refused_uploads,
+        full.join("\n")
+    );
+    for needle in [
+        "ERROR",
+        "507 Insufficient Storage",
+        "refused the upload",
+        "free space",
+    ] {
+        assert!(full[0].contains(needle), "no {needle:?} in: {}", full[0]);
+    }
+    assert!(
+        logs.contains("replica sync recovered"),
+        "no recovery in the log:\n{logs}"
+    );
+    eprintln!("the log line: {}", full[0]);
+}
+
+#[test]
+fn s3_out_of_space_refuses_uploads_then_catches_up() {
+    let test = "s3_out_of_space";
+    let t = TestDir::new("e2e-s3-full");
+    let Some(moto) = MotoServer::start(test, t.path()) else {
+        return;
+    };
+    moto.create_bucket("full");
+    let proxy = FaultProxy::start(moto.proc.addr());
+    let db = t.join("app.db");
+    let cfg = config_with(
+        t.path(),
+        "s3.yml",
+        &db,
+        &s3_replica_yaml(proxy.port(), "full", "app", "200ms"),
+    );
+    let holdings: Holdings<'_> = Box::new(|| {
+        moto.list_keys("full", "app/")
+            .into_iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect()
+    });
+    out_of_space_recovers(
+        &t,
+        test,
+        &proxy,
+        &cfg,
+        &db,
+        holdings,
+        Duration::from_secs(6),
+    );
+    let logs = fs::read_to_string(t.join("moto.log")).unwrap_or_default();
+    assert!(logs.contains("PUT"), "moto saw no upload at all");
+}
+
+/// The same with WebDAV (rclone), where `507 Insufficient Storage` is the standard answer
+/// (RFC 4918 §11.5).
+#[test]
+fn webdav_out_of_space_refuses_uploads_then_catches_up() {
+    let test = "webdav_out_of_space";
+    let t = TestDir::new("e2e-dav-full");
+    let Some(dav) = WebDav::start(test, t.path(), &t.join("dav")) else {
+        return;
+    };
+    let proxy = FaultProxy::start(dav.proc.addr());
+    let db = t.join("app.db");
+    let url = format!("http://127.0.0.1:{}/replica", proxy.port());
+    let cfg = config_with(
+        t.path(),
+        "dav.yml",
+        &db,
+        &format!("      - url: {url}\n        sync-interval: 200ms\n"),
+    );
+    let root = t.join("dav/replica");
+    let holdings: Holdings<'_> = Box::new(move || files_under(&root));
+    out_of_space_recovers(
+        &t,
+        test,
+        &proxy,
+        &cfg,
+        &db,
+        holdings,
+        Duration::from_secs(5),
+    );
+}
+
+/// Every file below `dir` as `relative/path size`, sorted.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            match e.metadata() {
+                Ok(m) if m.is_dir() => todo.push(p),
+                Ok(m) => {
+                    let rel = p.strip_prefix(dir).unwrap_or(&p).display().to_string();
+                    out.push(format!("{rel} {}", m.len()));
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+// ------------------------------------------------------------------------------------------
+// 6. A stall of minutes
+
+/// CPU time (user + system, all threads) of process `pid` so far.
+fn cpu_time(pid: i32) -> Duration {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
+    // The fields after the command name (which may hold spaces) in parentheses: state is
+    // field 3, utime field 14, stime field 15.
+    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // SAFETY: sysconf(3) has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Duration::from_secs_f64((f[11] + f[12]) as f64 / hz)
+}
+
+/// The shadow WAL files of `db` (`<generation>/<index>.wal`) with their sizes.
+fn shadow_wal(db: &Path) -> BTreeMap<String, u64> {
+    let name = db.file_name().expect("db name").to_string_lossy();
+    let gens = db.with_file_name(format!(".{name}-litestream/generations"));
+    let mut out = BTreeMap::new();
+    for g in dir_entries(&gens) {
+        for f in dir_entries(&gens.join(&g).join("wal")) {
+            let size = fs::metadata(gens.join(&g).join("wal").join(&f)).map_or(0, |m| m.len());
+            out.insert(format!("{g}/{f}"), size);
+        }
+    }
+    out
+}
+
+/// The store stops answering for 75 s (accepts connections, never replies), longer than
+/// every per-operation deadline (10 s + 1 s/MiB) and than the 30 s backoff cap, while the
+/// application commits. walship stays up without spinning (CPU time over the stall under
+/// 5% of one core, a bounded number of connection attempts), keeps every shadow WAL file
+/// the replica still needs, logs the failure once rather than per retry, and after the
+/// stall catches up within 70 s (backoff cap with jitter, one deadline, the upload) on the same
+/// generation; a restore then gives exactly the source rows.
+#[test]
+fn s3_stall_of_minutes_keeps_shadow_wal_and_catches_up() {
+    let test = "s3_long_stall";
+    const STALL: Duration = Duration::from_secs(75);
+    let t = TestDir::new("e2e-stall");
+    let Some(moto) = MotoServer::start(test, t.path()) else {
+        return;
+    };
+    moto.create_bucket("stall");
+    let proxy = FaultProxy::start(moto.proc.addr());
+    let db = t.join("app.db");
+    let cfg = config_with(
+        t.path(),
+        "s3.yml",
+        &db,
+        &s3_replica_yaml(proxy.port(), "stall", "app", "1s"),
+    );
+    let cfg_args = ["-config", s(&cfg), s(&db)];
+    let mut w = Workload::open(&db, test_seed(test));
+    assert!(w.insert(5, true));
+    let mut p = Proc::replicate(t.path(), &Tool::Walship, &cfg);
+    churn(&mut w, 60);
+    wait_replicated_cfg(
+        &Tool::Walship,
+        &cfg,
+        &db,
+        t.path(),
+        &w.model,
+        &mut p,
+        CATCH_UP,
+    );
+    let gens = listing(&Tool::Walship, "generations", &cfg_args, t.path());
+    let errors_before = p.logs().lines().filter(|l| l.contains("ERROR")).count();
+
+    proxy.set_mode(Mode::Blackhole);
+    let start = Instant::now();
+    let (cpu0, conns0) = (cpu_time(p.pid()), proxy.stats().connections);
+    // The WAL index the replica has reached, as the store holds it (read past the proxy;
+    // nothing reaches the store from now on): its shadow WAL file and every later one must
+    // stay until they are uploaded.
+    let replica_index = moto
+        .list_keys("stall", "app/generations/")
+        .iter()
+        .filter_map(|(k, _)| k.rsplit('/').next())
+        .filter_map(walship::layout::parse_wal_segment_name)
+        .map(|(index, _)| index)
+        .max()
+        .expect("no wal segment in the store before the stall");
+    let needed = |shadow: &BTreeMap<String, u64>| -> BTreeMap<u32, u64> {
+        shadow
+            .iter()
+            .filter_map(|(f, n)| {
+                let name = f.rsplit('/').next()?.strip_suffix(".wal")?;
+                let index = u32::from_str_radix(name, 16).ok()?;
+                (index >= replica_index).then_some((index, *n))
+            })
+            .collect()
+    };
+    let shadow0 = needed(&shadow_wal(&db));
+    // The replica's index itself, or the next one when it has uploaded all of it.
+    let first = shadow0.keys().next().copied();
+    assert!(
+        first == Some(replica_index) || first == Some(replica_index + 1),
+        "no shadow wal for the replica's index {replica_index:08x} before the stall: {:?}",
+        shadow_wal(&db)
+    );
+    let first = first.expect("checked above");
+    let mut commits = 0;
+    while start.elapsed() < STALL {
+        w.step();
+        commits += 1;
+        std::thread::sleep(Duration::from_millis(200));
+        if commits % 25 == 0 {
+            p.assert_running();
+        }
+    }
+    p.assert_running();
+    let (cpu, wall) = (cpu_time(p.pid()) - cpu0, start.elapsed());
+    let st = proxy.stats();
+    let shadow1 = needed(&shadow_wal(&db));
+    proxy.set_mode(Mode::Pass);
+    let stall_ended = Instant::now();
+    assert!(w.insert(2, true));
+
+    let cpu_share = cpu.as_secs_f64() / wall.as_secs_f64();
+    let conns = st.connections - conns0;
+    eprintln!(
+        "MEASURE: over a {:.1} s stall with {commits} commits, walship used {:.3} s of CPU \
+         ({:.2}% of one core) and opened {conns} connections ({} blackholed)",
+        wall.as_secs_f64(),
+        cpu.as_secs_f64(),
+        cpu_share * 100.0,
+        st.blackholed
+    );
+    assert!(
+        st.blackholed > 0,
+        "walship sent nothing during the stall: {st:?}"
+    );
+    assert!(
+        cpu_share < 0.05,
+        "walship used {:.1}% of a core while the store was stalled",
+        cpu_share * 100.0
+    );
+    assert!(
+        conns < 100,
+        "{conns} connections in {wall:?}: retries are not backing off"
+    );
+    // Nothing the replica still needs went away, and the new commits were kept: every
+    // index from the replica's on, without a gap, none shorter than before.
+    for (index, size) in &shadow0 {
+        let now = shadow1.get(index).copied();
+        assert!(
+            now.is_some_and(|n| n >= *size),
+            "shadow wal index {index:08x} ({size} bytes) is {now:?} after the stall; before: \
+             {shadow0:?}, after: {shadow1:?}"
+        );
+    }
+    let indexes: Vec<u32> = shadow1.keys().copied().collect();
+    let want: Vec<u32> = (first..=*indexes.last().expect("shadow wal")).collect();
+    assert_eq!(indexes, want, "the shadow wal the replica needs has a gap");
+    let grew = shadow1.values().sum::<u64>() > shadow0.values().sum::<u64>();
+    assert!(grew, "the shadow wal did not grow over {commits} commits");
+    eprintln!(
+        "shadow wal kept over the stall: indexes {first:08x}..={:08x}, {} bytes",
+        indexes.last().expect("shadow wal"),
+        shadow1.values().sum::<u64>()
+    );
+
+    try_wait_replicated_cfg(
+        &Tool::Walship,
+        &cfg,
+        &db,
+        t.path(),
+        &w.model,
+        &mut p,
+        Duration::from_secs(120),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", p.logs()));
+    let caught_up = stall_ended.elapsed();
+    eprintln!(
+        "MEASURE: walship caught up {:.1} s after a {:.0} s stall ended (restore polled every \
+         100 ms)",
+        caught_up.as_secs_f64(),
+        STALL.as_secs_f64()
+    );
+    // The longest wait: a backoff at its cap (30 s + 25% jitter) begun just before the
+    // end, then the requests of one sync under their deadline (10 s), then uploading what
+    // the stall held back (~8 MB here) and a restore to see it: 70 s.
+    assert!(
+        caught_up < Duration::from_secs(70),
+        "caught up only {caught_up:?} after the stall ended"
+    );
+    assert_eq!(
+        listing(&Tool::Walship, "generations", &cfg_args, t.path()),
+        gens,
+        "a new generation after a stall: continuity was lost"
+    );
+    p.stop();
+    w.assert_model_matches_source();
+    assert_restore(
+        &Tool::Walship,
+        s(&db),
+        &["-config", s(&cfg)],
+        t.path(),
+        &w.model,
+    );
+
+    let logs = p.logs();
+    let errors: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("ERROR"))
+        .skip(errors_before)
+        .collect();
+    eprintln!("ERROR lines from the stall on:\n{}", errors.join("\n"));
+    assert!(
+        !errors.is_empty() && errors.len() <= 2,
+        "the stall should be logged once (at most once per kind of failed request), got {} \
+         ERROR lines",
+        errors.len()
+    );
 }

@@ -279,10 +279,35 @@ impl ObjectClient {
             object_store::Error::NotFound { .. } => {
                 Error::NotFound(format!("{}/{rel}", self.location))
             }
-            e => Error::Backend {
-                backend: self.type_name().into(),
-                message: format!("{what} {}/{rel}: {e}", self.location),
-            },
+            e => {
+                let text = e.to_string();
+                let message = match out_of_space(&text) {
+                    // Not the whole answer: it carries a request id that changes on every
+                    // try, and a message that changes on every try is logged every time.
+                    Some(why) => format!("{what} {}/{rel}: {why}", self.location),
+                    None => format!("{what} {}/{rel}: {text}", self.location),
+                };
+                Error::Backend {
+                    backend: self.type_name().into(),
+                    message,
+                }
+            }
+        }
+    }
+
+    /// The error for an HTTP status `st` that the server answered to `what` on `url`.
+    fn status_err(&self, what: &str, url: &str, st: u16) -> Error {
+        let message = if st == 507 {
+            format!(
+                "{what} {url}: {}",
+                out_of_space_advice("507 Insufficient Storage")
+            )
+        } else {
+            format!("{what} {url}: status {st}")
+        };
+        Error::Backend {
+            backend: self.type_name().into(),
+            message,
         }
     }
 
@@ -376,6 +401,12 @@ impl ObjectClient {
                 ),
             })?;
         let text = String::from_utf8_lossy(&body);
+        // nginx `autoindex_format json;` carries exact sizes and times: no HEAD needed.
+        if let Some(mut entries) = parse_json_index(&text) {
+            entries.sort_by(|a, b| a.name.cmp(&b.name));
+            entries.dedup_by(|a, b| a.name == b.name);
+            return Ok(entries);
+        }
         let mut names: Vec<(String, bool)> = parse_index(&text);
         names.sort();
         names.dedup();
@@ -511,10 +542,7 @@ impl ObjectClient {
                 .map_err(|e| self.http_err("mkcol", rel, e))?;
             let st = r.status().as_u16();
             if !(st == 201 || st == 405 || st == 301 || st == 200) {
-                return Err(Error::Backend {
-                    backend: "http".into(),
-                    message: format!("create collection {url}: status {st}"),
-                });
+                return Err(self.status_err("create collection", &url, st));
             }
         }
         Ok(())
@@ -549,10 +577,7 @@ impl ObjectClient {
                 self.mkcol_parents(rel).await?;
                 continue;
             }
-            return Err(Error::Backend {
-                backend: "http".into(),
-                message: format!("put {url}: status {st}"),
-            });
+            return Err(self.status_err("put", &url, st));
         }
         Err(Error::Backend {
             backend: "http".into(),
@@ -585,10 +610,7 @@ impl ObjectClient {
         if matches!(st, 405 | 501) {
             return Ok(false);
         }
-        Err(Error::Backend {
-            backend: "http".into(),
-            message: format!("move {} into place: status {st}", self.url_of(rel)),
-        })
+        Err(self.status_err("move into place", &self.url_of(rel), st))
     }
 
     /// Uploads a large local file to S3 in parts of [`PART_SIZE`], read from the file with
@@ -637,57 +659,48 @@ impl ObjectClient {
         }
     }
 
-    /// WebDAV: PUT to `<path>.<random>.tmp`, then `MOVE` it over `<path>` (`Overwrite: T`).
-    /// Servers without MOVE get a plain PUT.
-    async fn webdav_put_atomic(&self, path: &str, data: Bytes) -> Result<()> {
-        let http = self
-            .http
-            .as_ref()
-            .ok_or_else(|| Error::Config("internal: no http client".into()))?;
+    /// WebDAV: uploads with `put` to `<path>.<random>.tmp`, then `MOVE`s it over `<path>`
+    /// (`Overwrite: T`), so readers never see a partial object (a WebDAV PUT may rewrite
+    /// the file in place; rclone does). Servers without MOVE get `put` to `<path>` itself.
+    async fn webdav_atomic<F, Fut>(&self, path: &str, put: F) -> Result<()>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Result<()>>,
+    {
         let mut r = [0u8; 8];
         let _ = getrandom::fill(&mut r);
         let tmp_rel = format!("{path}.{:016x}.tmp", u64::from_be_bytes(r));
-        let tmp = self.key(&tmp_rel)?;
-        self.store
-            .put(&tmp, PutPayload::from_bytes(data.clone()))
-            .await
-            .map_err(|e| self.err("put", path, e))?;
-        let url_of = |rel: &str| {
-            format!(
-                "{}{}",
-                self.base_url,
-                rel.split('/')
-                    .map(percent_encode)
-                    .collect::<Vec<_>>()
-                    .join("/")
-            )
-        };
-        let method =
-            reqwest::Method::from_bytes(b"MOVE").map_err(|e| Error::Config(e.to_string()))?;
-        let resp = http
-            .request(method, url_of(&tmp_rel))
-            .header("Destination", url_of(path))
-            .header("Overwrite", "T")
-            .send()
-            .await
-            .map_err(|e| self.http_err("move", path, e))?;
-        let st = resp.status().as_u16();
-        if matches!(st, 200 | 201 | 204) {
-            return Ok(());
+        put(tmp_rel.clone()).await?;
+        if !self.webdav_move(&tmp_rel, path).await? {
+            put(path.to_string()).await?;
         }
-        let _ = self.store.delete(&tmp).await;
-        if matches!(st, 405 | 501) {
-            let key = self.key(path)?;
-            self.store
-                .put(&key, PutPayload::from_bytes(data))
-                .await
-                .map_err(|e| self.err("put", path, e))?;
-            return Ok(());
+        Ok(())
+    }
+
+    /// The key of `path` for an upload: fails on a read-only static HTTP server, and creates
+    /// the WebDAV collections of the base URL first.
+    async fn writable_key(&self, path: &str) -> Result<ObjPath> {
+        if self.kind == Kind::Http {
+            if self.http_mode().await? == MODE_STATIC {
+                return Err(self.read_only());
+            }
+            self.ensure_base().await?;
         }
-        Err(Error::Backend {
-            backend: "http".into(),
-            message: format!("move {} into place: status {st}", url_of(path)),
-        })
+        self.key(path)
+    }
+
+    /// Runs `upload` (`size` bytes to `path`, stored at `key`) under its deadline, counted in
+    /// the metrics, and reports what it wrote.
+    async fn upload(
+        &self,
+        path: &str,
+        key: &ObjPath,
+        size: u64,
+        upload: impl std::future::Future<Output = Result<()>>,
+    ) -> Result<ObjectInfo> {
+        crate::metrics::global().operation(self.type_name(), "PUT", size);
+        self.timed("put", path, size, upload).await?;
+        Ok(written(key, size))
     }
 
     /// Creates the WebDAV collections of the base URL's path (`/backups/app/` needs
@@ -723,10 +736,7 @@ impl ObjectClient {
             // 201 created; 405 (or 301 on some servers) already exists.
             let st = r.status().as_u16();
             if !(st == 201 || st == 405 || st == 301 || st == 200) {
-                return Err(Error::Backend {
-                    backend: "http".into(),
-                    message: format!("create collection {u}: status {st}"),
-                });
+                return Err(self.status_err("create collection", u.as_ref(), st));
             }
         }
         self.base_ready.store(true, Ordering::Relaxed);
@@ -739,6 +749,47 @@ impl ObjectClient {
             self.location
         ))
     }
+}
+
+/// S3 error codes that mean "no room for this upload" (MinIO's; AWS S3 itself has none).
+const OUT_OF_SPACE_CODES: [&str; 2] = ["XMinioStorageFull", "XMinioAdminBucketQuotaExceeded"];
+
+/// When the store's error `text` (object_store's message, which includes the server's
+/// answer) says it is out of space: `507 Insufficient Storage` (RFC 4918; MinIO sends it
+/// when its drives are full) or one of [`OUT_OF_SPACE_CODES`], the advice for the user,
+/// naming the status, the code and the server's own message (not its request id).
+fn out_of_space(text: &str) -> Option<String> {
+    let tag = |t: &str| -> Option<&str> {
+        let from = text.find(&format!("<{t}>"))? + t.len() + 2;
+        let len = text[from..].find(&format!("</{t}>"))?;
+        Some(text[from..from + len].trim())
+    };
+    let code = tag("Code").filter(|c| OUT_OF_SPACE_CODES.contains(c));
+    let status = text.contains("507 Insufficient Storage");
+    if code.is_none() && !status {
+        return None;
+    }
+    let mut detail = Vec::new();
+    if status {
+        detail.push("507 Insufficient Storage".to_string());
+    }
+    if let Some(c) = code.or_else(|| tag("Code")) {
+        match tag("Message") {
+            Some(m) => detail.push(format!("{c}: {m}")),
+            None => detail.push(c.to_string()),
+        }
+    }
+    Some(out_of_space_advice(&detail.join(", ")))
+}
+
+/// What to tell the user when the store refused an upload for lack of space (`detail`: what
+/// the server said).
+fn out_of_space_advice(detail: &str) -> String {
+    format!(
+        "the store is out of space and refused the upload ({detail}); free space on it or \
+         raise its quota: until then walship keeps the changes in the local shadow WAL and \
+         retries, and uploads them once the store accepts writes again"
+    )
 }
 
 /// Reads a response body, refusing more than `limit` bytes (`Err(None)` when over).
@@ -792,6 +843,54 @@ pub fn parse_index(html: &str) -> Vec<(String, bool)> {
         out.push((name, is_dir));
     }
     out
+}
+
+/// Entries of an nginx `autoindex_format json;` listing:
+/// `[{"name":"x","type":"file","mtime":"<HTTP date>","size":470}, ...]`, directories with
+/// `"type":"directory"` and no size. `None` when `text` is not such a JSON array (an HTML
+/// page). Names pass the same filter as [`parse_index`]; entries of other types (links,
+/// sockets) and unreadable ones are skipped.
+pub fn parse_json_index(text: &str) -> Option<Vec<ObjectInfo>> {
+    if !text.trim_start().starts_with('[') {
+        return None;
+    }
+    let items: Vec<serde_json::Value> = serde_json::from_str(text).ok()?;
+    let mut out = Vec::new();
+    for it in items {
+        let Some(name) = it.get("name").and_then(|v| v.as_str()) else {
+            continue;
+        };
+        if name.is_empty()
+            || name == "."
+            || name == ".."
+            || name.contains('/')
+            || name.contains('\\')
+        {
+            continue;
+        }
+        let is_dir = match it.get("type").and_then(|v| v.as_str()) {
+            Some("directory") => true,
+            Some("file") => false,
+            _ => continue,
+        };
+        let size = it.get("size").and_then(|v| v.as_u64()).unwrap_or(0);
+        let modified = it
+            .get("mtime")
+            .and_then(|v| v.as_str())
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        out.push(ObjectInfo {
+            name: name.to_string(),
+            size: if is_dir { 0 } else { size },
+            modified: if is_dir {
+                SystemTime::UNIX_EPOCH
+            } else {
+                modified
+            },
+            is_dir,
+        });
+    }
+    Some(out)
 }
 
 fn percent_decode(s: &str) -> String {
@@ -961,78 +1060,61 @@ impl ReplicaClient for ObjectClient {
                 .map_err(Error::io("read", local))?;
             return self.put(path, Bytes::from(data)).await;
         }
-        if self.kind == Kind::Http {
-            if self.http_mode().await? == MODE_STATIC {
-                return Err(self.read_only());
-            }
-            self.ensure_base().await?;
-        }
-        let key = self.key(path)?;
-        crate::metrics::global().operation(self.type_name(), "PUT", size);
-        if self.kind == Kind::S3 {
-            // A multipart upload becomes visible only when completed: never partial.
-            self.timed(
-                "put",
-                path,
-                size,
-                self.s3_put_file_multipart(&key, path, local),
-            )
-            .await?;
-        } else {
-            let mut r = [0u8; 8];
-            let _ = getrandom::fill(&mut r);
-            let tmp_rel = format!("{path}.{:016x}.tmp", u64::from_be_bytes(r));
-            self.timed("put", path, size, async {
-                self.webdav_put_file(&tmp_rel, local, size).await?;
-                if !self.webdav_move(&tmp_rel, path).await? {
-                    self.webdav_put_file(path, local, size).await?;
+        let key = self.writable_key(path).await?;
+        let upload = async {
+            match self.kind {
+                // A multipart upload becomes visible only when completed: never partial.
+                Kind::S3 => self.s3_put_file_multipart(&key, path, local).await,
+                Kind::Http => {
+                    self.webdav_atomic(path, |rel| async move {
+                        self.webdav_put_file(&rel, local, size).await
+                    })
+                    .await
                 }
-                Ok(())
-            })
-            .await?;
-        }
-        Ok(written(&key, size))
+            }
+        };
+        self.upload(path, &key, size, upload).await
     }
 
     async fn put(&self, path: &str, data: Bytes) -> Result<ObjectInfo> {
-        if self.kind == Kind::Http {
-            if self.http_mode().await? == MODE_STATIC {
-                return Err(self.read_only());
-            }
-            self.ensure_base().await?;
-        }
-        let key = self.key(path)?;
+        let key = self.writable_key(path).await?;
         let size = data.len() as u64;
-        crate::metrics::global().operation(self.type_name(), "PUT", size);
-        if data.len() > MULTIPART_THRESHOLD && self.kind == Kind::S3 {
-            self.timed("put", path, size, async {
-                let upload = self
-                    .store
-                    .put_multipart(&key)
+        let upload = async {
+            match self.kind {
+                Kind::S3 if data.len() > MULTIPART_THRESHOLD => {
+                    let upload = self
+                        .store
+                        .put_multipart(&key)
+                        .await
+                        .map_err(|e| self.err("put", path, e))?;
+                    let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+                    w.put(data);
+                    w.finish().await.map_err(|e| self.err("put", path, e))?;
+                    Ok(())
+                }
+                Kind::S3 => {
+                    self.store
+                        .put(&key, PutPayload::from_bytes(data))
+                        .await
+                        .map_err(|e| self.err("put", path, e))?;
+                    Ok(())
+                }
+                Kind::Http => {
+                    self.webdav_atomic(path, |rel| {
+                        let data = data.clone();
+                        async move {
+                            self.store
+                                .put(&self.key(&rel)?, PutPayload::from_bytes(data))
+                                .await
+                                .map_err(|e| self.err("put", path, e))?;
+                            Ok(())
+                        }
+                    })
                     .await
-                    .map_err(|e| self.err("put", path, e))?;
-                let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-                w.put(data);
-                w.finish().await.map_err(|e| self.err("put", path, e))?;
-                Ok(())
-            })
-            .await?;
-        } else if self.kind == Kind::Http {
-            // A WebDAV PUT may rewrite the file in place (rclone does), so readers could see
-            // a partial object: write a temporary name, then MOVE it over the final one.
-            self.timed("put", path, size, self.webdav_put_atomic(path, data))
-                .await?;
-        } else {
-            self.timed("put", path, size, async {
-                self.store
-                    .put(&key, PutPayload::from_bytes(data))
-                    .await
-                    .map_err(|e| self.err("put", path, e))?;
-                Ok(())
-            })
-            .await?;
-        }
-        Ok(written(&key, size))
+                }
+            }
+        };
+        self.upload(path, &key, size, upload).await
     }
 
     async fn delete(&self, path: &str) -> Result<()> {
@@ -1149,5 +1231,72 @@ mod tests {
             parse_index(nginx),
             vec![("00000000_00000000.wal.lz4".to_string(), false)]
         );
+        // nginx cuts link texts longer than 50 characters ("..>"); the href is whole.
+        let long = format!("{}.snapshot.lz4", "0".repeat(48));
+        let cut = format!(
+            "<pre><a href=\"../\">../</a>\n<a href=\"{long}\">{}..&gt;</a> 22-Nov-2026 07:59  9\n</pre>",
+            &long[..47]
+        );
+        assert_eq!(parse_index(&cut), vec![(long, false)]);
+        assert_eq!(parse_json_index(nginx), None);
+    }
+
+    #[test]
+    fn out_of_space_answers_are_explained_without_request_ids() {
+        let minio = |id: &str| {
+            format!(
+                "Generic S3 error: Error performing PUT http://127.0.0.1:9/b/k in 1.2ms, after 3 \
+                 retries, max_retries: 3, retry_timeout: 30s  - Server returned non-2xx status \
+                 code: 507 Insufficient Storage: <?xml version=\"1.0\"?><Error><Code>XMinioStorageFull\
+                 </Code><Message>Storage backend has reached its minimum free drive threshold. \
+                 Please delete a few objects to proceed.</Message><RequestId>{id}</RequestId></Error>"
+            )
+        };
+        let a = out_of_space(&minio("1879A5C3D2E00001")).expect("out of space");
+        assert_eq!(a, out_of_space(&minio("1879A5C3D2EFFFFF")).unwrap());
+        assert!(a.contains("out of space") && a.contains("507 Insufficient Storage"));
+        assert!(
+            a.contains("XMinioStorageFull: Storage backend has reached"),
+            "{a}"
+        );
+        assert!(a.contains("free space") && !a.contains("RequestId"), "{a}");
+        // A quota error comes with 400, not 507.
+        let quota = "status code: 400 Bad Request: <Error><Code>XMinioAdminBucketQuotaExceeded</Code><Message>Bucket quota exceeded</Message></Error>";
+        let q = out_of_space(quota).expect("quota");
+        assert!(
+            q.contains("XMinioAdminBucketQuotaExceeded: Bucket quota exceeded"),
+            "{q}"
+        );
+        assert!(!q.contains("507"), "{q}");
+        // A bare 507 (a WebDAV server) and unrelated errors.
+        assert!(out_of_space("status code: 507 Insufficient Storage: ").is_some());
+        assert_eq!(
+            out_of_space(
+                "status code: 500 Internal Server Error: <Error><Code>InternalError</Code></Error>"
+            ),
+            None
+        );
+        assert_eq!(out_of_space("connection reset by peer"), None);
+    }
+
+    #[test]
+    fn nginx_json_index() {
+        let json = r#"[
+{ "name":"generations", "type":"directory", "mtime":"Sat, 21 Nov 2026 23:15:22 GMT" },
+{ "name":"00000000_00000000.wal.lz4", "type":"file", "mtime":"Sat, 21 Nov 2026 23:15:22 GMT", "size":470 },
+{ "name":"..", "type":"directory" }, { "name":"a/b", "type":"file", "size":1 },
+{ "name":"link", "type":"other" }, { "type":"file" }
+]"#;
+        let got = parse_json_index(json).expect("a json listing");
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].name, "generations");
+        assert!(got[0].is_dir);
+        assert_eq!(got[1].name, "00000000_00000000.wal.lz4");
+        assert_eq!((got[1].size, got[1].is_dir), (470, false));
+        assert_eq!(
+            got[1].modified,
+            httpdate::parse_http_date("Sat, 21 Nov 2026 23:15:22 GMT").unwrap()
+        );
+        assert_eq!(parse_json_index("[not json"), None);
     }
 }

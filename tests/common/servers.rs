@@ -4,8 +4,10 @@
 //! - [`MotoServer`]: an S3-compatible server (`moto_server`, from `pip install 'moto[server]'`);
 //! - [`WebDav`]: `rclone serve webdav` (Debian package `rclone`);
 //! - [`StaticHttp`]: `python3 -m http.server`, a plain static file server (no PROPFIND);
-//! - [`FaultProxy`]: pass / reset / blackhole, switchable while connections are open; it
-//!   also counts the HTTP requests that pass through it.
+//! - [`NginxStatic`]: a real `nginx` with `autoindex` (HTML or JSON listings), read-only;
+//! - [`FaultProxy`]: pass / reset / blackhole / 500 / storage full (507 to uploads),
+//!   switchable while connections are open; it also counts the HTTP requests that pass
+//!   through it.
 //!
 //! Every server runs in its own process group, logs to a file in the test's directory,
 //! is waited for until it answers HTTP, and is killed (the whole group) on drop. When a
@@ -458,6 +460,98 @@ impl StaticHttp {
     }
 }
 
+// ------------------------------------------------------------------------------------------
+// nginx autoindex
+
+/// The directory listing format of [`NginxStatic`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Autoindex {
+    /// `autoindex on;`: an HTML page, `<a href="NAME">NAME</a>` (link texts longer than 50
+    /// characters cut to `...>`).
+    Html,
+    /// `autoindex on; autoindex_format json;`: `[{"name":..,"type":..,"mtime":..,"size":..}]`.
+    Json,
+}
+
+/// A static file server: a real `nginx` (`daemon off;`, its own config, temp and log files
+/// in the test's directory) serving a local directory read-only with `autoindex`.
+pub struct NginxStatic {
+    pub proc: ServerProc,
+    /// The served directory.
+    pub root: PathBuf,
+    /// nginx's prefix: config, pid, temp files and the access log.
+    pub prefix: PathBuf,
+}
+
+impl NginxStatic {
+    /// Serves `root` (created if needed) at `/` with the listing format `index`; `None`
+    /// (after a loud skip) when `nginx` is missing outside CI. `name` tells several
+    /// servers of one test apart (config and log file names).
+    pub fn start(
+        test: &str,
+        dir: &Path,
+        name: &str,
+        root: &Path,
+        index: Autoindex,
+    ) -> Option<NginxStatic> {
+        // Debian installs it to /usr/sbin, which a non-root PATH may lack.
+        let bin = find_on_path("nginx")
+            .or_else(|| Some(PathBuf::from("/usr/sbin/nginx")).filter(|p| p.is_file()))
+            .or_else(|| require_bin(test, "nginx", "apt-get install nginx"))?;
+        fs::create_dir_all(root).expect("create nginx root");
+        let prefix = dir.join(name);
+        fs::create_dir_all(prefix.join("tmp")).expect("create nginx prefix");
+        let conf = prefix.join("nginx.conf");
+        // SAFETY: geteuid(2) has no preconditions.
+        let root_user = unsafe { libc::geteuid() } == 0;
+        let root = root.to_path_buf();
+        let (p, r) = (prefix.clone(), root.clone());
+        let proc = ServerProc::start(dir, name, &bin, move |port| {
+            let s = |x: &Path| x.to_str().expect("utf-8 path").to_string();
+            let format = match index {
+                Autoindex::Html => "",
+                Autoindex::Json => "autoindex_format json;",
+            };
+            // As root, workers would run as `nobody` and could not read a test's files.
+            let user = if root_user { "user root;" } else { "" };
+            let tmp = s(&p.join("tmp"));
+            let text = format!(
+                "daemon off;\n{user}\nworker_processes 1;\npid {pid};\nerror_log stderr info;\n\
+                 events {{ worker_connections 256; }}\n\
+                 http {{\n  access_log {access};\n  types {{ application/octet-stream lz4; }}\n  \
+                 client_body_temp_path {tmp}; proxy_temp_path {tmp}; fastcgi_temp_path {tmp};\n  \
+                 uwsgi_temp_path {tmp}; scgi_temp_path {tmp};\n  \
+                 server {{\n    listen 127.0.0.1:{port};\n    root {root};\n    \
+                 location / {{ autoindex on; {format} }}\n  }}\n}}\n",
+                pid = s(&p.join("nginx.pid")),
+                access = s(&p.join("access.log")),
+                root = s(&r),
+            );
+            fs::write(p.join("nginx.conf"), text).expect("write nginx.conf");
+            vec![
+                "-p".into(),
+                s(&p),
+                "-e".into(),
+                "stderr".into(),
+                "-c".into(),
+                s(&p.join("nginx.conf")),
+            ]
+        });
+        eprintln!("nginx {index:?} autoindex config: {}", conf.display());
+        Some(NginxStatic { proc, root, prefix })
+    }
+
+    /// The access log: one line per request (`"GET /x HTTP/1.1" 200 ...`).
+    pub fn access_log(&self) -> String {
+        fs::read_to_string(self.prefix.join("access.log")).unwrap_or_default()
+    }
+
+    /// `http://127.0.0.1:<port>/<prefix>` (no trailing `/`; `prefix` may be empty).
+    pub fn url(&self, prefix: &str) -> String {
+        join_url(&self.proc.base_url(), prefix)
+    }
+}
+
 fn join_url(base: &str, prefix: &str) -> String {
     let prefix = prefix.trim_matches('/');
     if prefix.is_empty() {
@@ -494,7 +588,18 @@ pub enum Mode {
     /// Answer every request on a new connection with `500 Internal Server Error` (and close);
     /// open connections are closed.
     Http500,
+    /// A store whose disk is full, as MinIO answers then: uploads (`PUT`, `POST`) get
+    /// `507 Insufficient Storage` with an S3 error body (code `XMinioStorageFull`); every
+    /// other request (GET, HEAD, LIST, DELETE, PROPFIND) is forwarded, one per connection
+    /// (`Connection: close`), so no upload can follow it on the same connection. Open
+    /// connections are closed.
+    StorageFull,
 }
+
+/// The `<Code>` of [`Mode::StorageFull`] answers (MinIO's).
+pub const STORAGE_FULL_CODE: &str = "XMinioStorageFull";
+/// The `<Message>` of [`Mode::StorageFull`] answers (MinIO's).
+pub const STORAGE_FULL_MESSAGE: &str = "Storage backend has reached its minimum free drive threshold. Please delete a few objects to proceed.";
 
 /// Counters of a [`FaultProxy`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -507,6 +612,8 @@ pub struct ProxyStats {
     pub blackholed: u64,
     /// Connections answered with a 500.
     pub errors_500: u64,
+    /// Uploads answered with 507 Insufficient Storage ([`Mode::StorageFull`]).
+    pub refused_uploads: u64,
     /// Blackholed connections the client still holds open (it has not timed out yet).
     pub blackholed_open: u64,
     /// HTTP requests forwarded upstream (request heads seen in pass mode).
@@ -525,6 +632,7 @@ struct Counters {
     resets: AtomicU64,
     blackholed: AtomicU64,
     errors_500: AtomicU64,
+    refused_uploads: AtomicU64,
     blackholed_open: AtomicU64,
     requests: AtomicU64,
     bytes_up: AtomicU64,
@@ -614,6 +722,7 @@ impl FaultProxy {
             resets: c.resets.load(Ordering::Relaxed),
             blackholed: c.blackholed.load(Ordering::Relaxed),
             errors_500: c.errors_500.load(Ordering::Relaxed),
+            refused_uploads: c.refused_uploads.load(Ordering::Relaxed),
             blackholed_open: c.blackholed_open.load(Ordering::Relaxed),
             requests: c.requests.load(Ordering::Relaxed),
             by_method: c.by_method.lock().expect("stats lock").clone(),
@@ -649,11 +758,17 @@ async fn proxy_conn(
     use tokio::io::AsyncWriteExt as _;
     c.connections.fetch_add(1, Ordering::Relaxed);
     let now = *mode.borrow_and_update();
+    // Bytes already read from the client, to send upstream first.
+    let mut first = Vec::new();
     match now {
         Mode::Pass => {}
         Mode::Reset => return reset(client, None, &c),
         Mode::Blackhole => return blackhole(client, &c).await,
         Mode::Http500 => return answer_500(client, &c).await,
+        Mode::StorageFull => match storage_full(&mut client, &c).await {
+            Some(forward) => first = forward,
+            None => return,
+        },
     }
     let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else {
         return reset(client, None, &c);
@@ -665,6 +780,21 @@ async fn proxy_conn(
         let up = async {
             let mut parser = RequestCounter::default();
             let mut buf = vec![0u8; 64 * 1024];
+            if !first.is_empty() {
+                parser.feed(&first, &mut |method| {
+                    c.requests.fetch_add(1, Ordering::Relaxed);
+                    *c.by_method
+                        .lock()
+                        .expect("stats lock")
+                        .entry(method.to_string())
+                        .or_default() += 1;
+                });
+                if sw.write_all(&first).await.is_err() {
+                    let _ = sw.shutdown().await;
+                    return;
+                }
+                c.bytes_up.fetch_add(first.len() as u64, Ordering::Relaxed);
+            }
             loop {
                 let n = match tokio::io::AsyncReadExt::read(&mut cr, &mut buf).await {
                     Ok(0) | Err(_) => break,
@@ -717,7 +847,7 @@ async fn proxy_conn(
     match ended {
         Ended::Closed => {}
         Ended::Switched(Mode::Reset) => reset(client, Some(server), &c),
-        Ended::Switched(Mode::Http500) => drop((client, server)),
+        Ended::Switched(Mode::Http500 | Mode::StorageFull) => drop((client, server)),
         Ended::Switched(_) => {
             // The server's side closes; the client's hangs.
             drop(server);
@@ -754,6 +884,98 @@ async fn answer_500(mut client: tokio::net::TcpStream, c: &Counters) {
         )
         .await;
     let _ = client.shutdown().await;
+}
+
+/// [`Mode::StorageFull`] on a new connection: reads the first request head. An upload (PUT,
+/// POST) is answered with 507 and the connection closed (`None`); any other request comes
+/// back rewritten with `Connection: close`, with whatever followed it, to be forwarded.
+async fn storage_full(client: &mut tokio::net::TcpStream, c: &Counters) -> Option<Vec<u8>> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut data = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let end = loop {
+        if let Some(e) = find(&data, b"\r\n\r\n") {
+            break e;
+        }
+        match client.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&data[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next().unwrap_or_default().to_string();
+    let method = request_line.split(' ').next().unwrap_or_default();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.to_ascii_lowercase())
+    };
+    if method != "PUT" && method != "POST" {
+        let mut out = Vec::with_capacity(data.len() + 20);
+        out.extend_from_slice(request_line.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        for (k, v) in &headers {
+            if !k.eq_ignore_ascii_case("connection") {
+                out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+            }
+        }
+        out.extend_from_slice(b"Connection: close\r\n\r\n");
+        out.extend_from_slice(&data[end + 4..]);
+        return Some(out);
+    }
+    c.refused_uploads.fetch_add(1, Ordering::Relaxed);
+    // Read the body first (unless the client waits for `100 Continue`): closing a socket
+    // with unread data sends RST, and the client would see a reset instead of the answer.
+    if header("expect").as_deref() != Some("100-continue") {
+        let want = header("content-length")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        let mut got = data.len() - (end + 4);
+        let chunked = header("transfer-encoding").is_some_and(|v| v.contains("chunked"));
+        let read_all = async {
+            while got < want || (chunked && !data.ends_with(b"0\r\n\r\n")) {
+                match client.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        got += n;
+                        if chunked {
+                            data.extend_from_slice(&buf[..n]);
+                        }
+                    }
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(30), read_all).await;
+    }
+    let resource = request_line.split(' ').nth(1).unwrap_or("/");
+    let path = resource.split('?').next().unwrap_or("/");
+    let mut parts = path.trim_start_matches('/').splitn(2, '/');
+    let bucket = parts.next().unwrap_or_default();
+    let key = parts.next().unwrap_or_default();
+    let n = c.refused_uploads.load(Ordering::Relaxed);
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{STORAGE_FULL_CODE}</Code>\
+         <Message>{STORAGE_FULL_MESSAGE}</Message><Key>{key}</Key><BucketName>{bucket}</BucketName>\
+         <Resource>{path}</Resource><RequestId>1879A5C3D2E{n:05X}</RequestId>\
+         <HostId>dd9025bab4ad464b049177c95eb6ebf374d3b3fd1af9251148b658df7ac2e3e8</HostId></Error>"
+    );
+    let reply = format!(
+        "HTTP/1.1 507 Insufficient Storage\r\nContent-Type: application/xml\r\n\
+         Content-Length: {}\r\nServer: MinIO\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = client.write_all(reply.as_bytes()).await;
+    let _ = client.shutdown().await;
+    // Drain until the client closes, so our close does not turn into a RST.
+    let drain = async { while matches!(client.read(&mut buf).await, Ok(n) if n > 0) {} };
+    let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
+    None
 }
 
 /// Reads and discards until the client gives up; never writes.
