@@ -22,7 +22,14 @@ fn init_logging(command: &Command) {
         Some(LogLevel::Error) => "error",
         _ => "info",
     };
-    let filter = EnvFilter::try_from_env("WALSHIP_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    // object_store logs each of its HTTP retries at info ("Encountered server error ...
+    // retry 1 of 3"), several per failed sync; walship logs the failure itself, once.
+    let default = if level == "info" {
+        "info,object_store=warn".to_string()
+    } else {
+        level.to_string()
+    };
+    let filter = EnvFilter::try_from_env("WALSHIP_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let json = cfg.as_ref().is_some_and(|l| l.format == LogFormat::Json);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

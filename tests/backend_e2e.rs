@@ -871,6 +871,12 @@ fn out_of_space_recovers(
         logs.contains("replica sync recovered"),
         "no recovery in the log:\n{logs}"
     );
+    // object_store's own per-retry lines stay out of the default log.
+    let retries = logs
+        .lines()
+        .filter(|l| l.contains("Encountered server error"))
+        .count();
+    assert_eq!(retries, 0, "object_store retry lines in the log:\n{logs}");
     eprintln!("the log line: {}", full[0]);
 }
 
