@@ -562,19 +562,6 @@ impl walship::backend::ReplicaClient for CutShort {
     }
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &dest);
-        } else {
-            fs::copy(e.path(), &dest).unwrap();
-        }
-    }
-}
-
 /// Regression (found by the crash matrix, round 13 of seed 1795315730483303495): a crash
 /// between retention deletes left an index whose offset-0 segment was gone while a later
 /// one stayed, and Litestream then refused to restore the whole generation ("missing

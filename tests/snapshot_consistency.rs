@@ -188,7 +188,7 @@ fn a_replica_caught_after_any_segment_of_a_new_generation_restores_a_committed_s
         let k = AtomicUsize::new(0);
         walship::fault::set_hook("sync.after_upload", move || {
             let n = k.fetch_add(1, Ordering::SeqCst);
-            copy_dir(&replica_dir, &copies.join(format!("after-{n}")));
+            copy_tree(&replica_dir, &copies.join(format!("after-{n}")));
         });
     }
     let db = Db::new(DbOptions::new(&db_path));
@@ -245,19 +245,6 @@ fn a_replica_caught_after_any_segment_of_a_new_generation_restores_a_committed_s
                 tool.name(),
                 dir.display()
             );
-        }
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), &dst).unwrap();
         }
     }
 }
