@@ -869,6 +869,10 @@ fn copy_at(
     }
 }
 
+/// How long the database may stay locked by another connection before the monitor says so
+/// at warn level (shorter spells are logged at debug: the next round catches up).
+const BUSY_WARN_AFTER: Duration = Duration::from_secs(10);
+
 async fn monitor(
     db: Arc<Db>,
     replicas: Vec<Arc<Replica>>,
@@ -887,15 +891,31 @@ async fn monitor(
     let throttle = (db.options().monitor_interval / 10)
         .clamp(Duration::from_millis(10), Duration::from_millis(100));
     let mut last_error: Option<String> = None;
+    let mut busy_since: Option<tokio::time::Instant> = None;
+    let mut busy_warned = false;
     loop {
         let db2 = db.clone();
         let started = tokio::time::Instant::now();
         match tokio::task::spawn_blocking(move || db2.sync()).await {
             Ok(Ok(outcome)) => {
-                if last_error.take().is_some() {
+                if last_error.take().is_some() || busy_warned {
                     info!(db = %db.path().display(), "database sync recovered");
                 }
+                busy_since = None;
+                busy_warned = false;
                 debug!(db = %db.path().display(), ?outcome, "sync");
+            }
+            // The application held the write lock past walship's busy timeout (a bulk
+            // writer re-taking it at once, a long transaction): nothing is lost, the next
+            // round copies what this one could not. Said at warn level only when it lasts.
+            Ok(Err(e)) if e.is_busy() => {
+                let since = *busy_since.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() >= BUSY_WARN_AFTER && !busy_warned {
+                    busy_warned = true;
+                    warn!(db = %db.path().display(), error = %e, for_s = since.elapsed().as_secs(), "the database stays locked by another connection: walship cannot copy the WAL or checkpoint until the lock is released, and the WAL grows meanwhile; look for a long write transaction");
+                } else {
+                    debug!(db = %db.path().display(), error = %e, "database busy; trying again next round");
+                }
             }
             Ok(Err(e)) => {
                 let msg = e.to_string();

@@ -76,6 +76,19 @@ impl Error {
         move |source| Error::Sqlite { context, source }
     }
 
+    /// True for SQLite's "database is locked" (SQLITE_BUSY or SQLITE_LOCKED): another
+    /// connection holds a lock walship needs for now; trying again later is the remedy.
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            Error::Sqlite {
+                source: rusqlite::Error::SqliteFailure(f, _),
+                ..
+            } if f.code == rusqlite::ErrorCode::DatabaseBusy
+                || f.code == rusqlite::ErrorCode::DatabaseLocked
+        )
+    }
+
     /// A corrupt-data error.
     pub fn corrupt(path: impl Into<String>, reason: impl Into<String>) -> Error {
         Error::Corrupt {

@@ -302,3 +302,72 @@ fn damaged_snapshots_fail_the_restore_and_leave_nothing() {
     fs::write(snap, &original).unwrap();
     assert_restore(&Tool::Walship, &url, &[], &b.dir, &b.model);
 }
+
+/// An application holding the write lock for long (a long write transaction) keeps walship
+/// from checkpointing. Short spells are routine under a bulk writer and must not be logged
+/// as errors (the compare harness saw `ERROR monitor error ... database is locked` after
+/// one 1 s busy timeout); a long one is said once at warn level, with what to look for, and
+/// walship catches up exactly once the lock is released.
+#[test]
+fn a_long_write_lock_is_a_warning_not_an_error_loop() {
+    let t = TestDir::new("hostile-long-lock");
+    let db = t.join("app.db");
+    let replica = t.join("replica");
+    let cfg = write_config(
+        t.path(),
+        "litestream.yml",
+        &db,
+        &replica,
+        &ConfigOpts {
+            min_checkpoint_page_count: Some(4),
+            ..ConfigOpts::default()
+        },
+    );
+    let mut w = Workload::open(&db, test_seed("a_long_write_lock"));
+    assert!(w.batch(3));
+    let mut p = Proc::replicate(t.path(), &Tool::Walship, &cfg);
+    wait_replicated(
+        &Tool::Walship,
+        &file_url(&replica),
+        t.path(),
+        &w.model,
+        &mut p,
+        Duration::from_secs(30),
+    );
+    // Enough new pages for a checkpoint to be due, then the lock, held for 14 s.
+    assert!(w.batch(5));
+    let app = rusqlite::Connection::open(&db).unwrap();
+    app.execute_batch("BEGIN IMMEDIATE").unwrap();
+    std::thread::sleep(Duration::from_secs(14));
+    p.assert_running();
+    let during = p.logs();
+    app.execute_batch("ROLLBACK").unwrap();
+    drop(app);
+    assert!(w.batch(2));
+    wait_replicated(
+        &Tool::Walship,
+        &file_url(&replica),
+        t.path(),
+        &w.model,
+        &mut p,
+        Duration::from_secs(30),
+    );
+    p.stop();
+    let logs = p.logs();
+    let errors: Vec<&str> = logs.lines().filter(|l| l.contains("ERROR")).collect();
+    assert!(
+        errors.is_empty(),
+        "busy spells logged as errors:\n{}",
+        errors.join("\n")
+    );
+    let warned: Vec<&str> = during
+        .lines()
+        .filter(|l| l.contains("stays locked by another connection"))
+        .collect();
+    assert_eq!(
+        warned.len(),
+        1,
+        "a 14 s lock should be said once at warn level:\n{during}"
+    );
+    assert!(warned[0].contains("WARN"), "{}", warned[0]);
+}
