@@ -10,7 +10,7 @@ use futures::StreamExt;
 use super::{ObjectInfo, ObjectStream, ReplicaClient};
 use crate::error::{Error, Result};
 
-/// A replica in a local directory. Writes go to `<name>.tmp`, are fsynced, renamed over the
+/// A replica in a local directory. Writes go to `<name>.<pid>-<n>.tmp`, are fsynced, renamed over the
 /// final name, and the directory is fsynced, so a crash never leaves a partial object under
 /// a name Litestream or walship would read.
 #[derive(Debug, Clone)]
@@ -77,7 +77,8 @@ pub(crate) fn create_dir_all_synced(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes `data` to `path` atomically: `<path>.tmp`, fsync, rename, fsync of the directory.
+/// Writes `data` to `path` atomically: `<path>.<pid>-<n>.tmp`, fsync, rename, fsync of the
+/// directory.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<std::fs::Metadata> {
     write_atomic_with(path, |f, tmp| {
         f.write_all(data).map_err(Error::io("write", tmp))
@@ -96,11 +97,24 @@ fn write_atomic_with(
         .parent()
         .ok_or_else(|| Error::Config(format!("no parent directory for {}", path.display())))?;
     create_dir_all_synced(dir)?;
+    // A name of its own for each write: two writes of one object can overlap (an upload
+    // abandoned at shutdown still runs on the blocking pool while the final sync writes the
+    // same segment again); with one shared `<path>.tmp` the second rename found nothing
+    // ("not found", seen in the comparison harness).
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
+    tmp.push(format!(
+        ".{}-{}.tmp",
+        std::process::id(),
+        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
     let tmp = PathBuf::from(tmp);
     let res = (|| {
-        let mut f = std::fs::File::create(&tmp).map_err(Error::io("create", &tmp))?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(Error::io("create", &tmp))?;
         fill(&mut f, &tmp)?;
         f.sync_all().map_err(Error::io("fsync", &tmp))?;
         drop(f);
@@ -261,5 +275,36 @@ impl ReplicaClient for FileClient {
             Err(e) => Err(Error::io("delete directory", &p)(e)),
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two writes of one object may overlap (an abandoned upload still running while the
+    /// final sync writes the segment again): each must succeed and leave one whole version.
+    #[test]
+    fn overlapping_writes_of_one_object_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal").join("00000000_00000000.wal.lz4");
+        std::thread::scope(|s| {
+            for t in 0..6u8 {
+                let path = &path;
+                s.spawn(move || {
+                    for _ in 0..40 {
+                        write_atomic(path, &vec![t; 64 << 10]).unwrap();
+                    }
+                });
+            }
+        });
+        let got = std::fs::read(&path).unwrap();
+        assert_eq!(got.len(), 64 << 10);
+        assert!(got.iter().all(|b| *b == got[0]), "a torn object");
+        let left: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left.len(), 1, "temporary files left: {left:?}");
     }
 }
