@@ -170,8 +170,6 @@ pub struct Db {
     progress: tokio::sync::Notify,
     events: std::sync::OnceLock<tokio::sync::broadcast::Sender<crate::event::Event>>,
     metrics: crate::metrics::DbMetrics,
-    /// See [`Db::busy_writer`].
-    busy_writer: std::sync::atomic::AtomicBool,
     /// Length of the `-wal` file at the last sync (see [`Db::wal_grew_a_lot`]).
     wal_len_at_sync: std::sync::atomic::AtomicU64,
 }
@@ -272,7 +270,6 @@ impl Db {
             progress: tokio::sync::Notify::new(),
             events: std::sync::OnceLock::new(),
             metrics,
-            busy_writer: std::sync::atomic::AtomicBool::new(false),
             wal_len_at_sync: std::sync::atomic::AtomicU64::new(0),
         })
     }
@@ -357,21 +354,7 @@ impl Db {
     pub fn sync(&self) -> Result<SyncOutcome> {
         let mut inner = self.lock();
         let started = Instant::now();
-        let before = inner
-            .shadow
-            .as_ref()
-            .map(|sh| (sh.generation, sh.index, sh.size));
         let r = self.sync_locked(&mut inner);
-        let busy = match (before, inner.shadow.as_ref()) {
-            (Some((g, i, size)), Some(sh)) if g == sh.generation && i == sh.index => {
-                let frames = sh.size.saturating_sub(size) / sh.hdr.frame_size().max(1);
-                frames >= u64::from(self.opts.min_checkpoint_page_count / 10).max(1)
-            }
-            (None, None) => false,
-            _ => r.is_ok(),
-        };
-        self.busy_writer
-            .store(busy, std::sync::atomic::Ordering::Relaxed);
         self.metrics.sync(started.elapsed(), r.is_ok());
         if let (Some(sh), Ok(outcome)) = (&inner.shadow, &r)
             && (*outcome == SyncOutcome::Changed || self.metrics.shadow_wal_size.get() == 0)
@@ -500,18 +483,10 @@ impl Db {
     /// `None` (always look) when the `-shm` cannot be read.
     /// The `-shm` is read through the connection's own handle: closing a descriptor of it
     /// would drop SQLite's locks, which live on that file.
-    /// True when the last sync found a heavy writer: it copied at least a tenth of
-    /// `min-checkpoint-page-count` frames, or moved to a new WAL index or generation. The
-    /// monitor then copies at once instead of waiting for the next upload (see
-    /// `engine::copy_at`).
-    pub fn busy_writer(&self) -> bool {
-        self.busy_writer.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
     /// True when the `-wal` file grew by a checkpoint's worth of pages (at 4 KiB) since the
     /// last sync: a heavy writer. One `stat` by path (no descriptor is opened, so SQLite's
     /// locks are safe). A WAL that restarted inside its old length does not grow, so this
-    /// misses some bursts; [`Db::busy_writer`] catches them at the next sync.
+    /// misses some bursts (the copy then waits for the next upload, as for a light writer).
     pub fn wal_grew_a_lot(&self) -> bool {
         let Ok(md) = std::fs::metadata(&self.wal_path) else {
             return false;
