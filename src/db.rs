@@ -637,14 +637,15 @@ impl Db {
                 if new_hdr.page_size != sh.hdr.page_size {
                     return Ok(Advance::NewGeneration("page size changed".into()));
                 }
-                // SQLite bumps the checkpoint sequence and salt-1 by one on every WAL restart.
-                // Anything else means a whole WAL cycle went by unseen.
-                if new_hdr.checkpoint_seq != sh.hdr.checkpoint_seq.wrapping_add(1)
-                    || new_hdr.salt.0 != sh.hdr.salt.0.wrapping_add(1)
-                {
-                    return Ok(Advance::NewGeneration(
-                        "wal restarted more than once since last sync".into(),
-                    ));
+                // SQLite adds one to salt-1 (read from the shared wal-index) on every WAL
+                // restart; anything else means a whole WAL cycle went by unseen. The
+                // checkpoint sequence is no help: each connection writes its own counter, so
+                // it jumps about when the application and walship take turns restarting.
+                if new_hdr.salt.0 != sh.hdr.salt.0.wrapping_add(1) {
+                    return Ok(Advance::NewGeneration(format!(
+                        "wal restarted more than once since last sync (salt-1 {} -> {})",
+                        sh.hdr.salt.0, new_hdr.salt.0
+                    )));
                 }
             }
             // A restart walship made itself: the old cycle ended exactly at our size.
