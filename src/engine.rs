@@ -860,7 +860,7 @@ fn copy_at(
 
 /// How long the database may stay locked by another connection before the monitor says so
 /// at warn level (shorter spells are logged at debug: the next round catches up).
-const BUSY_WARN_AFTER: Duration = Duration::from_secs(10);
+pub(crate) const BUSY_WARN_AFTER: Duration = Duration::from_secs(10);
 
 async fn monitor(
     db: Arc<Db>,
