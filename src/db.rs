@@ -30,6 +30,10 @@ pub const TRUNCATE_PAGE_COUNT: u64 = 500_000;
 /// RESTART checkpoint starts a new index before that.
 const MAX_SHADOW_SIZE: u64 = 3 << 30;
 
+/// How long a checkpoint waits for the application to leave the write lock before it is
+/// deferred to a later sync (see [`Db::checkpoint`]).
+const LOCK_PROBE: Duration = Duration::from_millis(20);
+
 /// A WAL segment is cut at the first commit past this many bytes.
 pub const MAX_SEGMENT_BYTES: u64 = 16 << 20;
 
@@ -117,6 +121,15 @@ struct Inner {
     /// checkpoint: (shadow index, shadow size, the new WAL header). The old cycle is known
     /// to end exactly at that size, so the new cycle may overwrite its last frame.
     restarted: Option<(u32, u64, [u8; HEADER_SIZE])>,
+    /// Where the shadow ended after the first copy made since the current read transaction
+    /// began: (its read epoch, WAL header, shadow size). A frame copied past that size was
+    /// committed after the read mark was taken (see [`DbConn::move_read_mark`]).
+    read_bound: Option<(u64, [u8; HEADER_SIZE], u64)>,
+    /// Since when checkpoints have been deferred because the application kept the write
+    /// lock, and whether that was said at warn level.
+    deferred_since: Option<(Instant, bool)>,
+    /// The last PASSIVE checkpoint under the write lock could not copy every frame.
+    passive_incomplete: bool,
 }
 
 /// See [`Db::change_key`].
@@ -264,6 +277,9 @@ impl Db {
                 last_checkpoint: Instant::now(),
                 last_wal_stat: None,
                 restarted: None,
+                read_bound: None,
+                deferred_since: None,
+                passive_incomplete: false,
             }),
             pos_tx: watch::channel(None).0,
             replica_pos: Mutex::new(BTreeMap::new()),
@@ -460,6 +476,8 @@ impl Db {
         if let Some(reason) = reason {
             self.create_generation(inner, &reason)?;
             changed = true;
+        } else {
+            self.move_read_mark(inner)?;
         }
 
         if let Some(mode) = self.checkpoint_mode(inner)? {
@@ -835,6 +853,26 @@ impl Db {
         Ok(())
     }
 
+    /// After a copy: moves walship's read mark to the end of the WAL when frames were
+    /// committed after the current mark, so checkpoints (the application's too) are never
+    /// held far behind a busy writer. See [`DbConn::move_read_mark`].
+    fn move_read_mark(&self, inner: &mut Inner) -> Result<()> {
+        let (Some(sh), Some(conn)) = (&inner.shadow, &inner.conn) else {
+            return Ok(());
+        };
+        let epoch = conn.read_epoch();
+        match inner.read_bound {
+            Some((e, header, size)) if e == epoch && header == sh.header && sh.size > size => {
+                conn.move_read_mark()?;
+                inner.read_bound = None;
+            }
+            Some((e, header, _)) if e == epoch && header == sh.header => {}
+            // The first copy since this read transaction began: the mark is at or before it.
+            _ => inner.read_bound = Some((epoch, sh.header, sh.size)),
+        }
+        Ok(())
+    }
+
     fn checkpoint_due(&self, inner: &Inner) -> bool {
         match (self.opts.checkpoint_interval, &inner.shadow) {
             (Some(iv), Some(sh)) => {
@@ -877,13 +915,61 @@ impl Db {
     /// taken again, which would otherwise pin the old cycle), and the write lock is held
     /// while the rest of the old cycle and the start of the new one are copied.
     fn checkpoint(&self, inner: &mut Inner, mode: CheckpointMode) -> Result<()> {
+        // A WAL past max-checkpoint-page-count has usually not restarted only because the
+        // application kept writing: a PASSIVE checkpoint under the write lock restarts it
+        // just as well without waiting for readers. RESTART proper only after a locked
+        // PASSIVE could not finish (an application reader holds old frames).
+        let mode = if mode == CheckpointMode::Restart && !inner.passive_incomplete {
+            CheckpointMode::Passive
+        } else {
+            mode
+        };
         let started = Instant::now();
         let conn = inner
             .conn
             .take()
             .ok_or_else(|| Error::Config("internal: connection missing".into()))?;
-        let r = self.checkpoint_with(inner, &conn, mode);
+        // First the bulk of the work, without the write lock: with walship's read
+        // transaction still open, this copies frames into the database only up to walship's
+        // read mark (moved up by each sync, see `move_read_mark`) and cannot let anyone
+        // restart the WAL. Then the write lock, if the application leaves it: waiting for
+        // it behind a stream of writes would hold the read mark back, and the frames
+        // committed during the wait would all be copied and checkpointed while the writer
+        // waits in turn. A busy writer defers the rest to a later sync.
+        let r = conn
+            .checkpoint(CheckpointMode::Passive)
+            .and_then(|_| conn.try_lock(LOCK_PROBE))
+            .and_then(|locked| {
+                if !locked {
+                    return Ok(None);
+                }
+                if mode != CheckpointMode::Passive {
+                    conn.unlock()?;
+                }
+                self.checkpoint_with(inner, &conn, mode).map(Some)
+            });
         inner.conn = Some(conn);
+        let r = match r {
+            Ok(None) => {
+                let (since, warned) = inner.deferred_since.get_or_insert((Instant::now(), false));
+                if since.elapsed() >= crate::engine::BUSY_WARN_AFTER && !*warned {
+                    *warned = true;
+                    warn!(db = %self.opts.path.display(), for_s = since.elapsed().as_secs(), "the database stays locked by another connection: walship keeps copying the WAL but cannot checkpoint until the lock is released, and the WAL grows meanwhile; look for a long write transaction");
+                } else {
+                    debug!(db = %self.opts.path.display(), mode = mode.as_str(), "checkpoint deferred: the application holds the write lock");
+                }
+                return Ok(());
+            }
+            Ok(Some(res)) => {
+                inner.deferred_since = None;
+                if mode == CheckpointMode::Passive {
+                    inner.passive_incomplete =
+                        res.0.busy || res.0.log_frames != res.0.checkpointed_frames;
+                }
+                Ok(res)
+            }
+            Err(e) => Err(e),
+        };
         self.metrics
             .checkpoint(mode.as_str(), started.elapsed(), r.is_ok());
         match r {
@@ -899,6 +985,7 @@ impl Db {
         }
     }
 
+    /// Runs with the write lock held when `mode` is PASSIVE (see [`Db::checkpoint`]).
     fn checkpoint_with(
         &self,
         inner: &mut Inner,
@@ -906,10 +993,8 @@ impl Db {
         mode: CheckpointMode,
     ) -> Result<(crate::sqlite::conn::CheckpointResult, Advance)> {
         // `conn` is out of `inner` here, so `advance` may borrow `inner`.
+        // For PASSIVE the caller holds the write lock.
         let under_lock = mode == CheckpointMode::Passive;
-        if under_lock {
-            conn.lock()?;
-        }
         let pre = if under_lock {
             self.advance(inner)
         } else {
