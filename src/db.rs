@@ -125,9 +125,8 @@ struct Inner {
     /// began: (its read epoch, WAL header, shadow size). A frame copied past that size was
     /// committed after the read mark was taken (see [`DbConn::move_read_mark`]).
     read_bound: Option<(u64, [u8; HEADER_SIZE], u64)>,
-    /// Since when checkpoints have been deferred because the application kept the write
-    /// lock, and whether that was said at warn level.
-    deferred_since: Option<(Instant, bool)>,
+    /// Checkpoints deferred because the application kept the write lock.
+    deferred: crate::engine::BusySpell,
     /// The last PASSIVE checkpoint under the write lock could not copy every frame.
     passive_incomplete: bool,
 }
@@ -278,7 +277,7 @@ impl Db {
                 last_wal_stat: None,
                 restarted: None,
                 read_bound: None,
-                deferred_since: None,
+                deferred: Default::default(),
                 passive_incomplete: false,
             }),
             pos_tx: watch::channel(None).0,
@@ -951,17 +950,15 @@ impl Db {
         inner.conn = Some(conn);
         let r = match r {
             Ok(None) => {
-                let (since, warned) = inner.deferred_since.get_or_insert((Instant::now(), false));
-                if since.elapsed() >= crate::engine::BUSY_WARN_AFTER && !*warned {
-                    *warned = true;
-                    warn!(db = %self.opts.path.display(), for_s = since.elapsed().as_secs(), "the database stays locked by another connection: walship keeps copying the WAL but cannot checkpoint until the lock is released, and the WAL grows meanwhile; look for a long write transaction");
+                if let Some(for_s) = inner.deferred.busy() {
+                    warn!(db = %self.opts.path.display(), for_s, "the database stays locked by another connection: walship keeps copying the WAL but cannot checkpoint until the lock is released, and the WAL grows meanwhile; look for a long write transaction");
                 } else {
                     debug!(db = %self.opts.path.display(), mode = mode.as_str(), "checkpoint deferred: the application holds the write lock");
                 }
                 return Ok(());
             }
             Ok(Some(res)) => {
-                inner.deferred_since = None;
+                inner.deferred.end();
                 if mode == CheckpointMode::Passive {
                     inner.passive_incomplete =
                         res.0.busy || res.0.log_frames != res.0.checkpointed_frames;

@@ -860,7 +860,32 @@ fn copy_at(
 
 /// How long the database may stay locked by another connection before the monitor says so
 /// at warn level (shorter spells are logged at debug: the next round catches up).
-pub(crate) const BUSY_WARN_AFTER: Duration = Duration::from_secs(10);
+const BUSY_WARN_AFTER: Duration = Duration::from_secs(10);
+
+/// A spell of rounds that found the database locked by another connection (the monitor's
+/// sync, a checkpoint, a scheduled snapshot): routine, logged at debug, and said once at
+/// warn level when it lasts [`BUSY_WARN_AFTER`].
+#[derive(Debug, Default)]
+pub(crate) struct BusySpell(Option<(std::time::Instant, bool)>);
+
+impl BusySpell {
+    /// One more busy round. `Some(seconds so far)` exactly once per spell, the first time
+    /// it has lasted [`BUSY_WARN_AFTER`]: the caller says so at warn level (else debug).
+    pub(crate) fn busy(&mut self) -> Option<u64> {
+        let (since, warned) = self.0.get_or_insert((std::time::Instant::now(), false));
+        if since.elapsed() >= BUSY_WARN_AFTER && !*warned {
+            *warned = true;
+            Some(since.elapsed().as_secs())
+        } else {
+            None
+        }
+    }
+
+    /// The lock was had: the spell is over. Whether it had been said at warn level.
+    pub(crate) fn end(&mut self) -> bool {
+        self.0.take().is_some_and(|(_, warned)| warned)
+    }
+}
 
 async fn monitor(
     db: Arc<Db>,
@@ -880,28 +905,24 @@ async fn monitor(
     let throttle = (db.options().monitor_interval / 10)
         .clamp(Duration::from_millis(10), Duration::from_millis(100));
     let mut last_error: Option<String> = None;
-    let mut busy_since: Option<tokio::time::Instant> = None;
-    let mut busy_warned = false;
+    let mut busy = BusySpell::default();
     loop {
         let db2 = db.clone();
         let started = tokio::time::Instant::now();
         match tokio::task::spawn_blocking(move || db2.sync()).await {
             Ok(Ok(outcome)) => {
+                let busy_warned = busy.end();
                 if last_error.take().is_some() || busy_warned {
                     info!(db = %db.path().display(), "database sync recovered");
                 }
-                busy_since = None;
-                busy_warned = false;
                 debug!(db = %db.path().display(), ?outcome, "sync");
             }
             // The application held the write lock past walship's busy timeout (a bulk
             // writer re-taking it at once, a long transaction): nothing is lost, the next
             // round copies what this one could not. Said at warn level only when it lasts.
             Ok(Err(e)) if e.is_busy() => {
-                let since = *busy_since.get_or_insert_with(tokio::time::Instant::now);
-                if since.elapsed() >= BUSY_WARN_AFTER && !busy_warned {
-                    busy_warned = true;
-                    warn!(db = %db.path().display(), error = %e, for_s = since.elapsed().as_secs(), "the database stays locked by another connection: walship cannot copy the WAL or checkpoint until the lock is released, and the WAL grows meanwhile; look for a long write transaction");
+                if let Some(for_s) = busy.busy() {
+                    warn!(db = %db.path().display(), error = %e, for_s, "the database stays locked by another connection: walship cannot copy the WAL or checkpoint until the lock is released, and the WAL grows meanwhile; look for a long write transaction");
                 } else {
                     debug!(db = %db.path().display(), error = %e, "database busy; trying again next round");
                 }

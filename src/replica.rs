@@ -719,7 +719,7 @@ impl Replica {
         let mut last_error: Option<String> = None;
         // Like Litestream: the first retention run comes one interval after start.
         let mut next_retention = self.retention_interval().map(|iv| Instant::now() + iv);
-        let mut snapshot_busy: Option<(Instant, bool)> = None;
+        let mut snapshot_busy = crate::engine::BusySpell::default();
         loop {
             if *shutdown.borrow() {
                 return;
@@ -728,16 +728,16 @@ impl Replica {
             if failures == 0
                 && self.db.pos().is_some()
                 && self.snapshot_due().is_some_and(|w| w.is_zero())
-                && let Err(e) = self.snapshot().await.inspect(|_| snapshot_busy = None)
+                && let Err(e) = self.snapshot().await.inspect(|_| {
+                    snapshot_busy.end();
+                })
             {
                 if e.is_busy() {
                     // Another connection holds the write lock (a long write, or an
                     // application's TRUNCATE checkpoint waiting for readers): routine, said
                     // at warn level once if it lasts.
-                    let (since, warned) = snapshot_busy.get_or_insert((Instant::now(), false));
-                    if since.elapsed() >= crate::engine::BUSY_WARN_AFTER && !*warned {
-                        *warned = true;
-                        warn!(db = %self.db.path().display(), replica = %self.opts.name, for_s = since.elapsed().as_secs(), "scheduled snapshot delayed: the database stays locked by another connection; look for a long write transaction");
+                    if let Some(for_s) = snapshot_busy.busy() {
+                        warn!(db = %self.db.path().display(), replica = %self.opts.name, for_s, "scheduled snapshot delayed: the database stays locked by another connection; look for a long write transaction");
                     } else {
                         debug!(db = %self.db.path().display(), replica = %self.opts.name, error = %e, "scheduled snapshot waits for the write lock; trying again");
                     }
