@@ -6,7 +6,6 @@
 //! it now and then.
 //!
 //! Hooks are process-wide: this file has one test.
-mod common;
 
 use std::sync::{Arc, Mutex};
 

@@ -115,6 +115,18 @@ fn open_one(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// One of the engine's reading connections (the read transaction's, the checkpointer's):
+/// auto-checkpoints off, so that only walship decides when to checkpoint.
+fn open_reader(path: &Path) -> Result<Connection> {
+    let conn = open_one(path)?;
+    conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
+        .map_err(Error::sqlite(format!(
+            "disable auto-checkpoint on {}",
+            path.display()
+        )))?;
+    Ok(conn)
+}
+
 /// Turns off the connection's lookaside allocator (about 120 KB per connection by default).
 fn disable_lookaside(conn: &Connection) {
     // SAFETY: a valid open handle; SQLITE_DBCONFIG_LOOKASIDE takes (void*, int, int), and a
@@ -183,12 +195,8 @@ impl DbConn {
         let page_size: u32 = write
             .query_row("PRAGMA page_size", [], |r| r.get(0))
             .map_err(Error::sqlite(ctx("read page_size")))?;
-        let read = open_one(path)?;
-        read.execute_batch("PRAGMA wal_autocheckpoint = 0;")
-            .map_err(Error::sqlite(ctx("disable auto-checkpoint")))?;
-        let ckpt = open_one(path)?;
-        ckpt.execute_batch("PRAGMA wal_autocheckpoint = 0;")
-            .map_err(Error::sqlite(ctx("disable auto-checkpoint")))?;
+        let read = open_reader(path)?;
+        let ckpt = open_reader(path)?;
         let db_file = std::fs::File::open(path).map_err(Error::io("open", path))?;
         let mut c = DbConn {
             db_file,
@@ -285,13 +293,7 @@ impl DbConn {
             match self.read_alt.get() {
                 Some(c) => c,
                 None => {
-                    let c = open_one(&self.path)?;
-                    c.execute_batch("PRAGMA wal_autocheckpoint = 0;")
-                        .map_err(Error::sqlite(format!(
-                            "disable auto-checkpoint on {}",
-                            self.path.display()
-                        )))?;
-                    let _ = self.read_alt.set(c);
+                    let _ = self.read_alt.set(open_reader(&self.path)?);
                     self.read_alt.get().expect("just set")
                 }
             }
@@ -382,15 +384,14 @@ impl DbConn {
     /// Takes the write lock if it can be had within `wait`: `Ok(false)` when another
     /// connection keeps it (an application in the middle of a stream of writes).
     pub fn try_lock(&self, wait: Duration) -> Result<bool> {
-        let ctx = || format!("take write lock on {}", self.path.display());
         self.write
             .busy_timeout(wait)
             .map_err(Error::sqlite("busy_timeout"))?;
-        let r = self.write.execute_batch("BEGIN IMMEDIATE");
+        let r = self.lock();
         self.write
             .busy_timeout(BUSY_TIMEOUT)
             .map_err(Error::sqlite("busy_timeout"))?;
-        match r.map_err(Error::sqlite(ctx())) {
+        match r {
             Ok(()) => Ok(true),
             Err(e) if e.is_busy() => Ok(false),
             Err(e) => Err(e),
