@@ -41,7 +41,7 @@ use tracing::{debug, error, info, warn};
 use crate::backend::ReplicaClient;
 use crate::backend::file::FileClient;
 use crate::backend::object::ObjectClient;
-use crate::config::{Candidate, Config, DbConfig, DirConfig, ReplicaTarget};
+use crate::config::{Candidate, Config, DbConfig, DirConfig, ReplicaConfig, ReplicaTarget};
 use crate::db::{Db, DbOptions};
 use crate::error::{Error, Result};
 use crate::event::{DbStatus, Event};
@@ -105,6 +105,20 @@ pub fn client_for(target: &ReplicaTarget) -> Result<Arc<dyn ReplicaClient>> {
             other.type_name()
         ))),
     }
+}
+
+/// Builds the storage client for a configured replica, refusing what this build cannot do
+/// safely: a replica with `age:` keys would otherwise be written (and read) in plaintext.
+pub fn replica_client(rc: &ReplicaConfig) -> Result<Arc<dyn ReplicaClient>> {
+    if rc.age.is_enabled() {
+        return Err(Error::Config(
+            "age encryption is not supported by this walship build yet, and walship will not \
+             write this replica unencrypted or read an encrypted one; remove the age: section \
+             to replicate without encryption, or keep using Litestream v0.3.13 for this replica"
+                .into(),
+        ));
+    }
+    client_for(&rc.target)
 }
 
 /// Database options from a `dbs:` entry.
@@ -520,7 +534,7 @@ impl EngineHandle {
 fn replicas_for(dbc: &DbConfig) -> Result<Vec<(Arc<dyn ReplicaClient>, ReplicaOptions)>> {
     let mut replicas = Vec::new();
     for rc in &dbc.replicas {
-        let client = client_for(&rc.target).map_err(|err| {
+        let client = replica_client(rc).map_err(|err| {
             Error::Config(format!(
                 "db {}: replica {:?}: {err}",
                 dbc.path.display(),

@@ -250,7 +250,7 @@ pub fn resolve_target(
         if replica.is_some_and(|r| r != rc.name) {
             continue;
         }
-        let client = engine::client_for(&rc.target)
+        let client = engine::replica_client(rc)
             .with_context(|| format!("replica {:?} of {}", rc.name, db.path.display()))?;
         replicas.push(ReplicaSource {
             name: rc.name.clone(),

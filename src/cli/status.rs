@@ -274,7 +274,7 @@ async fn replica_state(
     rc: &ReplicaConfig,
     db_pos: Option<Pos>,
 ) -> Result<(Option<Pos>, Option<SystemTime>)> {
-    let client = engine::client_for(&rc.target)?;
+    let client = engine::replica_client(rc)?;
     let Some(g) = db_pos.map(|p| p.generation) else {
         return Ok((None, None));
     };
