@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::backend::file::{create_dir_all_synced, sync_dir, write_atomic};
 use crate::compress;
 use crate::error::{Error, Result};
+use crate::fsutil::{create_dir_all_synced, sync_dir, write_atomic};
 use crate::layout;
 use crate::pos::{Generation, MAX_INDEX, Pos};
 use crate::sqlite::conn::{CheckpointMode, DbConn};
@@ -126,7 +126,7 @@ struct Inner {
     /// committed after the read mark was taken (see [`DbConn::move_read_mark`]).
     read_bound: Option<(u64, [u8; HEADER_SIZE], u64)>,
     /// Checkpoints deferred because the application kept the write lock.
-    deferred: crate::engine::BusySpell,
+    deferred: crate::busy::BusySpell,
     /// The last PASSIVE checkpoint under the write lock could not copy every frame.
     passive_incomplete: bool,
 }

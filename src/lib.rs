@@ -45,6 +45,7 @@
 //! | [`validate`] | validation: restore a replica at a position, compare pages with the database |
 //! | [`metrics`] | Prometheus metrics (Litestream's names) and the `addr:` HTTP server |
 pub mod backend;
+mod busy;
 pub mod compress;
 pub mod config;
 pub mod db;
@@ -52,12 +53,14 @@ pub mod engine;
 pub mod error;
 pub mod event;
 pub mod fault;
+mod fsutil;
 pub mod layout;
 pub mod metrics;
 pub mod pos;
 pub mod replica;
 pub mod restore;
 pub mod retention;
+pub mod server;
 pub mod sqlite;
 pub mod validate;
 

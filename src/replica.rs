@@ -719,7 +719,7 @@ impl Replica {
         let mut last_error: Option<String> = None;
         // Like Litestream: the first retention run comes one interval after start.
         let mut next_retention = self.retention_interval().map(|iv| Instant::now() + iv);
-        let mut snapshot_busy = crate::engine::BusySpell::default();
+        let mut snapshot_busy = crate::busy::BusySpell::default();
         loop {
             if *shutdown.borrow() {
                 return;

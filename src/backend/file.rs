@@ -1,5 +1,4 @@
 //! The file replica: a directory tree on a local (or mounted) file system.
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -9,6 +8,7 @@ use futures::StreamExt;
 
 use super::{ObjectInfo, ObjectStream, ReplicaClient};
 use crate::error::{Error, Result};
+use crate::fsutil::{write_atomic, write_atomic_with};
 
 /// A replica in a local directory. Writes go to `<name>.<pid>-<n>.tmp`, are fsynced, renamed over the
 /// final name, and the directory is fsynced, so a crash never leaves a partial object under
@@ -51,84 +51,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         })?
 }
 
-/// fsyncs a directory so a rename or create inside it survives a crash.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(Error::io("fsync directory", dir))
-}
-
-/// Creates `dir` and its parents, fsyncing each parent whose entry list changed.
-pub(crate) fn create_dir_all_synced(dir: &Path) -> Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    if let Some(parent) = dir.parent() {
-        create_dir_all_synced(parent)?;
-    }
-    match std::fs::create_dir(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
-        Err(e) => return Err(Error::io("create directory", dir)(e)),
-    }
-    if let Some(parent) = dir.parent() {
-        sync_dir(parent)?;
-    }
-    Ok(())
-}
-
-/// Writes `data` to `path` atomically: `<path>.<pid>-<n>.tmp`, fsync, rename, fsync of the
-/// directory.
-pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<std::fs::Metadata> {
-    write_atomic_with(path, |f, tmp| {
-        f.write_all(data).map_err(Error::io("write", tmp))
-    })
-}
-
 /// Chunk size of streamed reads and copies.
 const CHUNK: usize = 1 << 20;
-
-/// [`write_atomic`] with the content written by `fill` into the open temporary file.
-fn write_atomic_with(
-    path: &Path,
-    fill: impl FnOnce(&mut std::fs::File, &Path) -> Result<()>,
-) -> Result<std::fs::Metadata> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| Error::Config(format!("no parent directory for {}", path.display())))?;
-    create_dir_all_synced(dir)?;
-    // A name of its own for each write: two writes of one object can overlap (an upload
-    // abandoned at shutdown still runs on the blocking pool while the final sync writes the
-    // same segment again); with one shared `<path>.tmp` the second rename found nothing
-    // ("not found", seen in the comparison harness).
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(
-        ".{}-{}.tmp",
-        std::process::id(),
-        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    let tmp = PathBuf::from(tmp);
-    let res = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(Error::io("create", &tmp))?;
-        fill(&mut f, &tmp)?;
-        f.sync_all().map_err(Error::io("fsync", &tmp))?;
-        drop(f);
-        crate::fault::point("file.after_write");
-        std::fs::rename(&tmp, path).map_err(Error::io("rename into place", path))?;
-        crate::fault::point("file.after_rename");
-        sync_dir(dir)
-    })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    res?;
-    std::fs::metadata(path).map_err(Error::io("stat", path))
-}
 
 #[async_trait]
 impl ReplicaClient for FileClient {

@@ -8,8 +8,8 @@ use tracing::{info, warn};
 use walship::config::{self, ReplicaTarget};
 use walship::db::DbOptions;
 use walship::engine::{self, Engine};
-use walship::metrics::MetricsListener;
 use walship::replica::ReplicaOptions;
+use walship::server::MetricsListener;
 
 use super::ConfigArgs;
 

@@ -17,8 +17,8 @@ use walship::backend;
 use walship::config::{Config, DbConfig, ReplicaConfig};
 use walship::engine;
 use walship::layout;
-use walship::metrics;
 use walship::pos::{Generation, Pos};
+use walship::server;
 
 use super::ConfigArgs;
 use super::list::{format_time, tabulate};
@@ -84,7 +84,7 @@ pub async fn run(args: StatusArgs) -> Result<()> {
 /// `GET /status` from a running walship at `addr` (loopback when the host is empty or a
 /// wildcard).
 async fn fetch_live(addr: &str) -> Result<serde_json::Value> {
-    let (host, port) = metrics::parse_addr(addr)?;
+    let (host, port) = server::parse_addr(addr)?;
     let host = match host.as_str() {
         "" | "0.0.0.0" => "127.0.0.1".to_string(),
         "::" => "::1".to_string(),

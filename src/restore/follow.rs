@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{Plan, ReplicaSource, RestoreOptions, plan, restore};
-use crate::backend::file::sync_dir;
 use crate::error::{Error, Result};
+use crate::fsutil::sync_dir;
 
 /// What identifies the state a plan restores to.
 fn plan_key(p: &Plan) -> (String, crate::pos::Generation, u32, Option<(u32, u32, u64)>) {

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use super::replay::IndexReplay;
 use crate::backend::WalSegmentInfo;
-use crate::backend::file::{create_dir_all_synced, sync_dir};
 use crate::error::{Error, Result};
+use crate::fsutil::{create_dir_all_synced, sync_dir};
 
 /// The 16 bytes every SQLite database file starts with.
 pub(crate) const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
