@@ -43,7 +43,8 @@
 //! | [`fault`] | crash points for the crash tests (`WALSHIP_FAULT`) |
 //! | [`retention`] | what retention may delete (pure) and deleting it |
 //! | [`validate`] | validation: restore a replica at a position, compare pages with the database |
-//! | [`metrics`] | Prometheus metrics (Litestream's names) and the `addr:` HTTP server |
+//! | [`metrics`] | Prometheus metrics (Litestream's names) |
+//! | `server` | the `addr:` HTTP server (`/metrics`, `/status`), above the engine; feature `server` |
 pub mod backend;
 mod busy;
 pub mod compress;
@@ -60,6 +61,7 @@ pub mod pos;
 pub mod replica;
 pub mod restore;
 pub mod retention;
+#[cfg(feature = "server")]
 pub mod server;
 pub mod sqlite;
 pub mod validate;
