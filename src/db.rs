@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::compress;
+use crate::config;
 use crate::error::{Error, Result};
 use crate::fsutil::{create_dir_all_synced, sync_dir, write_atomic};
 use crate::layout;
@@ -67,10 +68,10 @@ impl DbOptions {
         DbOptions {
             path: path.into(),
             meta_path: None,
-            monitor_interval: Duration::from_secs(1),
-            checkpoint_interval: Some(Duration::from_secs(60)),
-            min_checkpoint_page_count: 1000,
-            max_checkpoint_page_count: 10_000,
+            monitor_interval: config::DEFAULT_MONITOR_INTERVAL,
+            checkpoint_interval: Some(config::DEFAULT_CHECKPOINT_INTERVAL),
+            min_checkpoint_page_count: config::DEFAULT_MIN_CHECKPOINT_PAGE_COUNT,
+            max_checkpoint_page_count: config::DEFAULT_MAX_CHECKPOINT_PAGE_COUNT,
         }
     }
 

@@ -531,6 +531,19 @@ impl EngineHandle {
     }
 }
 
+/// Replica options from a `replicas:` entry: the one conversion from the resolved config
+/// (which owns the defaults) to what a [`Replica`] takes.
+pub fn replica_options(rc: &ReplicaConfig) -> ReplicaOptions {
+    ReplicaOptions {
+        name: rc.name.clone(),
+        sync_interval: rc.sync_interval,
+        snapshot_interval: rc.snapshot_interval,
+        retention: rc.retention,
+        retention_check_interval: rc.retention_check_interval,
+        validation_interval: rc.validation_interval,
+    }
+}
+
 /// The storage clients and options of a database's replicas.
 fn replicas_for(dbc: &DbConfig) -> Result<Vec<(Arc<dyn ReplicaClient>, ReplicaOptions)>> {
     let mut replicas = Vec::new();
@@ -542,13 +555,7 @@ fn replicas_for(dbc: &DbConfig) -> Result<Vec<(Arc<dyn ReplicaClient>, ReplicaOp
                 rc.name
             ))
         })?;
-        let mut o = ReplicaOptions::new(rc.name.clone());
-        o.sync_interval = rc.sync_interval;
-        o.snapshot_interval = rc.snapshot_interval;
-        o.retention = rc.retention;
-        o.retention_check_interval = rc.retention_check_interval;
-        o.validation_interval = rc.validation_interval;
-        replicas.push((client, o));
+        replicas.push((client, replica_options(rc)));
     }
     Ok(replicas)
 }
@@ -955,5 +962,45 @@ async fn monitor(
         if *stop.borrow() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The options an embedder builds by hand (`DbOptions::new`, `ReplicaOptions::new`) and
+    /// the ones a `litestream.yml` that sets nothing resolves to are the same: the defaults
+    /// live in `config` alone.
+    #[test]
+    fn hand_built_options_have_the_config_defaults() {
+        let loaded = Config::from_yaml(
+            "dbs:\n  - path: /data/app.db\n    replicas:\n      - path: /backups/app\n",
+            Path::new("defaults.yml"),
+            false,
+        )
+        .unwrap();
+        let dbc = &loaded.config.dbs[0];
+        assert_eq!(
+            format!("{:?}", db_options(dbc)),
+            format!("{:?}", DbOptions::new("/data/app.db"))
+        );
+        let rc = &dbc.replicas[0];
+        assert_eq!(
+            format!("{:?}", replica_options(rc)),
+            format!("{:?}", ReplicaOptions::new("file"))
+        );
+        // And a set value makes it through the conversion.
+        let loaded = Config::from_yaml(
+            "dbs:\n  - path: /d.db\n    monitor-interval: 250ms\n    replicas:\n      - path: /b\n        sync-interval: 7s\n        retention: 0\n",
+            Path::new("set.yml"),
+            false,
+        )
+        .unwrap();
+        let dbc = &loaded.config.dbs[0];
+        assert_eq!(db_options(dbc).monitor_interval, Duration::from_millis(250));
+        let o = replica_options(&dbc.replicas[0]);
+        assert_eq!(o.sync_interval, Duration::from_secs(7));
+        assert_eq!(o.retention, None);
     }
 }

@@ -8,6 +8,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::backend::{self, ReplicaClient};
 use crate::compress;
+use crate::config;
 use crate::db::{Db, ShadowRead, SnapshotFile};
 use crate::error::{Error, Result};
 use crate::event::{Event, ReplicaStatus};
@@ -38,10 +39,10 @@ impl ReplicaOptions {
     pub fn new(name: impl Into<String>) -> ReplicaOptions {
         ReplicaOptions {
             name: name.into(),
-            sync_interval: Duration::from_secs(1),
+            sync_interval: config::DEFAULT_SYNC_INTERVAL,
             snapshot_interval: None,
-            retention: Some(Duration::from_secs(24 * 3600)),
-            retention_check_interval: Duration::from_secs(3600),
+            retention: Some(config::DEFAULT_RETENTION),
+            retention_check_interval: config::DEFAULT_RETENTION_CHECK_INTERVAL,
             validation_interval: None,
         }
     }
