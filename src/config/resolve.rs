@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::env::expand_env_with;
 use super::paths::{absolutize, clean_key_prefix};
-use super::raw::{self, Node, RawConfig, RawDb, RawDuration, RawReplica};
+use super::raw::{self, Node, RawAge, RawConfig, RawDb, RawDuration, RawReplica};
 use super::url::{KNOWN_SCHEMES, canonical_type, is_url, redact_url, with_default_port};
 use super::{
     AgeConfig, Config, ConfigError, DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_MAX_CHECKPOINT_PAGE_COUNT,
@@ -261,53 +261,12 @@ impl Resolver<'_> {
             Some(d) => self.optional(&keys, "checkpoint-interval", d),
         };
 
-        let min_checkpoint_page_count = match raw.min_checkpoint_page_count {
-            None => DEFAULT_MIN_CHECKPOINT_PAGE_COUNT,
-            Some(n) if n <= 0 => {
-                return Err(self.invalid(
-                    &label,
-                    format!(
-                        "min-checkpoint-page-count must be > 0 (got {n}); remove the key for \
-                         the default {DEFAULT_MIN_CHECKPOINT_PAGE_COUNT}"
-                    ),
-                ));
-            }
-            Some(n) => u32::try_from(n).map_err(|_| {
-                self.invalid(
-                    &label,
-                    format!(
-                        "min-checkpoint-page-count {n} is too large (at most {})",
-                        u32::MAX
-                    ),
-                )
-            })?,
-        };
-        let max_checkpoint_page_count = match raw.max_checkpoint_page_count {
-            None => DEFAULT_MAX_CHECKPOINT_PAGE_COUNT,
-            Some(n) if n < 0 => {
-                self.warnings.push(format!(
-                    "{keys}: max-checkpoint-page-count {n} is negative and disables forced \
-                     checkpoints; write 0 for that"
-                ));
-                0
-            }
-            Some(n) => u32::try_from(n).map_err(|_| {
-                self.invalid(
-                    &label,
-                    format!(
-                        "max-checkpoint-page-count {n} is too large (at most {})",
-                        u32::MAX
-                    ),
-                )
-            })?,
-        };
-        if max_checkpoint_page_count != 0 && max_checkpoint_page_count < min_checkpoint_page_count {
-            self.warnings.push(format!(
-                "{keys}: max-checkpoint-page-count ({max_checkpoint_page_count}) is below \
-                 min-checkpoint-page-count ({min_checkpoint_page_count}), so every checkpoint \
-                 will be a forced RESTART; raise max-checkpoint-page-count or set it to 0"
-            ));
-        }
+        let (min_checkpoint_page_count, max_checkpoint_page_count) = self.checkpoint_page_counts(
+            &keys,
+            &label,
+            raw.min_checkpoint_page_count,
+            raw.max_checkpoint_page_count,
+        )?;
 
         let (raw_replicas, replica_keys) = match (raw.replicas, raw.replica) {
             (Some(list), Some(_)) if !list.is_empty() => {
@@ -372,6 +331,65 @@ impl Resolver<'_> {
             max_checkpoint_page_count,
             replicas,
         })
+    }
+
+    /// `min-checkpoint-page-count` (> 0) and `max-checkpoint-page-count` (0 disables forced
+    /// checkpoints), with a warning when the forced one would always win.
+    fn checkpoint_page_counts(
+        &mut self,
+        keys: &str,
+        label: &str,
+        min: Option<i64>,
+        max: Option<i64>,
+    ) -> Result<(u32, u32), ConfigError> {
+        let min_checkpoint_page_count = match min {
+            None => DEFAULT_MIN_CHECKPOINT_PAGE_COUNT,
+            Some(n) if n <= 0 => {
+                return Err(self.invalid(
+                    label,
+                    format!(
+                        "min-checkpoint-page-count must be > 0 (got {n}); remove the key for \
+                         the default {DEFAULT_MIN_CHECKPOINT_PAGE_COUNT}"
+                    ),
+                ));
+            }
+            Some(n) => u32::try_from(n).map_err(|_| {
+                self.invalid(
+                    label,
+                    format!(
+                        "min-checkpoint-page-count {n} is too large (at most {})",
+                        u32::MAX
+                    ),
+                )
+            })?,
+        };
+        let max_checkpoint_page_count = match max {
+            None => DEFAULT_MAX_CHECKPOINT_PAGE_COUNT,
+            Some(n) if n < 0 => {
+                self.warnings.push(format!(
+                    "{keys}: max-checkpoint-page-count {n} is negative and disables forced \
+                     checkpoints; write 0 for that"
+                ));
+                0
+            }
+            Some(n) => u32::try_from(n).map_err(|_| {
+                self.invalid(
+                    label,
+                    format!(
+                        "max-checkpoint-page-count {n} is too large (at most {})",
+                        u32::MAX
+                    ),
+                )
+            })?,
+        };
+        if max_checkpoint_page_count != 0 && max_checkpoint_page_count < min_checkpoint_page_count {
+            self.warnings.push(format!(
+                "{keys}: max-checkpoint-page-count ({max_checkpoint_page_count}) is below \
+                 min-checkpoint-page-count ({min_checkpoint_page_count}), so every checkpoint \
+                 will be a forced RESTART; raise max-checkpoint-page-count or set it to 0"
+            ));
+        }
+        Ok((min_checkpoint_page_count, max_checkpoint_page_count))
     }
 
     /// A duration that must be > 0. Returns the message (without location) on failure.
@@ -445,7 +463,66 @@ impl Resolver<'_> {
         }
 
         // The url scheme decides the type; an explicit type must agree with it.
-        let (kind, url_target) = match &url {
+        let (kind, url_target) = self.replica_kind(
+            label,
+            url.as_deref(),
+            path.is_some(),
+            explicit_type.as_deref(),
+        )?;
+        self.warn_inapplicable(keys, kind, &r);
+
+        let target = match kind {
+            "file" => self.file_target(label, path, url_target)?,
+            "s3" => {
+                ReplicaTarget::S3(self.s3_target(label, &r, url_target, top_key_id, top_secret)?)
+            }
+            "gcs" => self.gcs_target(label, &r, url_target)?,
+            "abs" => self.abs_target(label, &r, url_target)?,
+            "sftp" => self.sftp_target(label, &r, url_target)?,
+            "http" => self.http_target(label, &r, url_target)?,
+            other => unreachable!("canonical_type returned {other}"),
+        };
+
+        let name = non_empty(r.name.clone()).unwrap_or_else(|| target.type_name().to_string());
+
+        let sync_interval = match r.sync_interval {
+            None => DEFAULT_SYNC_INTERVAL,
+            Some(d) => self
+                .positive(keys, "sync-interval", d, "1s")
+                .map_err(|m| self.invalid(label, m))?,
+        };
+        let (retention, retention_check_interval) = self.retention(label, keys, &r)?;
+        let snapshot_interval = r
+            .snapshot_interval
+            .and_then(|d| self.optional(keys, "snapshot-interval", d));
+        let validation_interval = r
+            .validation_interval
+            .and_then(|d| self.optional(keys, "validation-interval", d));
+
+        let age = self.age(keys, r.age);
+
+        Ok(ReplicaConfig {
+            name,
+            target,
+            sync_interval,
+            retention,
+            retention_check_interval,
+            snapshot_interval,
+            validation_interval,
+            age,
+        })
+    }
+
+    /// The replica type and, with `url:`, the target it names: the url scheme decides, an
+    /// explicit `type:` must agree with it, and neither means a file replica.
+    fn replica_kind(
+        &self,
+        label: &str,
+        url: Option<&str>,
+        has_path: bool,
+        explicit_type: Option<&str>,
+    ) -> Result<(&'static str, Option<ReplicaTarget>), ConfigError> {
+        let kind = match url {
             Some(u) => {
                 let target = ReplicaTarget::from_url(u).map_err(|e| match e {
                     ConfigError::Url { url, message } => {
@@ -454,7 +531,7 @@ impl Resolver<'_> {
                     other => other,
                 })?;
                 let kind = target.type_name();
-                if let Some(t) = &explicit_type
+                if let Some(t) = explicit_type
                     && canonical_type(t) != Some(kind)
                 {
                     return Err(self.invalid(
@@ -466,7 +543,7 @@ impl Resolver<'_> {
                         ),
                     ));
                 }
-                if path.is_some() {
+                if has_path {
                     return Err(self.invalid(
                         label,
                         "url and path are both set; the url already holds the path, so remove \
@@ -475,7 +552,7 @@ impl Resolver<'_> {
                 }
                 (kind, Some(target))
             }
-            None => match &explicit_type {
+            None => match explicit_type {
                 None => ("file", None),
                 Some(t) => match canonical_type(t) {
                     Some(kind) => (kind, None),
@@ -492,28 +569,17 @@ impl Resolver<'_> {
                 },
             },
         };
-        self.warn_inapplicable(keys, kind, &r);
+        Ok(kind)
+    }
 
-        let target = match kind {
-            "file" => self.file_target(label, path, url_target)?,
-            "s3" => {
-                ReplicaTarget::S3(self.s3_target(label, &r, url_target, top_key_id, top_secret)?)
-            }
-            "gcs" => self.gcs_target(label, &r, url_target)?,
-            "abs" => self.abs_target(label, &r, url_target)?,
-            "sftp" => self.sftp_target(label, &r, url_target)?,
-            "http" => self.http_target(label, &r, url_target)?,
-            other => unreachable!("canonical_type returned {other}"),
-        };
-
-        let name = non_empty(r.name).unwrap_or_else(|| target.type_name().to_string());
-
-        let sync_interval = match r.sync_interval {
-            None => DEFAULT_SYNC_INTERVAL,
-            Some(d) => self
-                .positive(keys, "sync-interval", d, "1s")
-                .map_err(|m| self.invalid(label, m))?,
-        };
+    /// `retention` (default 24h; ≤ 0 turns it off) and `retention-check-interval` (default
+    /// 1h, never more than the retention).
+    fn retention(
+        &mut self,
+        label: &str,
+        keys: &str,
+        r: &RawReplica,
+    ) -> Result<(Option<Duration>, Duration), ConfigError> {
         let retention = match r.retention {
             None => Some(DEFAULT_RETENTION),
             Some(d) => self.optional(keys, "retention", d),
@@ -539,14 +605,12 @@ impl Resolver<'_> {
             Some(r) => retention_check_interval.min(r),
             None => retention_check_interval,
         };
-        let snapshot_interval = r
-            .snapshot_interval
-            .and_then(|d| self.optional(keys, "snapshot-interval", d));
-        let validation_interval = r
-            .validation_interval
-            .and_then(|d| self.optional(keys, "validation-interval", d));
+        Ok((retention, retention_check_interval))
+    }
 
-        let age = match r.age {
+    /// `age:` keys, with a warning for a half-configured pair.
+    fn age(&mut self, keys: &str, raw: Option<RawAge>) -> AgeConfig {
+        let age = match raw {
             None => AgeConfig::default(),
             Some(a) => AgeConfig {
                 identities: a
@@ -577,17 +641,7 @@ impl Resolver<'_> {
                  encrypted; add the matching age.recipients entry"
             ));
         }
-
-        Ok(ReplicaConfig {
-            name,
-            target,
-            sync_interval,
-            retention,
-            retention_check_interval,
-            snapshot_interval,
-            validation_interval,
-            age,
-        })
+        age
     }
 
     /// Warns about keys that do nothing for this replica type (`bucket:` on a file replica).
