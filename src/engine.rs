@@ -641,14 +641,13 @@ fn absent(path: &Path) -> bool {
 /// entry whose file is gone, and still gone [`REMOVED_GRACE`] later, is taken out of the
 /// engine (its replica is kept); if it comes back it is picked up like any new database.
 /// The same notifications wake the databases this task added.
-async fn watch_dir(
-    mut d: DirWatch,
-    shared: std::sync::Weak<Shared>,
-    mut stop: watch::Receiver<bool>,
-) {
+/// Starts notifications for `dc`'s directory into `tx`; `None` (with a warning) when the
+/// directory cannot be watched, and then only the rescans find new databases.
+fn start_dir_watcher(
+    dc: &DirConfig,
+    tx: tokio::sync::mpsc::UnboundedSender<PathBuf>,
+) -> Option<notify::RecommendedWatcher> {
     use notify::{RecursiveMode, Watcher};
-    let dc = d.config.clone();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
     let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if let Ok(ev) = res {
             for p in ev.paths {
@@ -664,89 +663,53 @@ async fn watch_dir(
         };
         w.watch(&dc.dir, mode).map(|()| w)
     });
-    // Kept for as long as the task runs: dropping it stops the notifications.
-    let _watcher = match watcher {
+    match watcher {
         Ok(w) => Some(w),
         Err(e) => {
             warn!(dir = %dc.dir.display(), error = %e, "cannot watch directory; looking for new databases at every rescan only");
             None
         }
-    };
-    let notified = _watcher.is_some();
-    // Wakers of the databases under this directory that this task added, by db and -wal path.
-    let mut wakers: HashMap<PathBuf, Arc<Notify>> = HashMap::new();
-    // Every database the engine runs (the configured ones, those found at start-up, and
-    // those this task added): never added twice.
-    let mut known: HashSet<PathBuf> = match shared.upgrade() {
-        Some(s) => s.dbs().iter().map(|h| h.db.path().to_path_buf()).collect(),
-        None => return,
-    };
-    // The databases of this entry (found at start-up or added since): the ones it stops
-    // when their file goes. A database configured by its own `path:` is never stopped.
-    let mut mine: HashSet<PathBuf> = std::mem::take(&mut d.found);
-    let rescan_every = dc.template.monitor_interval.max(NOTIFIED_POLL_INTERVAL);
-    let mut rescan = tokio::time::interval(rescan_every);
-    rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    rescan.tick().await;
-    loop {
-        let (mut candidates, mut gone): (Vec<PathBuf>, Vec<PathBuf>) = tokio::select! {
-            _ = stop.changed() => return,
-            // Without a watcher the channel is closed and this branch stays disabled.
-            Some(p) = rx.recv() => {
-                if let Some(w) = wakers.get(&p) {
-                    w.notify_one();
-                }
-                if mine.contains(&p) {
-                    // Only the database file itself counts: its -wal and -shm come and go.
-                    (Vec::new(), vec![p])
-                } else if wakers.contains_key(&p) {
-                    continue;
-                } else {
-                    (vec![p], Vec::new())
-                }
+    }
+}
+
+/// What a directory watch knows of the databases under its directory.
+struct DirState {
+    /// Wakers of the databases under this directory that this task added, by db and -wal
+    /// path.
+    wakers: HashMap<PathBuf, Arc<Notify>>,
+    /// Every database the engine runs (the configured ones, those found at start-up, and
+    /// those this task added): never added twice.
+    known: HashSet<PathBuf>,
+    /// The databases of this entry (found at start-up or added since): the ones it stops
+    /// when their file goes. A database configured by its own `path:` is never stopped.
+    mine: HashSet<PathBuf>,
+}
+
+impl DirState {
+    /// Stops the databases in `gone` (still absent after the grace).
+    async fn remove(&mut self, shared: &Shared, dc: &DirConfig, gone: Vec<PathBuf>) {
+        for p in gone {
+            if shared.remove_db(&p).await {
+                info!(path = %p.display(), dir = %dc.dir.display(), "database removed from directory; replication stopped, its replica is kept");
             }
-            _ = rescan.tick() => {
-                let dc = dc.clone();
-                let mut gone: Vec<PathBuf> = mine.iter().cloned().collect();
-                tokio::task::spawn_blocking(move || {
-                    gone.retain(|p| absent(p));
-                    (dc.scan(), gone)
-                })
-                .await
-                .unwrap_or_default()
-            }
-        };
-        gone.retain(|p| absent(p));
-        if !gone.is_empty() {
-            // A database replaced by delete-and-create, or moved away and back, is not
-            // stopped: it must still be gone after the grace.
-            tokio::select! {
-                _ = stop.changed() => return,
-                _ = tokio::time::sleep(REMOVED_GRACE) => {}
-            }
-            gone.retain(|p| absent(p));
-            let Some(shared) = shared.upgrade() else {
-                return;
-            };
-            for p in gone {
-                if shared.remove_db(&p).await {
-                    info!(path = %p.display(), dir = %dc.dir.display(), "database removed from directory; replication stopped, its replica is kept");
-                }
-                mine.remove(&p);
-                known.remove(&p);
-                if let Some(w) = wakers.get(&p).cloned() {
-                    wakers.retain(|_, v| !Arc::ptr_eq(v, &w));
-                }
+            self.mine.remove(&p);
+            self.known.remove(&p);
+            if let Some(w) = self.wakers.get(&p).cloned() {
+                self.wakers.retain(|_, v| !Arc::ptr_eq(v, &w));
             }
         }
-        // Cheap name checks first: most events are about -wal and -shm files.
-        candidates.retain(|p| !known.contains(p) && dc.relative(p).is_some());
-        if candidates.is_empty() {
-            continue;
-        }
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
+    }
+
+    /// Starts replicating each candidate that is a SQLite database. False when the engine
+    /// is shutting down.
+    async fn add(
+        &mut self,
+        shared: &Shared,
+        d: &mut DirWatch,
+        candidates: Vec<PathBuf>,
+        notified: bool,
+    ) -> bool {
+        let dc = d.config.clone();
         for p in candidates {
             match dc.classify(&p) {
                 Candidate::Database => {}
@@ -772,12 +735,16 @@ async fn watch_dir(
             };
             let h = new_handle(&shared.events, db_options(&dbc), replicas);
             let mut tasks = shared.tasks.lock().await;
-            let Some(tasks) = tasks.as_mut() else { return }; // shutting down
+            let Some(tasks) = tasks.as_mut() else {
+                return false;
+            };
             info!(path = %p.display(), dir = %dc.dir.display(), "new database in watched directory");
-            known.insert(p.clone());
-            mine.insert(p.clone());
-            wakers.insert(h.db.path().to_path_buf(), h.waker.clone());
-            wakers.insert(h.db.wal_path().to_path_buf(), h.waker.clone());
+            self.known.insert(p.clone());
+            self.mine.insert(p.clone());
+            self.wakers
+                .insert(h.db.path().to_path_buf(), h.waker.clone());
+            self.wakers
+                .insert(h.db.wal_path().to_path_buf(), h.waker.clone());
             shared
                 .dbs
                 .write()
@@ -786,6 +753,85 @@ async fn watch_dir(
             let t = spawn_db_tasks(tasks, &h, notified);
             shared.db_tasks().insert(p.clone(), t);
             h.waker.notify_one();
+        }
+        true
+    }
+}
+
+async fn watch_dir(
+    mut d: DirWatch,
+    shared: std::sync::Weak<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let dc = d.config.clone();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
+    // Kept for as long as the task runs: dropping it stops the notifications.
+    let _watcher = start_dir_watcher(&dc, tx);
+    let notified = _watcher.is_some();
+    let mut st = DirState {
+        wakers: HashMap::new(),
+        known: match shared.upgrade() {
+            Some(s) => s.dbs().iter().map(|h| h.db.path().to_path_buf()).collect(),
+            None => return,
+        },
+        mine: std::mem::take(&mut d.found),
+    };
+    let rescan_every = dc.template.monitor_interval.max(NOTIFIED_POLL_INTERVAL);
+    let mut rescan = tokio::time::interval(rescan_every);
+    rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    rescan.tick().await;
+    loop {
+        let (mut candidates, mut gone): (Vec<PathBuf>, Vec<PathBuf>) = tokio::select! {
+            _ = stop.changed() => return,
+            // Without a watcher the channel is closed and this branch stays disabled.
+            Some(p) = rx.recv() => {
+                if let Some(w) = st.wakers.get(&p) {
+                    w.notify_one();
+                }
+                if st.mine.contains(&p) {
+                    // Only the database file itself counts: its -wal and -shm come and go.
+                    (Vec::new(), vec![p])
+                } else if st.wakers.contains_key(&p) {
+                    continue;
+                } else {
+                    (vec![p], Vec::new())
+                }
+            }
+            _ = rescan.tick() => {
+                let dc = dc.clone();
+                let mut gone: Vec<PathBuf> = st.mine.iter().cloned().collect();
+                tokio::task::spawn_blocking(move || {
+                    gone.retain(|p| absent(p));
+                    (dc.scan(), gone)
+                })
+                .await
+                .unwrap_or_default()
+            }
+        };
+        gone.retain(|p| absent(p));
+        if !gone.is_empty() {
+            // A database replaced by delete-and-create, or moved away and back, is not
+            // stopped: it must still be gone after the grace.
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = tokio::time::sleep(REMOVED_GRACE) => {}
+            }
+            gone.retain(|p| absent(p));
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            st.remove(&shared, &dc, gone).await;
+        }
+        // Cheap name checks first: most events are about -wal and -shm files.
+        candidates.retain(|p| !st.known.contains(p) && dc.relative(p).is_some());
+        if candidates.is_empty() {
+            continue;
+        }
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if !st.add(&shared, &mut d, candidates, notified).await {
+            return; // shutting down
         }
     }
 }
