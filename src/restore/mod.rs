@@ -543,6 +543,15 @@ const BUDGET_UNIT: u64 = 4096;
 /// whole budget takes all of it and is alone.
 const IN_FLIGHT_UNITS: usize = (8 << 20) / BUDGET_UNIT as usize;
 
+/// A segment on its way from the download to the writer: its data (`Ok(None)` for a large
+/// segment, streamed by the consumer instead of downloaded whole) and its share of the
+/// in-flight budget.
+type InFlight = (
+    WalSegmentInfo,
+    Result<Option<Vec<u8>>>,
+    tokio::sync::OwnedSemaphorePermit,
+);
+
 /// Downloads the plan's segments with bounded concurrency, in order, and applies each to
 /// `writer` as it arrives. At most `2 * parallelism + 1` segments, and about 8 MiB of them
 /// compressed ([`IN_FLIGHT_UNITS`]), are held at once (in flight, queued, being applied),
@@ -561,84 +570,13 @@ async fn apply_segments(
     // Downloads and application run in the same task, polled together by `try_join`, so
     // downloads keep progressing while a segment is applied on the blocking pool. The
     // channel bounds how many downloaded segments wait; dropping the restore drops both.
-    //
-    // Memory is bounded in bytes too: a segment takes its listed (compressed) size from a
-    // budget of IN_FLIGHT_BYTES before its download starts and gives it back once applied.
-    // Permits are taken strictly in plan order (`then` runs one at a time), and everything
-    // holding permits precedes the segment waiting for them, so the wait always ends.
-    let budget = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_UNITS));
-    // `Ok(None)`: a large segment, streamed by the consumer instead of downloaded whole.
-    type Item = (
-        WalSegmentInfo,
-        Result<Option<Vec<u8>>>,
-        tokio::sync::OwnedSemaphorePermit,
-    );
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Item>(parallelism.max(1));
-    let producer = async move {
-        let downloads = futures::stream::iter(plan.segments.iter().cloned())
-            .then(|seg| {
-                let budget = budget.clone();
-                async move {
-                    let units = (seg.size.div_ceil(BUDGET_UNIT) as usize).clamp(1, IN_FLIGHT_UNITS);
-                    // The semaphore is never closed.
-                    let permit = budget
-                        .acquire_many_owned(units as u32)
-                        .await
-                        .expect("restore budget semaphore is never closed");
-                    (seg, permit)
-                }
-            })
-            .map(|(seg, permit)| {
-                let client = client.clone();
-                async move {
-                    if streamed(&seg) {
-                        return (seg, Ok(None), permit);
-                    }
-                    let started = Instant::now();
-                    let res = download(&*client, &seg.path(), seg.size).await.map(Some);
-                    tracing::debug!(
-                        generation = %seg.generation,
-                        index = seg.index,
-                        offset = seg.offset,
-                        elapsed = ?started.elapsed(),
-                        "downloaded wal segment"
-                    );
-                    (seg, res, permit)
-                }
-            })
-            .buffered(parallelism);
-        let mut downloads = std::pin::pin!(downloads);
-        while let Some(item) = downloads.next().await {
-            if tx.send(item).await.is_err() {
-                break;
-            }
-        }
-        Ok::<(), Error>(())
-    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<InFlight>(parallelism.max(1));
+    let producer = download_in_order(client, plan, parallelism, tx);
     let consumer = async move {
         let mut done = 0usize;
         let mut index_started = Instant::now();
         while let Some(first) = rx.recv().await {
-            // Apply every segment already downloaded in one trip to the blocking pool
-            // (bounded by the channel's capacity): a long tail of tiny segments would
-            // otherwise pay a thread hand-off per segment.
-            let len = |d: &Result<Option<Vec<u8>>>| {
-                d.as_ref().map_or(0, |d| d.as_ref().map_or(0, Vec::len))
-            };
-            let is_streamed = |d: &Result<Option<Vec<u8>>>| matches!(d, Ok(None));
-            let mut bytes = len(&first.1);
-            let mut stop = is_streamed(&first.1);
-            let mut batch = vec![first];
-            while !stop
-                && bytes < BATCH_BYTES
-                && let Ok(item) = rx.try_recv()
-            {
-                bytes += len(&item.1);
-                stop = is_streamed(&item.1);
-                batch.push(item);
-            }
-            // A streamed segment can only be the batch's last.
-            let last_streamed = batch.pop_if(|b| is_streamed(&b.1));
+            let (batch, last_streamed) = next_batch(first, &mut rx);
             let mut segs = Vec::with_capacity(batch.len());
             let mut permits = Vec::with_capacity(batch.len());
             for (seg, data, permit) in batch {
@@ -690,6 +628,87 @@ async fn apply_segments(
     };
     let ((), writer) = futures::future::try_join(producer, consumer).await?;
     Ok(writer)
+}
+
+/// Downloads the plan's segments, `parallelism` at a time, and sends them to `tx` in plan
+/// order.
+///
+/// Memory is bounded in bytes too: a segment takes its listed (compressed) size from a
+/// budget of [`IN_FLIGHT_UNITS`] before its download starts and gives it back once applied.
+/// Permits are taken strictly in plan order (`then` runs one at a time), and everything
+/// holding permits precedes the segment waiting for them, so the wait always ends.
+async fn download_in_order(
+    client: &Arc<dyn ReplicaClient>,
+    plan: &Plan,
+    parallelism: usize,
+    tx: tokio::sync::mpsc::Sender<InFlight>,
+) -> Result<()> {
+    let budget = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_UNITS));
+    let downloads = futures::stream::iter(plan.segments.iter().cloned())
+        .then(|seg| {
+            let budget = budget.clone();
+            async move {
+                let units = (seg.size.div_ceil(BUDGET_UNIT) as usize).clamp(1, IN_FLIGHT_UNITS);
+                // The semaphore is never closed.
+                let permit = budget
+                    .acquire_many_owned(units as u32)
+                    .await
+                    .expect("restore budget semaphore is never closed");
+                (seg, permit)
+            }
+        })
+        .map(|(seg, permit)| {
+            let client = client.clone();
+            async move {
+                if streamed(&seg) {
+                    return (seg, Ok(None), permit);
+                }
+                let started = Instant::now();
+                let res = download(&*client, &seg.path(), seg.size).await.map(Some);
+                tracing::debug!(
+                    generation = %seg.generation,
+                    index = seg.index,
+                    offset = seg.offset,
+                    elapsed = ?started.elapsed(),
+                    "downloaded wal segment"
+                );
+                (seg, res, permit)
+            }
+        })
+        .buffered(parallelism);
+    let mut downloads = std::pin::pin!(downloads);
+    while let Some(item) = downloads.next().await {
+        if tx.send(item).await.is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// `first` and every segment already downloaded behind it, up to [`BATCH_BYTES`], to apply
+/// in one trip to the blocking pool (bounded by the channel's capacity): a long tail of tiny
+/// segments would otherwise pay a thread hand-off per segment. A streamed segment ends the
+/// batch and comes back on its own, as the second value.
+fn next_batch(
+    first: InFlight,
+    rx: &mut tokio::sync::mpsc::Receiver<InFlight>,
+) -> (Vec<InFlight>, Option<InFlight>) {
+    let len =
+        |d: &Result<Option<Vec<u8>>>| d.as_ref().map_or(0, |d| d.as_ref().map_or(0, Vec::len));
+    let is_streamed = |d: &Result<Option<Vec<u8>>>| matches!(d, Ok(None));
+    let mut bytes = len(&first.1);
+    let mut stop = is_streamed(&first.1);
+    let mut batch = vec![first];
+    while !stop
+        && bytes < BATCH_BYTES
+        && let Ok(item) = rx.try_recv()
+    {
+        bytes += len(&item.1);
+        stop = is_streamed(&item.1);
+        batch.push(item);
+    }
+    let last_streamed = batch.pop_if(|b| is_streamed(&b.1));
+    (batch, last_streamed)
 }
 
 /// Compressed size above which a segment is streamed (decompressed and applied as it
