@@ -52,7 +52,11 @@ use crate::replica::{Replica, ReplicaOptions};
 /// A database with its replicas, as the engine runs them.
 #[derive(Debug, Clone)]
 pub struct DbHandle {
+    /// The database (internal: for walship's own tests).
+    #[doc(hidden)]
     pub db: Arc<Db>,
+    /// Its replicas (internal: for walship's own tests).
+    #[doc(hidden)]
     pub replicas: Vec<Arc<Replica>>,
     /// Wakes the database's monitor task (file-system events, commit hooks).
     pub waker: Arc<Notify>,

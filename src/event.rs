@@ -13,26 +13,38 @@ use crate::pos::{Generation, Pos};
 pub enum Event {
     /// A database started a new generation (and so a new snapshot).
     GenerationStarted {
+        /// The database file.
         db: PathBuf,
+        /// The new generation.
         generation: Generation,
+        /// Why the old one ended (first start, WAL restarted, mismatch, ...).
         reason: String,
     },
     /// A replica stored a snapshot.
     SnapshotWritten {
+        /// The database file.
         db: PathBuf,
+        /// The replica's name.
         replica: String,
+        /// The position the snapshot holds the database at.
         pos: Pos,
     },
     /// A replica stored WAL up to `pos`.
     Synced {
+        /// The database file.
         db: PathBuf,
+        /// The replica's name.
         replica: String,
+        /// The replica's new position.
         pos: Pos,
     },
     /// A replica sync failed; it will be retried with backoff.
     ReplicaError {
+        /// The database file.
         db: PathBuf,
+        /// The replica's name.
         replica: String,
+        /// What failed.
         message: String,
     },
 }

@@ -25,46 +25,59 @@
 //! # }
 //! ```
 //!
-//! Module map:
+//! Module map, from the bottom up (imports only point down; `tests/layers.rs` holds the
+//! table and fails when an import points up):
 //!
-//! | module | what it holds |
-//! |---|---|
-//! | [`pos`] | [`Generation`], [`Pos`] |
-//! | [`layout`] | formats and parses every remote path (pure) |
-//! | [`compress`] | Litestream-compatible LZ4 frames (pure) |
-//! | [`sqlite`] | WAL header/frame parsing and checksums (pure) |
-//! | [`backend`] | the [`ReplicaClient`](backend::ReplicaClient) trait; file, S3, WebDAV and static-HTTP backends |
-//! | [`config`] | `litestream.yml` types, defaults, env expansion, validation |
-//! | [`db`] | [`Db`](db::Db): tails one database, keeps the shadow WAL |
-//! | [`replica`] | [`Replica`](replica::Replica): ships one database to one destination |
-//! | [`restore`] | restore plan (pure) and apply |
-//! | [`engine`] | [`Engine`](engine::Engine): runs every database and replica of a config |
-//! | [`event`] | events and status for embedding applications |
-//! | [`fault`] | crash points for the crash tests (`WALSHIP_FAULT`) |
-//! | [`retention`] | what retention may delete (pure) and deleting it |
-//! | [`validate`] | validation: restore a replica at a position, compare pages with the database |
-//! | [`metrics`] | Prometheus metrics (Litestream's names) |
-//! | `server` | the `addr:` HTTP server (`/metrics`, `/status`), above the engine; feature `server` |
+//! | layer | module | what it holds |
+//! |---|---|---|
+//! | formats | [`pos`], `layout`, `compress`, `sqlite`, [`error`], [`event`], `fault` | positions, remote path names, LZ4 frames, WAL parsing and checksums (pure, fuzzed); the error type; events; crash points for the crash tests |
+//! | helpers | `fsutil`, `busy`, `metrics`, [`config`] | durable local writes; the locked-database log policy; Prometheus metrics (Litestream's names); `litestream.yml` types, defaults, env expansion, validation |
+//! | storage | [`backend`] | the [`ReplicaClient`] trait, the file, S3, WebDAV and static-HTTP backends |
+//! | reading back | [`restore`](mod@restore), `retention`, `validate` | restore plan (pure) and apply, PITR; what retention may delete; restore-and-compare validation |
+//! | local state | `db` | `Db`: tails one database, keeps the shadow WAL, checkpoints |
+//! | shipping | `replica`, [`engine`] | `Replica`: one destination; [`Engine`]: every database and replica of a config |
+//! | serving | `server` (feature `server`) | the `addr:` HTTP server: `/metrics` and `/status` |
+//!
+//! The stable API is what the crate root re-exports, with the [`engine`], [`config`],
+//! [`restore`](mod@restore), [`backend`] and [`event`] modules it comes from. The modules hidden from
+//! these docs (`db`, `replica`, `compress`, `layout`, `sqlite`, `retention`, `metrics`,
+//! `fault`) are public only for walship's own command line, fuzzers, benches and tests,
+//! and may change in any release.
+
 pub mod backend;
 mod busy;
+#[doc(hidden)]
 pub mod compress;
 pub mod config;
+#[doc(hidden)]
 pub mod db;
 pub mod engine;
 pub mod error;
 pub mod event;
+#[doc(hidden)]
 pub mod fault;
 mod fsutil;
+#[doc(hidden)]
 pub mod layout;
+#[doc(hidden)]
 pub mod metrics;
 pub mod pos;
+#[doc(hidden)]
 pub mod replica;
 pub mod restore;
+#[doc(hidden)]
 pub mod retention;
 #[cfg(feature = "server")]
 pub mod server;
+#[doc(hidden)]
 pub mod sqlite;
-pub mod validate;
+mod validate;
 
+pub use backend::ReplicaClient;
+pub use backend::file::FileClient;
+pub use config::{Config, LoadedConfig};
+pub use engine::{Durability, Engine, EngineHandle};
 pub use error::{Error, Result};
+pub use event::{DbStatus, Event, ReplicaStatus};
 pub use pos::{Generation, Pos};
+pub use restore::{RestoreOptions, RestoreSummary, restore};

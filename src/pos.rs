@@ -63,8 +63,11 @@ pub const MAX_INDEX: u32 = 0x7FFF_FFFF;
 /// inside that shadow WAL file (the first frame is at offset 32, after the WAL header).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Pos {
+    /// The generation (a lineage of the database starting at one snapshot).
     pub generation: Generation,
+    /// The shadow WAL index (one per WAL cycle; at most [`MAX_INDEX`]).
     pub index: u32,
+    /// Bytes into that shadow WAL file.
     pub offset: u64,
 }
 

@@ -30,7 +30,7 @@ pub struct ReplicaOptions {
     /// How often retention runs (capped at `retention`). Default 1h.
     pub retention_check_interval: Duration,
     /// Restore the replica and compare it with the database this often (see
-    /// [`crate::validate`]); `None` (the default) never validates.
+    /// `crate::validate`); `None` (the default) never validates.
     pub validation_interval: Option<Duration>,
 }
 
@@ -521,7 +521,7 @@ impl Replica {
         Ok(plan)
     }
 
-    /// Validates the replica once (see [`crate::validate`]): freezes the database at its
+    /// Validates the replica once (see `crate::validate`): freezes the database at its
     /// current position, uploads up to exactly that position, restores the replica there
     /// into a temporary directory and compares the pages. On a mismatch (or a replica that
     /// no longer restores) it logs an error naming the database, replica, generation and

@@ -106,19 +106,28 @@ impl fmt::Debug for ObjectStream {
 /// A snapshot as listed on a replica.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotInfo {
+    /// The generation it belongs to.
     pub generation: Generation,
+    /// The WAL index it was taken at.
     pub index: u32,
+    /// Stored (compressed) size in bytes.
     pub size: u64,
+    /// When the store says it was written.
     pub created: SystemTime,
 }
 
 /// A WAL segment as listed on a replica.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WalSegmentInfo {
+    /// The generation it belongs to.
     pub generation: Generation,
+    /// The shadow WAL index it is part of.
     pub index: u32,
+    /// Bytes into that shadow WAL where the segment starts.
     pub offset: u32,
+    /// Stored (compressed) size in bytes.
     pub size: u64,
+    /// When the store says it was written.
     pub created: SystemTime,
 }
 

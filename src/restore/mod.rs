@@ -84,7 +84,9 @@ impl RestoreOptions {
 pub struct Plan {
     /// Name of the [`ReplicaSource`] to read from.
     pub replica: String,
+    /// The generation restored.
     pub generation: Generation,
+    /// The snapshot the restore starts from.
     pub snapshot: SnapshotInfo,
     /// Segments to apply, in (index, offset) order; empty for a snapshot-only restore.
     pub segments: Vec<WalSegmentInfo>,
@@ -97,9 +99,17 @@ pub struct Plan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Progress {
     /// The snapshot was written to the temporary file (`bytes` decompressed).
-    Snapshot { bytes: u64 },
+    Snapshot {
+        /// Decompressed bytes written.
+        bytes: u64,
+    },
     /// `done` of `total` segments are applied.
-    Segment { done: usize, total: usize },
+    Segment {
+        /// Segments applied so far.
+        done: usize,
+        /// Segments in the plan.
+        total: usize,
+    },
     /// The restored database is being checked with `PRAGMA integrity_check`.
     Verifying,
     /// The database is at the output path.
@@ -111,8 +121,11 @@ pub enum Progress {
 pub struct RestoreSummary {
     /// The replica restored from.
     pub plan_replica: String,
+    /// The generation restored.
     pub generation: Generation,
+    /// The WAL index of the snapshot the restore started from.
     pub snapshot_index: u32,
+    /// How many WAL segments were applied on top of it.
     pub segments_applied: usize,
     /// The last WAL index applied (the snapshot's index when no segment was applied).
     pub last_index: u32,
