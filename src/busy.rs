@@ -38,11 +38,19 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_spell_is_said_once_after_the_threshold_and_again_after_it_ends() {
         let mut b = BusySpell::default();
-        assert_eq!(b.busy(), None, "the first busy round starts the spell quietly");
+        assert_eq!(
+            b.busy(),
+            None,
+            "the first busy round starts the spell quietly"
+        );
         tokio::time::advance(BUSY_WARN_AFTER - Duration::from_millis(1)).await;
         assert_eq!(b.busy(), None, "not yet {BUSY_WARN_AFTER:?}");
         tokio::time::advance(Duration::from_millis(1)).await;
-        assert_eq!(b.busy(), Some(BUSY_WARN_AFTER.as_secs()), "said at the threshold");
+        assert_eq!(
+            b.busy(),
+            Some(BUSY_WARN_AFTER.as_secs()),
+            "said at the threshold"
+        );
         tokio::time::advance(Duration::from_secs(30)).await;
         assert_eq!(b.busy(), None, "said once per spell");
         assert!(b.end(), "the spell had been said");

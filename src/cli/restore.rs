@@ -128,45 +128,80 @@ pub async fn run(args: RestoreArgs) -> Result<()> {
         parallelism: args.parallelism.max(1),
     };
     if args.follow {
-        let interval = walship::config::parse_go_duration(&args.interval)
-            .ok()
-            .and_then(|d| d.to_std())
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| {
-                anyhow!(
-                    "invalid -interval {:?}: want a positive duration such as 1s or 500ms",
-                    args.interval
-                )
-            })?;
-        info!(path = %output.display(), ?interval, "following replica");
-        let stop = async {
-            use tokio::signal::unix::{SignalKind, signal};
-            match (
-                signal(SignalKind::interrupt()),
-                signal(SignalKind::terminate()),
-            ) {
-                (Ok(mut i), Ok(mut t)) => {
-                    tokio::select! {
-                        _ = i.recv() => {}
-                        _ = t.recv() => {}
-                    }
-                }
-                _ => std::future::pending().await,
-            }
-        };
-        restore::follow(&target.replicas, &output, &opts, interval, stop, &|p| {
+        return follow(&target, &output, &opts, &args.interval).await;
+    }
+    let progress = progress_reporter();
+    match restore::restore(&target.replicas, &output, &opts, &progress).await {
+        Ok(summary) => {
             info!(
                 path = %output.display(),
-                generation = %p.generation,
-                index = p.segments.last().map_or(p.snapshot.index, |s| s.index),
-                "follow: updated"
+                replica = %summary.plan_replica,
+                generation = %summary.generation,
+                snapshot_index = summary.snapshot_index,
+                segments = summary.segments_applied,
+                bytes = summary.db_bytes,
+                "restore complete"
             );
-        })
-        .await?;
-        return Ok(());
+            Ok(())
+        }
+        Err(Error::NoMatchingBackups) if args.if_replica_exists => {
+            info!("no matching backups found");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
     }
+}
+
+/// `restore -f`: keeps `output` following the replica until SIGINT or SIGTERM.
+async fn follow(
+    target: &super::Target,
+    output: &std::path::Path,
+    opts: &RestoreOptions,
+    interval_text: &str,
+) -> Result<()> {
+    let interval = walship::config::parse_go_duration(interval_text)
+        .ok()
+        .and_then(|d| d.to_std())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            anyhow!(
+                "invalid -interval {:?}: want a positive duration such as 1s or 500ms",
+                interval_text
+            )
+        })?;
+    info!(path = %output.display(), ?interval, "following replica");
+    let stop = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(mut i), Ok(mut t)) => {
+                tokio::select! {
+                    _ = i.recv() => {}
+                    _ = t.recv() => {}
+                }
+            }
+            _ => std::future::pending().await,
+        }
+    };
+    restore::follow(&target.replicas, output, opts, interval, stop, &|p| {
+        info!(
+            path = %output.display(),
+            generation = %p.generation,
+            index = p.segments.last().map_or(p.snapshot.index, |s| s.index),
+            "follow: updated"
+        );
+    })
+    .await?;
+    Ok(())
+}
+
+/// Progress of a restore: a bar on a terminal, else a log line every tenth of a long run of
+/// segments.
+fn progress_reporter() -> impl Fn(Progress) + Send + Sync {
     let bar = progress_bar();
-    let progress = |p: Progress| {
+    move |p: Progress| {
         if let Some(b) = &bar {
             match p {
                 Progress::Snapshot { bytes } => {
@@ -187,24 +222,5 @@ pub async fn run(args: RestoreArgs) -> Result<()> {
         {
             info!(done, total, "applying wal segments");
         }
-    };
-    match restore::restore(&target.replicas, &output, &opts, &progress).await {
-        Ok(summary) => {
-            info!(
-                path = %output.display(),
-                replica = %summary.plan_replica,
-                generation = %summary.generation,
-                snapshot_index = summary.snapshot_index,
-                segments = summary.segments_applied,
-                bytes = summary.db_bytes,
-                "restore complete"
-            );
-            Ok(())
-        }
-        Err(Error::NoMatchingBackups) if args.if_replica_exists => {
-            info!("no matching backups found");
-            Ok(())
-        }
-        Err(e) => Err(e.into()),
     }
 }
