@@ -88,10 +88,7 @@ fn main() -> ExitCode {
             Command::Databases(a) => cli::list::databases(a).map(|()| ExitCode::SUCCESS),
             Command::Status(a) => cli::status::run(a).await.map(|()| ExitCode::SUCCESS),
             Command::Version => {
-                println!(
-                    "walship v{} (Litestream v0.3.13 compatible)",
-                    env!("CARGO_PKG_VERSION")
-                );
+                println!("walship {}", cli::VERSION);
                 Ok(ExitCode::SUCCESS)
             }
         }

@@ -33,6 +33,18 @@ fn version_prints_one_version_line() {
 }
 
 #[test]
+fn version_flags_print_the_version_line() {
+    let t = TestDir::new("version-flags");
+    let want = walship(&["version"], t.path()).stdout;
+    assert!(want.starts_with("walship v"), "{want:?}");
+    for flag in ["--version", "-V", "-version"] {
+        let r = walship(&[flag], t.path());
+        r.assert_ok();
+        assert_eq!(r.stdout, want, "walship {flag}: {}", r.describe());
+    }
+}
+
+#[test]
 fn unknown_command_exits_1_with_a_message() {
     let t = TestDir::new("unknown-cmd");
     walship(&["frobnicate"], t.path()).assert_fails_with(1, "unknown command");
@@ -482,4 +494,38 @@ fn an_age_replica_is_refused_and_nothing_is_uploaded() {
         .expect_err("Engine::from_config accepted an age replica");
     assert!(err.to_string().contains(REFUSAL), "{err}");
     assert!(!replica.exists());
+}
+
+/// Without `-config` and with no config file at the default path, a database path that is
+/// not a replica directory gets an error that says what to pass instead; with
+/// `-if-replica-exists`, restore exits 0 and writes nothing, as "no backups" does.
+#[test]
+fn a_missing_replica_without_a_config_says_what_to_pass() {
+    if Path::new(walship::config::DEFAULT_CONFIG_PATH).exists() {
+        skip_loudly("a config file exists at the default path on this machine");
+        return;
+    }
+    const HINT: &str = "pass -config PATH (or set $LITESTREAM_CONFIG), or name the replica itself";
+    let t = TestDir::new("no-config-hint");
+    let out = t.join("x.db");
+    let r = walship(&["restore", "-o", s(&out), "/no/such/dir"], t.path());
+    r.assert_fails_with(1, HINT);
+    r.assert_fails_with(1, "/no/such/dir is not a replica URL or directory");
+    walship(
+        &[
+            "restore",
+            "-if-replica-exists",
+            "-o",
+            s(&out),
+            "/no/such/dir",
+        ],
+        t.path(),
+    )
+    .assert_ok();
+    assert!(!out.exists(), "-if-replica-exists wrote {}", out.display());
+    for cmd in ["snapshots", "generations", "wal"] {
+        walship(&[cmd, "data/app.db"], t.path()).assert_fails_with(1, HINT);
+    }
+    walship(&["status"], t.path()).assert_fails_with(1, HINT);
+    walship(&["databases"], t.path()).assert_fails_with(1, HINT);
 }

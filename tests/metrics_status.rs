@@ -351,7 +351,7 @@ fn metrics_and_status_live_and_from_disk() {
     assert_eq!(rows[1][4], "0B", "{stdout}");
     assert!(rows[1][5].ends_with('Z'), "{stdout}");
     assert_eq!(
-        rows[1][6], "unknown (no running walship at addr)",
+        rows[1][6], "unknown (live from a running walship only)",
         "{stdout}"
     );
 }

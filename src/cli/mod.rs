@@ -17,9 +17,16 @@ pub mod replicate;
 pub mod restore;
 pub mod status;
 
+/// What `walship version`, `walship --version` and `walship -V` print after the name.
+pub const VERSION: &str = concat!(
+    "v",
+    env!("CARGO_PKG_VERSION"),
+    " (Litestream v0.3.13 compatible)"
+);
+
 /// walship: SQLite WAL replication, a drop-in for Litestream v0.3.13.
 #[derive(Debug, Parser)]
-#[command(name = "walship", version, about, disable_version_flag = true)]
+#[command(name = "walship", version = VERSION, about)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -70,18 +77,42 @@ pub struct ConfigArgs {
 
 impl ConfigArgs {
     /// Loads the config (explicit path, else the default path), printing its warnings.
+    /// Without `-config` and with no file at the default path, the error says how to name
+    /// one, or what to give instead.
     pub fn load(&self) -> Result<LoadedConfig> {
         let path = self
             .config
             .clone()
             .unwrap_or_else(config::default_config_path);
-        let loaded = Config::load(&path, !self.no_expand_env)?;
+        let loaded = match Config::load(&path, !self.no_expand_env) {
+            Err(e @ config::ConfigError::NotFound { .. }) if self.config.is_none() => {
+                return Err(NoConfig(e.to_string()).into());
+            }
+            other => other?,
+        };
         for w in &loaded.warnings {
             tracing::warn!("{}: {w}", path.display());
         }
         Ok(loaded)
     }
 }
+
+/// No `-config` was given and there is no config file at the default path.
+#[derive(Debug)]
+pub struct NoConfig(String);
+
+impl std::fmt::Display for NoConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}; pass -config PATH (or set $LITESTREAM_CONFIG), or name the replica itself: a \
+             replica URL such as file:///backups/app or s3://bucket/path, or a replica directory",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for NoConfig {}
 
 /// The `logging:` block of the config the command will read, if it reads one and it loads.
 pub fn logging_config(command: &Command) -> Option<config::LoggingConfig> {
@@ -232,7 +263,9 @@ pub fn resolve_target(
         let abs = std::path::absolute(p).with_context(|| format!("resolve {arg}"))?;
         return from_url(ReplicaTarget::File { path: abs });
     }
-    let loaded = cfg.load()?;
+    let loaded = cfg.load().with_context(|| {
+        format!("{arg} is not a replica URL or directory, so it names a database in a config")
+    })?;
     let abs = std::path::absolute(p).with_context(|| format!("resolve {arg}"))?;
     let in_dir;
     let db = match loaded.config.find_db(&abs) {

@@ -104,7 +104,14 @@ pub async fn run(args: RestoreArgs) -> Result<()> {
         bail!("cannot specify index & timestamp to restore");
     }
     let timestamp = args.timestamp.as_deref().map(parse_timestamp).transpose()?;
-    let target = resolve_target(&arg, &args.config, args.replica.as_deref(), true)?;
+    let target = match resolve_target(&arg, &args.config, args.replica.as_deref(), true) {
+        // Litestream's meaning of the flag: nothing to restore from is not an error.
+        Err(e) if args.if_replica_exists && e.is::<super::NoConfig>() => {
+            info!("no replica at {arg:?} and no config file to find one in ({e:#})");
+            return Ok(());
+        }
+        other => other?,
+    };
     let output = match (&args.output, &target.db_path) {
         (Some(o), _) => o.clone(),
         (None, Some(db)) => db.clone(),

@@ -28,7 +28,7 @@ const LIVE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long to wait for one replica when computing from disk.
 const REPLICA_TIMEOUT: Duration = Duration::from_secs(30);
 /// `last-error` when the state comes from disk.
-const UNKNOWN_ERROR: &str = "unknown (no running walship at addr)";
+const UNKNOWN_ERROR: &str = "unknown (live from a running walship only)";
 
 /// Arguments of `status`.
 #[derive(Debug, Args)]
@@ -69,7 +69,11 @@ pub async fn run(args: StatusArgs) -> Result<()> {
             }
         },
         None => {
-            eprintln!("walship status: no addr in the config; showing the state on disk");
+            eprintln!(
+                "walship status: no addr in the config; showing the state on disk (set addr: \
+                 \":9090\" in the config, and restart walship replicate, for live status \
+                 with each replica's last error)"
+            );
             None
         }
     };
