@@ -47,7 +47,7 @@ fn main() -> ExitCode {
     // Before anything can touch SQLite (see the function's docs: ~0.26 MB per database).
     walship::sqlite::disable_page_cache_prealloc();
     let args = cli::normalize_args(std::env::args());
-    let cli = match Cli::try_parse_from(args) {
+    let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
         Err(e) if e.kind() == clap::error::ErrorKind::InvalidSubcommand => {
             let cmd = std::env::args().nth(1).unwrap_or_default();
@@ -55,6 +55,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
         Err(e) => {
+            if let Some(message) = cli::unknown_flag_message(&args, &e) {
+                eprintln!("{message}");
+                return ExitCode::from(1);
+            }
             let _ = e.print();
             return if e.use_stderr() {
                 ExitCode::from(1)

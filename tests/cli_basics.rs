@@ -529,3 +529,26 @@ fn a_missing_replica_without_a_config_says_what_to_pass() {
     walship(&["status"], t.path()).assert_fails_with(1, HINT);
     walship(&["databases"], t.path()).assert_fails_with(1, HINT);
 }
+
+/// An unknown flag is named as the user wrote it (clap alone says "unexpected argument
+/// '-b'" for `-bogus`), with the command's flags listed.
+#[test]
+fn an_unknown_flag_is_named_with_the_valid_ones() {
+    let t = TestDir::new("unknown-flag");
+    let r = walship(&["restore", "-bogus", "x"], t.path());
+    r.assert_fails_with(
+        1,
+        "walship restore: unknown flag -bogus; the flags of restore are:",
+    );
+    for flag in ["-config", "-o", "-timestamp", "-if-replica-exists"] {
+        assert!(
+            r.stderr.contains(flag),
+            "{flag} not listed: {}",
+            r.describe()
+        );
+    }
+    walship(&["snapshots", "--nope=1", "x"], t.path()).assert_fails_with(
+        1,
+        "unknown flag --nope=1; the flags of snapshots are: -config",
+    );
+}

@@ -209,6 +209,48 @@ pub fn normalize_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
     out
 }
 
+/// For clap's "unexpected argument" error: the flag as the user wrote it (`-bogus`, which
+/// clap reads as `-b`), and the flags the command takes, written the way the README writes
+/// them (`-config`). `None` for any other error.
+pub fn unknown_flag_message(raw_args: &[String], err: &clap::Error) -> Option<String> {
+    use clap::CommandFactory;
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if err.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    let Some(ContextValue::String(bad)) = err.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let sub = raw_args.get(1)?;
+    // clap names `-b` for `-bogus` and `--bogus` for `--bogus`: find the word the user wrote.
+    let written = raw_args
+        .iter()
+        .skip(2)
+        .find(|a| {
+            let name = a.split('=').next().unwrap_or(a);
+            name == bad
+                || (bad.len() == 2 && !bad.starts_with("--") && name.starts_with(bad.as_str()))
+        })
+        .cloned()
+        .unwrap_or_else(|| bad.clone());
+    let cmd = Cli::command();
+    let sc = cmd.find_subcommand(sub)?;
+    let mut flags: Vec<String> = sc
+        .get_arguments()
+        .filter(|a| !a.is_hide_set() && !a.is_positional())
+        .filter_map(|a| match (a.get_long(), a.get_short()) {
+            (Some(l), _) if l != "help" => Some(format!("-{l}")),
+            (None, Some(c)) => Some(format!("-{c}")),
+            _ => None,
+        })
+        .collect();
+    flags.sort();
+    Some(format!(
+        "walship {sub}: unknown flag {written}; the flags of {sub} are: {} (see 'walship {sub} -h')",
+        flags.join(", ")
+    ))
+}
+
 /// Where a listing or restore reads from: the replicas of a configured database, or one
 /// replica given by URL (or by a bare replica directory path).
 pub struct Target {
