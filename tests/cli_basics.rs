@@ -151,11 +151,26 @@ fn restore_of_an_unknown_generation_finds_nothing() {
     let out_dir = t.subdir("out");
     let out = out_dir.join("x.db");
     let g0 = "0000000000000000";
-    walship(
+    let r = walship(
         &["restore", "-o", s(&out), "-generation", g0, &url],
         t.path(),
-    )
-    .assert_fails_with(1, NO_BACKUPS);
+    );
+    r.assert_fails_with(1, NO_BACKUPS);
+    // ... and says which generations there are.
+    let listed = walship(&["generations", &url], t.path());
+    listed.assert_ok();
+    let real = listed
+        .stdout
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(real.len(), 16, "{}", listed.describe());
+    r.assert_fails_with(
+        1,
+        &format!("generation {g0} is not on the replica; file has {real}"),
+    );
     walship(
         &[
             "restore",

@@ -155,6 +155,18 @@ pub async fn run(args: RestoreArgs) -> Result<()> {
             info!("no matching backups found");
             Ok(())
         }
+        Err(Error::NoMatchingBackups) if args.generation.is_some() => {
+            let there = generations_on(&target).await;
+            Err(anyhow!(
+                "no matching backups found: generation {} is not on {}; {there}",
+                args.generation.map(|g| g.to_string()).unwrap_or_default(),
+                if target.replicas.len() == 1 {
+                    "the replica"
+                } else {
+                    "any replica"
+                }
+            ))
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -230,4 +242,22 @@ fn progress_reporter() -> impl Fn(Progress) + Send + Sync {
             info!(done, total, "applying wal segments");
         }
     }
+}
+
+/// The generations each replica of `target` holds, said for an error message.
+async fn generations_on(target: &super::Target) -> String {
+    let mut parts = Vec::new();
+    for r in &target.replicas {
+        let list = match walship::backend::generations(r.client.as_ref()).await {
+            Ok(gs) if gs.is_empty() => "none".to_string(),
+            Ok(gs) => gs
+                .iter()
+                .map(|g| g.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            Err(e) => format!("cannot list ({e})"),
+        };
+        parts.push(format!("{} has {list}", r.name));
+    }
+    format!("{} (see walship generations)", parts.join("; "))
 }
