@@ -83,12 +83,59 @@ fn parse_error(source: &Path, e: &serde_saphyr::Error) -> ConfigError {
             message = stripped.to_string();
         }
     }
+    if let Some(plain) = plain_words(&message) {
+        message = format!("{plain} (the YAML parser says: {message})");
+    }
     ConfigError::Parse {
         path: source.to_path_buf(),
         line,
         column,
         message,
     }
+}
+
+/// What the YAML parser's common complaints mean, in the words of someone editing a
+/// `litestream.yml`, and what to do about them.
+fn plain_words(parser_message: &str) -> Option<&'static str> {
+    const MEANINGS: &[(&str, &str)] = &[
+        (
+            "found a tab",
+            "a tab character: YAML indents with spaces only; replace the tab with spaces",
+        ),
+        (
+            "did not find expected key",
+            "this line is indented differently from the keys above it; line up each key of \
+             an entry in the same column",
+        ),
+        (
+            "did not find expected '-' indicator",
+            "this list item is not lined up with the items above it; start each `- ` in the \
+             same column",
+        ),
+        (
+            "mapping values are not allowed",
+            "a `: ` where a value was expected, or a key indented under a value; quote a \
+             value that contains `: `, or fix the indentation",
+        ),
+        (
+            "unclosed bracket",
+            "a `[` or `{` that is never closed; close it, or write the list one `- ` item \
+             per line",
+        ),
+        (
+            "found unexpected end of stream",
+            "the file ends inside a quoted string or a bracket; close the quote or bracket",
+        ),
+        (
+            "found character that cannot start any token",
+            "a character YAML reserves (such as `@` or a backquote) starts a value; put the \
+             value in quotes",
+        ),
+    ];
+    MEANINGS
+        .iter()
+        .find(|(pattern, _)| parser_message.contains(pattern))
+        .map(|(_, plain)| *plain)
 }
 
 /// Treats an empty string like an absent key, as Go's zero value does.

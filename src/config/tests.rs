@@ -555,6 +555,36 @@ fn malformed_yaml_reports_file_line_and_column() {
     assert!(msg.contains("line 1, column 1"), "{msg}");
 }
 
+/// The parser's common complaints come with what they mean in a config file and what to
+/// do, beside the parser's own words.
+#[test]
+fn yaml_syntax_errors_say_what_to_fix() {
+    let cases = [
+        (
+            "dbs:\n  - path: /x.db\n    replicas:\n      - url: s3://b/p\n     sync-interval: 1s\n",
+            "line 5, column 6: this line is indented differently from the keys above it",
+        ),
+        (
+            "dbs:\n  - path: /x.db\n\treplicas: []\n",
+            "YAML indents with spaces only",
+        ),
+        ("dbs: [\n", "a `[` or `{` that is never closed"),
+        (
+            "dbs:\n  - path: /x.db\n    exec: a: b\n",
+            "quote a value that contains `: `",
+        ),
+        (
+            "dbs:\n  - path: /x.db\n    replicas:\n    - url: s3://b/p\n   - url: s3://c/p\n",
+            "start each `- ` in the same column",
+        ),
+    ];
+    for (yaml, want) in cases {
+        let msg = load_err(yaml);
+        assert!(msg.contains(want), "{yaml:?}: wanted {want:?} in {msg}");
+        assert!(msg.contains("(the YAML parser says: "), "{msg}");
+    }
+}
+
 #[test]
 fn yaml_errors_do_not_echo_secrets() {
     let msg = load_err("secret-access-key: [hunter2\n");
