@@ -6,7 +6,8 @@
 # Run from the repository root: bash config-examples/quickstart.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
+echo "== cargo build --release (the first build compiles ~300 crates: a few minutes)"
+cargo build --release
 bin=target/release/walship
 rm -rf data && mkdir -p data
 
@@ -40,7 +41,9 @@ trap - EXIT
 echo "== walship generations / snapshots / wal"
 "$bin" generations -config config-examples/quickstart.yml data/app.db
 "$bin" snapshots -config config-examples/quickstart.yml data/app.db
-"$bin" wal -config config-examples/quickstart.yml data/app.db | head -5
+"$bin" wal -config config-examples/quickstart.yml data/app.db >data/wal.txt
+head -5 data/wal.txt
+echo "(the first 4 of $(($(wc -l <data/wal.txt) - 1)) WAL segments; all of them in data/wal.txt)"
 
 echo "== walship restore -o data/restored.db data/replica"
 "$bin" restore -o data/restored.db data/replica

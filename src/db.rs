@@ -425,7 +425,8 @@ impl Db {
             if !inner.loaded {
                 self.load_state(inner)?;
                 inner.loaded = true;
-                info!(db = %self.opts.path.display(), "initialized db");
+                // The engine says "initialized db" when it starts the database's tasks.
+                debug!(db = %self.opts.path.display(), "loaded shadow state");
             }
         }
 

@@ -532,7 +532,9 @@ pub async fn apply(
         db_bytes,
         pages_written,
     };
-    tracing::info!(
+    // The caller says "restore complete" to the user (the command line does, with the
+    // output path); this line has the details.
+    tracing::debug!(
         replica,
         generation = %generation,
         snapshot_index = summary.snapshot_index,
