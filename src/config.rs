@@ -65,7 +65,6 @@ mod url;
 #[cfg(test)]
 mod tests;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -74,6 +73,9 @@ pub use duration::{GoDuration, parse_go_duration};
 pub use env::{expand_env, expand_env_with};
 pub use error::ConfigError;
 pub use url::is_url;
+
+pub use crate::backend::options::{HttpConfig, S3Config};
+pub use crate::secret::Secret;
 
 /// Where the config file is read from when `-config` is not given: `/etc/litestream.yml`.
 #[cfg(not(windows))]
@@ -103,41 +105,6 @@ pub fn default_config_path() -> PathBuf {
     match std::env::var_os("LITESTREAM_CONFIG") {
         Some(p) if !p.is_empty() => PathBuf::from(p),
         _ => PathBuf::from(DEFAULT_CONFIG_PATH),
-    }
-}
-
-/// A string that must not leak into logs: `Debug` prints `"<redacted>"`, and there is no
-/// `Display`. Read the value with [`Secret::expose`].
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The secret value itself; pass it to the client that needs it and nowhere else.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"<redacted>\"")
-    }
-}
-
-impl From<String> for Secret {
-    fn from(value: String) -> Self {
-        Secret(value)
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(value: &str) -> Self {
-        Secret(value.to_string())
     }
 }
 
@@ -406,44 +373,6 @@ pub enum ReplicaTarget {
         /// Remote directory, as given (URL paths are absolute).
         path: String,
     },
-}
-
-/// S3 replica settings.
-#[derive(Clone, Debug, PartialEq)]
-pub struct S3Config {
-    /// `bucket` (required), or from the URL host.
-    pub bucket: String,
-    /// `path`: key prefix inside the bucket; `""` = root.
-    pub path: String,
-    /// `region`; `None` = discover it (AWS), or `us-east-1` when an endpoint is set.
-    pub region: Option<String>,
-    /// `endpoint` of an S3-compatible service (`http://127.0.0.1:9000`); a value without a
-    /// scheme gets `https://`. `None` = AWS.
-    pub endpoint: Option<String>,
-    /// `force-path-style` — default: true when an endpoint is configured or inferred from the
-    /// URL host, else false. An explicit value wins.
-    pub force_path_style: bool,
-    /// `skip-verify` — default false — disables TLS certificate verification.
-    pub skip_verify: bool,
-    /// `access-key-id` (or the top-level one). `None` = the AWS default credential chain.
-    pub access_key_id: Option<String>,
-    /// `secret-access-key` (or the top-level one). Redacted in `Debug`.
-    pub secret_access_key: Option<Secret>,
-}
-
-/// HTTP replica settings (`url: https://...`, `webdav://...`; `type: http`).
-#[derive(Clone, Debug, PartialEq)]
-pub struct HttpConfig {
-    /// The base URL (`http` or `https`), without credentials.
-    pub url: String,
-    /// `skip-verify` — default false — disables TLS certificate verification.
-    pub skip_verify: bool,
-    /// Basic-auth user: `user`, or the URL user part.
-    pub user: Option<String>,
-    /// Basic-auth password: `password`, or the URL password. Redacted in `Debug`.
-    pub password: Option<Secret>,
-    /// `bearer-token`, sent as `Authorization: Bearer ...`. Redacted in `Debug`.
-    pub bearer_token: Option<Secret>,
 }
 
 impl Config {

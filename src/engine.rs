@@ -103,13 +103,24 @@ pub enum Durability {
 pub fn client_for(target: &ReplicaTarget) -> Result<Arc<dyn ReplicaClient>> {
     match target {
         ReplicaTarget::File { path } => Ok(Arc::new(FileClient::new(path.clone()))),
-        ReplicaTarget::S3(c) => Ok(Arc::new(ObjectClient::s3(c)?)),
-        ReplicaTarget::Http(c) => Ok(Arc::new(ObjectClient::http(c)?)),
+        ReplicaTarget::S3(c) => Ok(Arc::new(
+            ObjectClient::s3(c)?.with_operation_counter(metrics_counter()),
+        )),
+        ReplicaTarget::Http(c) => Ok(Arc::new(
+            ObjectClient::http(c)?.with_operation_counter(metrics_counter()),
+        )),
         other => Err(Error::Config(format!(
             "{} replicas are not supported by this walship build yet; use a file, s3 or http replica",
             other.type_name()
         ))),
     }
+}
+
+/// Records a network backend's requests in the process's Prometheus metrics.
+fn metrics_counter() -> crate::backend::OperationCounter {
+    Arc::new(|replica_type, operation, bytes| {
+        crate::metrics::global().operation(replica_type, operation, bytes)
+    })
 }
 
 /// Builds the storage client for a configured replica, refusing what this build cannot do

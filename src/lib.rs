@@ -67,6 +67,7 @@ pub mod replica;
 pub mod restore;
 #[doc(hidden)]
 pub mod retention;
+mod secret;
 #[cfg(feature = "server")]
 pub mod server;
 #[doc(hidden)]

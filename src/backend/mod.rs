@@ -7,6 +7,7 @@
 use std::fmt;
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -21,6 +22,13 @@ use crate::pos::Generation;
 
 pub mod file;
 pub mod object;
+pub mod options;
+
+/// Told of each request a network backend makes: (replica type, operation, bytes), with
+/// operation one of `GET`, `PUT`, `LIST`, `DELETE`. The engine passes one that records
+/// Litestream's `litestream_replica_operation_*` metrics; the backends know nothing of
+/// metrics.
+pub type OperationCounter = Arc<dyn Fn(&'static str, &'static str, u64) + Send + Sync>;
 
 /// One entry of a directory listing.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -20,8 +20,8 @@ use object_store::{
     ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart,
 };
 
-use super::{ObjectInfo, ObjectStream, ReplicaClient};
-use crate::config::{HttpConfig, S3Config};
+use super::options::{HttpConfig, S3Config};
+use super::{ObjectInfo, ObjectStream, OperationCounter, ReplicaClient};
 use crate::error::{Error, Result};
 
 /// Objects larger than this are uploaded in parts.
@@ -84,6 +84,8 @@ pub struct ObjectClient {
     mode: AtomicU8,
     /// HTTP only: the collections of the base URL exist (created with MKCOL once).
     base_ready: std::sync::atomic::AtomicBool,
+    /// Told of every request made, for the metrics; none by default.
+    ops: Option<OperationCounter>,
 }
 
 impl std::fmt::Debug for ObjectClient {
@@ -162,6 +164,7 @@ impl ObjectClient {
             http: None,
             mode: AtomicU8::new(MODE_WEBDAV),
             base_ready: std::sync::atomic::AtomicBool::new(true),
+            ops: None,
         })
     }
 
@@ -220,7 +223,21 @@ impl ObjectClient {
             http: Some(http),
             mode: AtomicU8::new(MODE_UNKNOWN),
             base_ready: std::sync::atomic::AtomicBool::new(false),
+            ops: None,
         })
+    }
+
+    /// Tells `counter` of every request this client makes from now on.
+    pub fn with_operation_counter(mut self, counter: OperationCounter) -> ObjectClient {
+        self.ops = Some(counter);
+        self
+    }
+
+    /// One `operation` (`GET`, `PUT`, `LIST`, `DELETE`) of `bytes`, told to the counter.
+    fn count(&self, operation: &'static str, bytes: u64) {
+        if let Some(c) = &self.ops {
+            c(self.type_name(), operation, bytes);
+        }
     }
 
     fn key(&self, rel: &str) -> Result<ObjPath> {
@@ -698,7 +715,7 @@ impl ObjectClient {
         size: u64,
         upload: impl std::future::Future<Output = Result<()>>,
     ) -> Result<ObjectInfo> {
-        crate::metrics::global().operation(self.type_name(), "PUT", size);
+        self.count("PUT", size);
         self.timed("put", path, size, upload).await?;
         Ok(written(key, size))
     }
@@ -939,7 +956,7 @@ impl ReplicaClient for ObjectClient {
     }
 
     async fn list(&self, dir: &str) -> Result<Vec<ObjectInfo>> {
-        crate::metrics::global().operation(self.type_name(), "LIST", 0);
+        self.count("LIST", 0);
         if self.kind == Kind::Http && self.http_mode().await? == MODE_STATIC {
             return self.static_list(dir).await;
         }
@@ -999,7 +1016,7 @@ impl ReplicaClient for ObjectClient {
     async fn get(&self, path: &str) -> Result<Bytes> {
         if self.kind == Kind::Http && self.http_mode().await? == MODE_STATIC {
             let data = self.static_get(path).await?;
-            crate::metrics::global().operation(self.type_name(), "GET", data.len() as u64);
+            self.count("GET", data.len() as u64);
             return Ok(data);
         }
         let key = self.key(path)?;
@@ -1014,14 +1031,14 @@ impl ReplicaClient for ObjectClient {
                 r.bytes().await.map_err(|e| self.err("get", path, e))
             })
             .await?;
-        crate::metrics::global().operation(self.type_name(), "GET", data.len() as u64);
+        self.count("GET", data.len() as u64);
         Ok(data)
     }
 
     async fn get_stream(&self, path: &str) -> Result<ObjectStream> {
         if self.kind == Kind::Http && self.http_mode().await? == MODE_STATIC {
             let s = self.static_get_stream(path).await?;
-            crate::metrics::global().operation(self.type_name(), "GET", s.size.unwrap_or(0));
+            self.count("GET", s.size.unwrap_or(0));
             return Ok(s);
         }
         let key = self.key(path)?;
@@ -1034,7 +1051,7 @@ impl ReplicaClient for ObjectClient {
             })
             .await?;
         let size = r.meta.size;
-        crate::metrics::global().operation(self.type_name(), "GET", size);
+        self.count("GET", size);
         let (backend, object) = (self.type_name(), format!("{}/{path}", self.location));
         let body = r.into_stream().map(move |c| {
             c.map_err(|e| Error::Backend {
@@ -1122,7 +1139,7 @@ impl ReplicaClient for ObjectClient {
             return Err(self.read_only());
         }
         let key = self.key(path)?;
-        crate::metrics::global().operation(self.type_name(), "DELETE", 0);
+        self.count("DELETE", 0);
         match self.store.delete(&key).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.err("delete", path, e)),
@@ -1136,7 +1153,7 @@ impl ReplicaClient for ObjectClient {
         let mut keys = Vec::with_capacity(paths.len());
         for p in paths {
             keys.push(self.key(p)?);
-            crate::metrics::global().operation(self.type_name(), "DELETE", 0);
+            self.count("DELETE", 0);
         }
         // object_store batches these: DeleteObjects with up to 1,000 keys per request on
         // S3, one DELETE per key (a few at a time) over HTTP.
@@ -1159,7 +1176,7 @@ impl ReplicaClient for ObjectClient {
             return Err(self.read_only());
         }
         let prefix = self.key(dir)?;
-        crate::metrics::global().operation(self.type_name(), "LIST", 0);
+        self.count("LIST", 0);
         let listed: Vec<ObjPath> = match self
             .timed("list", dir, 0, async {
                 Ok(self
@@ -1181,7 +1198,7 @@ impl ReplicaClient for ObjectClient {
             keys.push(self.key(&self.relative(loc))?);
         }
         for _ in &keys {
-            crate::metrics::global().operation(self.type_name(), "DELETE", 0);
+            self.count("DELETE", 0);
         }
         let stream = futures::stream::iter(keys.into_iter().map(Ok)).boxed();
         let mut deleted = self.store.delete_stream(stream);
