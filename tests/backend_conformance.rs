@@ -977,6 +977,19 @@ fn conformance_s3_moto() {
         .filter(|k| k.ends_with('/'))
         .collect();
     assert!(odd.is_empty(), "unexpected keys in the bucket: {odd:?}");
+    // Clients built as the engine builds them count their requests in Litestream's metrics.
+    let metrics = walship::metrics::global().encode();
+    for op in ["GET", "PUT", "LIST", "DELETE"] {
+        let series = format!(
+            "litestream_replica_operation_total{{operation=\"{op}\",replica_type=\"s3\"}} "
+        );
+        let count: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        assert!(count > 0, "no {op} counted for s3:\n{metrics}");
+    }
 }
 
 #[test]
