@@ -44,7 +44,7 @@ use crate::backend::object::ObjectClient;
 use crate::busy::BusySpell;
 use crate::config::{Candidate, Config, DbConfig, DirConfig, ReplicaConfig, ReplicaTarget};
 use crate::db::{Db, DbOptions};
-use crate::error::{Error, Result};
+use crate::error::{BackendErrorKind, Error, Result};
 use crate::event::{DbStatus, Event};
 use crate::pos::Pos;
 use crate::replica::{Replica, ReplicaOptions};
@@ -538,10 +538,11 @@ impl EngineHandle {
             info!("walship shut down");
             Ok(())
         } else {
-            Err(Error::Backend {
-                backend: "shutdown".into(),
-                message: format!("final sync failed for {}", failed.join("; ")),
-            })
+            Err(Error::backend(
+                "shutdown",
+                BackendErrorKind::Other,
+                format!("final sync failed for {}", failed.join("; ")),
+            ))
         }
     }
 }

@@ -23,25 +23,47 @@ pub enum Error {
     NoMatchingBackups,
     /// Data that is not what the format allows.
     #[error("corrupt {path}: {reason}")]
-    Corrupt { path: String, reason: String },
+    Corrupt {
+        /// The object or file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A local I/O error, with the path it was about.
     #[error("{op} {}: {source}", path.display())]
     Io {
+        /// What was being done (`read`, `fsync`, ...).
         op: &'static str,
+        /// The file or directory.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
     /// An error from SQLite.
     #[error("sqlite: {context}: {source}")]
     Sqlite {
+        /// What was being done.
         context: String,
+        /// SQLite's error.
         #[source]
         source: rusqlite::Error,
     },
-    /// An error from a replica backend (the store answered badly or not at all).
+    /// An error from a replica backend (the store answered badly or not at all). `kind`
+    /// says what a caller can do about it; `source` is the client library's error, where
+    /// there is one.
     #[error("{backend} replica: {message}")]
-    Backend { backend: String, message: String },
+    Backend {
+        /// The backend or step (`s3`, `http`, `file`, `restore`, ...).
+        backend: String,
+        /// What the caller can do about it.
+        kind: BackendErrorKind,
+        /// What happened, naming the object.
+        message: String,
+        /// The client library's error.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     /// A configuration or usage error.
     #[error("{0}")]
     Config(String),
@@ -56,7 +78,73 @@ pub enum Error {
     Shutdown,
 }
 
+/// What a caller can do about an [`Error::Backend`]. Retry decisions match on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackendErrorKind {
+    /// Worth trying again: no answer in time, a reset connection, a 5xx, a rate limit.
+    Transient,
+    /// The store refused the credentials or the request (401, 403): the config needs a fix.
+    Denied,
+    /// The replica cannot be written (a static HTTP server).
+    ReadOnly,
+    /// The store is out of space or over its quota (507, MinIO's storage-full codes).
+    OutOfSpace,
+    /// Anything else: an answer the backend does not understand, a local failure.
+    Other,
+}
+
+impl BackendErrorKind {
+    /// The kind of an HTTP status that is not a success.
+    pub fn of_status(status: u16) -> BackendErrorKind {
+        match status {
+            401 | 403 => BackendErrorKind::Denied,
+            405 => BackendErrorKind::ReadOnly,
+            507 => BackendErrorKind::OutOfSpace,
+            408 | 429 | 500..=599 => BackendErrorKind::Transient,
+            _ => BackendErrorKind::Other,
+        }
+    }
+}
+
 impl Error {
+    /// A backend error without a source.
+    pub fn backend(
+        backend: impl Into<String>,
+        kind: BackendErrorKind,
+        message: impl Into<String>,
+    ) -> Error {
+        Error::Backend {
+            backend: backend.into(),
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A backend error caused by `source`.
+    pub fn backend_from(
+        backend: impl Into<String>,
+        kind: BackendErrorKind,
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        Error::Backend {
+            backend: backend.into(),
+            kind,
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// The kind of a backend error; `None` for every other error.
+    pub fn backend_kind(&self) -> Option<BackendErrorKind> {
+        match self {
+            Error::Backend { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
     /// Wraps an I/O error with the operation and path it concerns.
     pub fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();
@@ -100,5 +188,42 @@ impl Error {
     /// True for [`Error::NotFound`].
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_statuses_say_what_to_do() {
+        use BackendErrorKind::*;
+        for (status, kind) in [
+            (401, Denied),
+            (403, Denied),
+            (405, ReadOnly),
+            (507, OutOfSpace),
+            (408, Transient),
+            (429, Transient),
+            (500, Transient),
+            (502, Transient),
+            (503, Transient),
+            (400, Other),
+            (409, Other),
+            (412, Other),
+        ] {
+            assert_eq!(BackendErrorKind::of_status(status), kind, "status {status}");
+        }
+    }
+
+    #[test]
+    fn a_backend_error_keeps_its_source_and_its_words() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        let e = Error::backend_from("s3", BackendErrorKind::Transient, "get x: reset", io);
+        assert_eq!(e.to_string(), "s3 replica: get x: reset");
+        assert_eq!(e.backend_kind(), Some(BackendErrorKind::Transient));
+        let source = std::error::Error::source(&e).expect("source kept");
+        assert_eq!(source.to_string(), "reset by peer");
+        assert_eq!(Error::NoGeneration.backend_kind(), None);
     }
 }

@@ -43,6 +43,7 @@
 //! these docs (`db`, `replica`, `compress`, `layout`, `sqlite`, `retention`, `metrics`,
 //! `fault`) are public only for walship's own command line, fuzzers, benches and tests,
 //! and may change in any release.
+#![warn(missing_docs)]
 
 pub mod backend;
 mod busy;

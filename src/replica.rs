@@ -10,7 +10,7 @@ use crate::backend::{self, ReplicaClient};
 use crate::compress;
 use crate::config;
 use crate::db::{Db, ShadowRead, SnapshotFile};
-use crate::error::{Error, Result};
+use crate::error::{BackendErrorKind, Error, Result};
 use crate::event::{Event, ReplicaStatus};
 use crate::layout;
 use crate::pos::Pos;
@@ -357,12 +357,13 @@ impl Replica {
                     _ => return Err(Error::NoGeneration),
                 }
                 if p.index > db_pos.index || (p.index == db_pos.index && p.offset > db_pos.offset) {
-                    return Err(Error::Backend {
-                        backend: self.client.type_name().into(),
-                        message: format!(
+                    return Err(Error::backend(
+                        self.client.type_name(),
+                        BackendErrorKind::Other,
+                        format!(
                             "replica position {p} is ahead of the database position {db_pos}: is another process writing this replica?"
                         ),
-                    });
+                    ));
                 }
                 debug!(replica = %self.opts.name, position = %p, "replica position");
                 self.set_pos(Some(p));

@@ -924,6 +924,11 @@ async fn read_only_put(t: &Target<'_>) -> CheckResult {
         .put("c/ro/new", Bytes::from_static(b"must not be written"))
         .await;
     ensure!(r.is_err(), "put on a read-only client returned {r:?}");
+    let kind = r.as_ref().err().and_then(|e| e.backend_kind());
+    ensure!(
+        kind == Some(walship::error::BackendErrorKind::ReadOnly),
+        "a refused put says {kind:?}, not ReadOnly: {r:?}"
+    );
     match t.seed.get("c/ro/new").await {
         Err(e) if e.is_not_found() => Ok(()),
         other => Err(format!("the store changed after a refused put: {other:?}")),

@@ -16,7 +16,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 
 use crate::compress;
-use crate::error::{Error, Result};
+use crate::error::{BackendErrorKind, Error, Result};
 use crate::layout;
 use crate::pos::Generation;
 
@@ -255,10 +255,11 @@ pub async fn open_checked(c: &dyn ReplicaClient, path: &str, listed: u64) -> Res
             }
             let fail = |e: Error| Some((Err(e), (futures::stream::empty().boxed(), seen, true)));
             match tokio::time::timeout(BODY_IDLE_TIMEOUT, body.next()).await {
-                Err(_) => fail(Error::Backend {
-                    backend: backend.into(),
-                    message: format!("get {object}: no data for {BODY_IDLE_TIMEOUT:?}"),
-                }),
+                Err(_) => fail(Error::backend(
+                    backend,
+                    BackendErrorKind::Transient,
+                    format!("get {object}: no data for {BODY_IDLE_TIMEOUT:?}"),
+                )),
                 Ok(None) if listed > 0 && seen < listed => fail(Error::corrupt(
                     object,
                     format!("body ended after {seen} bytes, its listing said {listed}"),
@@ -304,20 +305,19 @@ pub fn read_error(e: std::io::Error, backend: &str, object: &str) -> Error {
         {
             return *err;
         }
-        return Error::Backend {
-            backend: backend.into(),
-            message: format!("read {object}: lost error"),
-        };
+        return Error::backend(
+            backend,
+            BackendErrorKind::Other,
+            format!("read {object}: lost error"),
+        );
     }
     if e.get_ref()
         .is_some_and(|i| i.is::<compress::DecompressError>())
     {
         return Error::corrupt(object, compress::DecompressError::from_io(e).to_string());
     }
-    Error::Backend {
-        backend: backend.into(),
-        message: format!("read {object}: {e}"),
-    }
+    let message = format!("read {object}: {e}");
+    Error::backend_from(backend, BackendErrorKind::Transient, message, e)
 }
 
 /// Reads and decompresses one object, naming it in any error.
@@ -365,10 +365,7 @@ pub async fn read_decompressed_sized(
     }
     tokio::task::spawn_blocking(decompress)
         .await
-        .map_err(|e| Error::Backend {
-            backend: "decompress".into(),
-            message: e.to_string(),
-        })?
+        .map_err(|e| Error::backend("decompress", BackendErrorKind::Other, e.to_string()))?
 }
 
 /// The replica's position in `generation` as Litestream computes it: the end of the last

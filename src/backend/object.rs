@@ -22,7 +22,7 @@ use object_store::{
 
 use super::options::{HttpConfig, S3Config};
 use super::{ObjectInfo, ObjectStream, OperationCounter, ReplicaClient};
-use crate::error::{Error, Result};
+use crate::error::{BackendErrorKind, Error, Result};
 
 /// Objects larger than this are uploaded in parts.
 const MULTIPART_THRESHOLD: usize = 64 << 20;
@@ -286,6 +286,8 @@ impl ObjectClient {
             Ok(r) => r,
             Err(_) => Err(Error::Backend {
                 backend: self.type_name().into(),
+                kind: BackendErrorKind::Transient,
+                source: None,
                 message: format!("{what} {}/{rel}: no answer within {d:?}", self.location),
             }),
         }
@@ -298,6 +300,14 @@ impl ObjectClient {
             }
             e => {
                 let text = e.to_string();
+                let kind = match &e {
+                    _ if out_of_space(&text).is_some() => BackendErrorKind::OutOfSpace,
+                    object_store::Error::PermissionDenied { .. }
+                    | object_store::Error::Unauthenticated { .. } => BackendErrorKind::Denied,
+                    // Retries exhausted on a 5xx, a reset or a timeout end up here.
+                    object_store::Error::Generic { .. } => BackendErrorKind::Transient,
+                    _ => BackendErrorKind::Other,
+                };
                 let message = match out_of_space(&text) {
                     // Not the whole answer: it carries a request id that changes on every
                     // try, and a message that changes on every try is logged every time.
@@ -306,6 +316,8 @@ impl ObjectClient {
                 };
                 Error::Backend {
                     backend: self.type_name().into(),
+                    kind,
+                    source: Some(Box::new(e)),
                     message,
                 }
             }
@@ -324,6 +336,8 @@ impl ObjectClient {
         };
         Error::Backend {
             backend: self.type_name().into(),
+            kind: BackendErrorKind::of_status(st),
+            source: None,
             message,
         }
     }
@@ -355,6 +369,8 @@ impl ObjectClient {
             401 => {
                 return Err(Error::Backend {
                     backend: "http".into(),
+                    kind: BackendErrorKind::Denied,
+                    source: None,
                     message: format!(
                         "{}: 401 unauthorized: check the replica's user/password or bearer token",
                         self.location
@@ -364,6 +380,8 @@ impl ObjectClient {
             other => {
                 return Err(Error::Backend {
                     backend: "http".into(),
+                    kind: BackendErrorKind::Other,
+                    source: None,
                     message: format!("{}: unexpected answer {other} to PROPFIND", self.location),
                 });
             }
@@ -380,6 +398,11 @@ impl ObjectClient {
             backend: "http".into(),
             // reqwest's Display names the URL, never the Authorization header.
             message: format!("{what} {}/{rel}: {e}", self.location),
+            kind: match e.status() {
+                Some(st) => BackendErrorKind::of_status(st.as_u16()),
+                None => BackendErrorKind::Transient,
+            },
+            source: Some(Box::new(e)),
         }
     }
 
@@ -405,6 +428,8 @@ impl ObjectClient {
         if !resp.status().is_success() {
             return Err(Error::Backend {
                 backend: "http".into(),
+                kind: BackendErrorKind::of_status(resp.status().as_u16()),
+                source: None,
                 message: format!("list {url}: status {}", resp.status()),
             });
         }
@@ -451,6 +476,8 @@ impl ObjectClient {
                 if !r.status().is_success() {
                     return Err(Error::Backend {
                         backend: "http".into(),
+                        kind: BackendErrorKind::of_status(r.status().as_u16()),
+                        source: None,
                         message: format!("head {url}: status {}", r.status()),
                     });
                 }
@@ -519,6 +546,8 @@ impl ObjectClient {
         if !resp.status().is_success() {
             return Err(Error::Backend {
                 backend: "http".into(),
+                kind: BackendErrorKind::of_status(resp.status().as_u16()),
+                source: None,
                 message: format!("get {url}: status {}", resp.status()),
             });
         }
@@ -532,7 +561,9 @@ impl ObjectClient {
         let body = resp.bytes_stream().map(move |r| {
             r.map_err(|e| Error::Backend {
                 backend: "http".into(),
+                kind: BackendErrorKind::Transient,
                 message: format!("get {url}: {e}"),
+                source: Some(Box::new(e)),
             })
         });
         Ok(ObjectStream {
@@ -598,6 +629,8 @@ impl ObjectClient {
         }
         Err(Error::Backend {
             backend: "http".into(),
+            kind: BackendErrorKind::Other,
+            source: None,
             message: format!("put {url}: collections missing after MKCOL"),
         })
     }
@@ -761,10 +794,14 @@ impl ObjectClient {
     }
 
     fn read_only(&self) -> Error {
-        Error::Config(format!(
-            "{} is a plain static HTTP server (no WebDAV): it can be restored from and listed, not written to; replicate to a WebDAV server or a file replica",
-            self.location
-        ))
+        Error::backend(
+            "http",
+            BackendErrorKind::ReadOnly,
+            format!(
+                "{} is a plain static HTTP server (no WebDAV): it can be restored from and listed, not written to; replicate to a WebDAV server or a file replica",
+                self.location
+            ),
+        )
     }
 }
 
@@ -1056,7 +1093,9 @@ impl ReplicaClient for ObjectClient {
         let body = r.into_stream().map(move |c| {
             c.map_err(|e| Error::Backend {
                 backend: backend.into(),
+                kind: BackendErrorKind::Transient,
                 message: format!("get {object}: {e}"),
+                source: Some(Box::new(e)),
             })
         });
         Ok(ObjectStream {

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant, SystemTime};
 use futures::StreamExt;
 
 use crate::backend::{self, ReplicaClient, SnapshotInfo, WalSegmentInfo};
-use crate::error::{Error, Result};
+use crate::error::{BackendErrorKind, Error, Result};
 use crate::layout;
 use crate::pos::Generation;
 
@@ -268,9 +268,16 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(200 * u64::from(attempt * attempt))
 }
 
-/// True for the errors worth another download attempt (transient store or I/O trouble).
+/// True for the errors worth another download attempt: transient store trouble, or local
+/// I/O. A refusal (403, a read-only or full store) or a bad answer fails at once.
 fn retryable(e: &Error) -> bool {
-    matches!(e, Error::Backend { .. } | Error::Io { .. })
+    matches!(
+        e,
+        Error::Backend {
+            kind: BackendErrorKind::Transient,
+            ..
+        } | Error::Io { .. }
+    )
 }
 
 /// Downloads and decompresses a WAL segment whole (segments are small; see

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::replay::IndexReplay;
 use crate::backend::WalSegmentInfo;
-use crate::error::{Error, Result};
+use crate::error::{BackendErrorKind, Error, Result};
 use crate::fsutil::{create_dir_all_synced, sync_dir};
 
 /// The 16 bytes every SQLite database file starts with.
@@ -163,10 +163,11 @@ pub(crate) fn write_snapshot(
     let mut fill = |buf: &mut [u8]| -> Result<usize> {
         // The restore was dropped: stop downloading a snapshot nobody will use.
         if cancelled.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(Error::Backend {
-                backend: "restore".into(),
-                message: format!("download of {object} cancelled"),
-            });
+            return Err(Error::backend(
+                "restore",
+                BackendErrorKind::Other,
+                format!("download of {object} cancelled"),
+            ));
         }
         let mut n = 0;
         while n < buf.len() {
