@@ -40,7 +40,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::backend::ReplicaClient;
 use crate::backend::file::FileClient;
-use crate::backend::object::ObjectClient;
+use crate::backend::{HttpClient, S3Client};
 use crate::busy::BusySpell;
 use crate::config::{Candidate, Config, DbConfig, DirConfig, ReplicaConfig, ReplicaTarget};
 use crate::db::{Db, DbOptions};
@@ -104,10 +104,10 @@ pub fn client_for(target: &ReplicaTarget) -> Result<Arc<dyn ReplicaClient>> {
     match target {
         ReplicaTarget::File { path } => Ok(Arc::new(FileClient::new(path.clone()))),
         ReplicaTarget::S3(c) => Ok(Arc::new(
-            ObjectClient::s3(c)?.with_operation_counter(metrics_counter()),
+            S3Client::new(c)?.with_operation_counter(metrics_counter()),
         )),
         ReplicaTarget::Http(c) => Ok(Arc::new(
-            ObjectClient::http(c)?.with_operation_counter(metrics_counter()),
+            HttpClient::new(c)?.with_operation_counter(metrics_counter()),
         )),
         other => Err(Error::Config(format!(
             "{} replicas are not supported by this walship build yet; use a file, s3 or http replica",

@@ -21,8 +21,15 @@ use crate::layout;
 use crate::pos::Generation;
 
 pub mod file;
-pub mod object;
+mod http;
+mod objstore;
 pub mod options;
+mod s3;
+mod static_http;
+mod webdav;
+
+pub use http::HttpClient;
+pub use s3::S3Client;
 
 /// Told of each request a network backend makes: (replica type, operation, bytes), with
 /// operation one of `GET`, `PUT`, `LIST`, `DELETE`. The engine passes one that records
