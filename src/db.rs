@@ -18,9 +18,14 @@ use tracing::{debug, info, warn};
 use crate::compress;
 use crate::config;
 use crate::error::{Error, Result};
-use crate::fsutil::{create_dir_all_synced, sync_dir, write_atomic};
+use crate::fsutil::{create_dir_all_synced, write_atomic};
 use crate::layout;
 use crate::pos::{Generation, MAX_INDEX, Pos};
+use crate::shadow::{
+    self, GenerationFile, ShadowOverlay, compress_range, finish_compressed, read_exact_at,
+    remove_tmp_files, segment_end,
+};
+pub use crate::shadow::{INLINE_SEGMENT_BYTES, MAX_SEGMENT_BYTES, ShadowRead, SnapshotFile};
 use crate::sqlite::conn::{CheckpointMode, DbConn};
 use crate::sqlite::wal::{self, HEADER_SIZE, WalHeader};
 
@@ -34,13 +39,6 @@ const MAX_SHADOW_SIZE: u64 = 3 << 30;
 /// How long a checkpoint waits for the application to leave the write lock before it is
 /// deferred to a later sync (see [`Db::checkpoint`]).
 const LOCK_PROBE: Duration = Duration::from_millis(20);
-
-/// A WAL segment is cut at the first commit past this many bytes.
-pub const MAX_SEGMENT_BYTES: u64 = 16 << 20;
-
-/// Segments up to this size are read and compressed in memory; larger ones stream through a
-/// temporary file in the meta directory (see [`ShadowRead::File`]).
-pub const INLINE_SEGMENT_BYTES: u64 = 4 << 20;
 
 /// How much of the WAL is read at once while scanning.
 const SCAN_CHUNK: u64 = 8 << 20;
@@ -77,16 +75,7 @@ impl DbOptions {
 
     /// The meta directory in use.
     pub fn meta_dir(&self) -> PathBuf {
-        if let Some(m) = &self.meta_path {
-            return m.clone();
-        }
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        let name = self
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        dir.join(format!(".{name}-litestream"))
+        shadow::meta_dir(&self.path, self.meta_path.as_deref())
     }
 }
 
@@ -151,26 +140,6 @@ pub enum SyncOutcome {
     Changed,
 }
 
-/// A slice of shadow WAL for a replica to upload.
-#[derive(Debug)]
-pub enum ShadowRead {
-    /// Bytes from `pos` to the end of what is committed in that index (or to a commit
-    /// boundary about [`MAX_SEGMENT_BYTES`] further), when they are at most
-    /// [`INLINE_SEGMENT_BYTES`].
-    Data { pos: Pos, data: Vec<u8> },
-    /// A larger segment, `len` bytes from `pos`, already compressed into a temporary file
-    /// (so memory does not grow with the segment).
-    File {
-        pos: Pos,
-        len: u64,
-        file: SnapshotFile,
-    },
-    /// The index at `pos` is complete and the next index exists: continue at (index+1, 0).
-    NextIndex,
-    /// Nothing new at `pos`.
-    UpToDate,
-}
-
 /// One database being replicated.
 pub struct Db {
     opts: DbOptions,
@@ -195,61 +164,6 @@ impl std::fmt::Debug for Db {
 
 fn file_id(md: &std::fs::Metadata) -> (u64, u64) {
     (md.dev(), md.ino())
-}
-
-/// The newest frame of each page in one shadow WAL file, up to the shadow's end: what a
-/// snapshot takes instead of the database file's copy of those pages.
-struct ShadowOverlay {
-    file: File,
-    /// Page number -> offset of the page data (after the frame header) of its newest frame.
-    pages: std::collections::HashMap<u32, u64>,
-    /// Database size in pages after the last commit in the file, if there is one.
-    db_pages: Option<u32>,
-}
-
-impl ShadowOverlay {
-    fn read(path: &Path, sh: &Shadow) -> Result<ShadowOverlay> {
-        let file = File::open(path).map_err(Error::io("open", path))?;
-        let fs = sh.hdr.frame_size();
-        let mut pages = std::collections::HashMap::new();
-        let mut db_pages = None;
-        let mut fh = [0u8; wal::FRAME_HEADER_SIZE];
-        let mut off = HEADER_SIZE as u64;
-        while off + fs <= sh.size {
-            if read_exact_at(&file, &mut fh, off, path)? != fh.len() {
-                break;
-            }
-            let pgno = u32::from_be_bytes(fh[0..4].try_into().expect("4 bytes"));
-            let commit = u32::from_be_bytes(fh[4..8].try_into().expect("4 bytes"));
-            pages.insert(pgno, off + wal::FRAME_HEADER_SIZE as u64);
-            if commit != 0 {
-                db_pages = Some(commit);
-            }
-            off += fs;
-        }
-        if let Some(n) = db_pages {
-            // Frames of pages a commit truncated away are not part of the database.
-            pages.retain(|p, _| *p <= n);
-        }
-        Ok(ShadowOverlay {
-            file,
-            pages,
-            db_pages,
-        })
-    }
-}
-
-fn read_exact_at(f: &File, buf: &mut [u8], at: u64, path: &Path) -> Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        match f.read_at(&mut buf[done..], at + done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::io("read", path)(e)),
-        }
-    }
-    Ok(done)
 }
 
 enum Advance {
@@ -358,11 +272,11 @@ impl Db {
     }
 
     fn shadow_dir(&self, g: Generation) -> PathBuf {
-        self.meta_dir.join(layout::generation_dir(g)).join("wal")
+        shadow::shadow_dir(&self.meta_dir, g)
     }
 
     fn shadow_path(&self, g: Generation, index: u32) -> PathBuf {
-        self.shadow_dir(g).join(layout::shadow_wal_name(index))
+        shadow::shadow_path(&self.meta_dir, g, index)
     }
 
     /// Copies new WAL frames into the shadow WAL, starts new indexes and generations as
@@ -542,27 +456,15 @@ impl Db {
         create_dir_all_synced(&self.meta_dir)?;
         remove_tmp_files(&self.meta_dir);
         inner.shadow = None;
-        let gen_file = self.meta_dir.join("generation");
-        // Bytes, not a String: a damaged file with non-UTF-8 garbage must start a new
-        // generation like any other damage, not fail every sync.
-        let text = match std::fs::read(&gen_file) {
-            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(Error::io("read", &gen_file)(e)),
+        let g = match shadow::read_generation(&self.meta_dir)? {
+            GenerationFile::Missing => return Ok(()),
+            GenerationFile::Damaged => {
+                warn!(db = %self.opts.path.display(), file = %shadow::generation_file(&self.meta_dir).display(), "generation file is damaged; starting a new generation");
+                return Ok(());
+            }
+            GenerationFile::Found(g) => g,
         };
-        let Some(g) = Generation::parse(text.trim()) else {
-            warn!(db = %self.opts.path.display(), file = %gen_file.display(), "generation file is damaged; starting a new generation");
-            return Ok(());
-        };
-        let dir = self.shadow_dir(g);
-        let max_index = std::fs::read_dir(&dir)
-            .ok()
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| layout::parse_shadow_wal_name(e.file_name().to_str()?))
-            .max();
-        let Some(index) = max_index else {
+        let Some(index) = shadow::max_index(&self.meta_dir, g) else {
             warn!(db = %self.opts.path.display(), generation = %g, "no shadow wal found; starting a new generation");
             return Ok(());
         };
@@ -845,7 +747,7 @@ impl Db {
         self.copy_frames(&wal_file, real_len, &mut sh)?;
         crate::fault::point("generation.before_record");
         write_atomic(
-            &self.meta_dir.join("generation"),
+            &shadow::generation_file(&self.meta_dir),
             format!("{g}\n").as_bytes(),
         )?;
         inner.shadow = Some(sh);
@@ -1187,9 +1089,9 @@ impl Db {
         }
         // `max_end` is a commit boundary: the shadow only ever grows by whole transactions.
         let end = max_end.map_or(end, |m| m.clamp(pos.offset, end));
-        let end = self.segment_end(&f, &path, pos.offset, end, min_end)?;
+        let end = segment_end(&f, &path, pos.offset, end, min_end)?;
         if end - pos.offset > INLINE_SEGMENT_BYTES {
-            let file = self.compress_shadow(&f, &path, pos.offset, end)?;
+            let file = compress_range(&f, &path, pos.offset, end, &self.meta_dir)?;
             return Ok(ShadowRead::File {
                 pos,
                 len: end - pos.offset,
@@ -1205,60 +1107,6 @@ impl Db {
             ));
         }
         Ok(ShadowRead::Data { pos, data })
-    }
-
-    /// Compresses `from..end` of the shadow WAL file `f` into a temporary file in the meta
-    /// directory, through bounded buffers (one LZ4 frame, as a segment object holds).
-    fn compress_shadow(&self, f: &File, path: &Path, from: u64, end: u64) -> Result<SnapshotFile> {
-        let tmp = tempfile::Builder::new()
-            .prefix(".segment-")
-            .suffix(".tmp")
-            .tempfile_in(&self.meta_dir)
-            .map_err(Error::io("create segment file in", &self.meta_dir))?;
-        let tmp_path = tmp.path().to_path_buf();
-        let mut enc = compress::encoder(std::io::BufWriter::with_capacity(1 << 20, tmp));
-        let mut buf = vec![0u8; (1usize << 20).min((end - from) as usize)];
-        let mut at = from;
-        while at < end {
-            let want = buf.len().min((end - at) as usize);
-            let n = read_exact_at(f, &mut buf[..want], at, path)?;
-            if n < want {
-                return Err(Error::corrupt(
-                    path.display().to_string(),
-                    "shadow wal shorter than recorded",
-                ));
-            }
-            std::io::Write::write_all(&mut enc, &buf[..want])
-                .map_err(Error::io("compress segment into", &tmp_path))?;
-            at += want as u64;
-        }
-        finish_compressed(enc, &tmp_path, end - from)
-    }
-
-    /// Where a segment starting at `from` should end: `end`, or, when that is more than
-    /// [`MAX_SEGMENT_BYTES`] away (and past `min_end`), the first commit boundary at or past
-    /// both. Bounds the size of one upload after a burst of writes (one large transaction
-    /// still goes whole: a segment must end on a commit frame).
-    fn segment_end(&self, f: &File, path: &Path, from: u64, end: u64, min_end: u64) -> Result<u64> {
-        let reach = from.saturating_add(MAX_SEGMENT_BYTES).max(min_end);
-        if end <= reach {
-            return Ok(end);
-        }
-        let mut h = [0u8; HEADER_SIZE];
-        read_exact_at(f, &mut h, 0, path)?;
-        let hdr = WalHeader::parse(&h)
-            .map_err(|e| Error::corrupt(path.display().to_string(), e.to_string()))?;
-        let fs = hdr.frame_size();
-        let mut at = from.max(HEADER_SIZE as u64);
-        let mut fh = [0u8; wal::FRAME_HEADER_SIZE];
-        while at + fs <= end {
-            read_exact_at(f, &mut fh, at, path)?;
-            at += fs;
-            if wal::FrameHeader::parse(&fh).commit != 0 && at >= reach {
-                return Ok(at);
-            }
-        }
-        Ok(end)
     }
 
     /// Takes a snapshot: a PASSIVE checkpoint, then the whole database file compressed into
@@ -1306,7 +1154,7 @@ impl Db {
         // matrix: a generation whose only object was its first snapshot failed
         // integrity_check; the real Litestream v0.3.13 shows the same.)
         let shadow_path = self.shadow_path(sh.generation, sh.index);
-        let overlay = ShadowOverlay::read(&shadow_path, &sh)?;
+        let overlay = ShadowOverlay::read(&shadow_path, sh.hdr.frame_size(), sh.size)?;
         let page_size = u64::from(sh.hdr.page_size);
         let path = &self.opts.path;
         let tmp = tempfile::Builder::new()
@@ -1435,87 +1283,10 @@ impl Db {
     }
 }
 
-/// A compressed snapshot (see [`Db::snapshot`]) or large WAL segment (see
-/// [`ShadowRead::File`]) waiting for upload; the file is removed when this is dropped.
-#[derive(Debug)]
-pub struct SnapshotFile {
-    path: tempfile::TempPath,
-    len: u64,
-    db_bytes: u64,
-}
-
-impl SnapshotFile {
-    /// The compressed snapshot (one LZ4 frame, Litestream's format).
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Its size in bytes.
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    /// True when the file is empty (never for a finished snapshot: a frame has a header).
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Bytes it holds uncompressed (of the database file, for a snapshot).
-    pub fn db_bytes(&self) -> u64 {
-        self.db_bytes
-    }
-}
-
-/// Ends the LZ4 frame written by `enc` into the temporary file at `tmp_path` (which holds
-/// `raw_bytes` uncompressed bytes).
-fn finish_compressed(
-    enc: lz4_flex::frame::FrameEncoder<std::io::BufWriter<tempfile::NamedTempFile>>,
-    tmp_path: &Path,
-    raw_bytes: u64,
-) -> Result<SnapshotFile> {
-    let out = enc.finish().map_err(|e| Error::Io {
-        op: "compress into",
-        path: tmp_path.to_path_buf(),
-        source: std::io::Error::other(e),
-    })?;
-    let tmp = out
-        .into_inner()
-        .map_err(|e| Error::io("write", tmp_path)(e.into_error()))?;
-    let len = tmp
-        .as_file()
-        .metadata()
-        .map_err(Error::io("stat", tmp_path))?
-        .len();
-    Ok(SnapshotFile {
-        path: tmp.into_temp_path(),
-        len,
-        db_bytes: raw_bytes,
-    })
-}
-
 fn conn_file(inner: &Inner) -> Result<&File> {
     inner
         .conn
         .as_ref()
         .map(DbConn::db_file)
         .ok_or_else(|| Error::Config("internal: database connection not open".into()))
-}
-
-/// Removes what a crash left behind under `dir`: files ending in `.tmp`, and directories
-/// ending in `.tmp` (a validation's scratch space) with everything in them.
-fn remove_tmp_files(dir: &Path) {
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        let tmp = p.extension().is_some_and(|x| x == "tmp");
-        if p.is_dir() {
-            if tmp {
-                let _ = std::fs::remove_dir_all(&p);
-            } else {
-                remove_tmp_files(&p);
-            }
-        } else if tmp {
-            let _ = std::fs::remove_file(&p);
-        }
-    }
-    let _ = sync_dir(dir);
 }

@@ -72,6 +72,8 @@ mod secret;
 #[cfg(feature = "server")]
 pub mod server;
 #[doc(hidden)]
+pub mod shadow;
+#[doc(hidden)]
 pub mod sqlite;
 mod validate;
 

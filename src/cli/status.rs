@@ -6,7 +6,6 @@
 //! Litestream's `<generation>/<index %08x>:<offset>`; `lag` is `<bytes>B/<seconds>s` from a
 //! running walship and `<bytes>B` from disk (`?` when unknown: no position, or another
 //! generation); `-` marks an empty cell.
-use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -16,8 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use walship::backend;
 use walship::config::{Config, DbConfig, ReplicaConfig};
 use walship::engine;
-use walship::layout;
-use walship::pos::{Generation, Pos};
+use walship::pos::Pos;
 use walship::server;
 
 use super::ConfigArgs;
@@ -200,23 +198,6 @@ fn live_rows(v: &serde_json::Value) -> Result<Vec<Vec<String>>> {
     Ok(rows)
 }
 
-/// The database's position from its meta directory: the generation file, the highest
-/// shadow WAL index and that file's size.
-pub fn disk_db_pos(meta_dir: &Path) -> Option<Pos> {
-    let text = std::fs::read(meta_dir.join("generation")).ok()?;
-    let g = Generation::parse(String::from_utf8_lossy(&text).trim())?;
-    let dir = meta_dir.join(layout::generation_dir(g)).join("wal");
-    let index = std::fs::read_dir(&dir)
-        .ok()?
-        .flatten()
-        .filter_map(|e| layout::parse_shadow_wal_name(e.file_name().to_str()?))
-        .max()?;
-    let size = std::fs::metadata(dir.join(layout::shadow_wal_name(index)))
-        .ok()?
-        .len();
-    Some(Pos::new(g, index, size))
-}
-
 /// As [`walship::event::ReplicaStatus::lag_bytes`].
 fn lag_bytes(replica: Option<Pos>, db: Option<Pos>) -> Option<u64> {
     match (replica, db) {
@@ -232,7 +213,7 @@ fn lag_bytes(replica: Option<Pos>, db: Option<Pos>) -> Option<u64> {
 async fn disk_rows(config: &Config) -> Vec<Vec<String>> {
     let mut rows = Vec::new();
     for dbc in &config.all_dbs() {
-        let db_pos = disk_db_pos(&engine::db_options(dbc).meta_dir());
+        let db_pos = walship::shadow::disk_position(&engine::db_options(dbc).meta_dir());
         let path = dbc.path.display().to_string();
         if dbc.replicas.is_empty() {
             rows.push(vec![
