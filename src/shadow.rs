@@ -238,7 +238,7 @@ pub(crate) fn segment_end(f: &File, path: &Path, from: u64, end: u64, min_end: u
     Ok(end)
 }
 
-/// A compressed snapshot (see [`Db::snapshot`]) or large WAL segment (see
+/// A compressed snapshot (see `Db::snapshot`) or large WAL segment (see
 /// [`ShadowRead::File`]) waiting for upload; the file is removed when this is dropped.
 #[derive(Debug)]
 pub struct SnapshotFile {

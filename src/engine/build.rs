@@ -1,0 +1,85 @@
+//! From the resolved config to what the engine runs: a storage client for each replica
+//! (refusing what this build cannot do safely) and the options of each database and
+//! replica. The defaults live in `config`; this is the one conversion.
+use super::*;
+
+/// Builds the storage client for a replica target.
+pub fn client_for(target: &ReplicaTarget) -> Result<Arc<dyn ReplicaClient>> {
+    match target {
+        ReplicaTarget::File { path } => Ok(Arc::new(FileClient::new(path.clone()))),
+        ReplicaTarget::S3(c) => Ok(Arc::new(
+            S3Client::new(c)?.with_operation_counter(metrics_counter()),
+        )),
+        ReplicaTarget::Http(c) => Ok(Arc::new(
+            HttpClient::new(c)?.with_operation_counter(metrics_counter()),
+        )),
+        other => Err(Error::Config(format!(
+            "{} replicas are not supported by this walship build yet; use a file, s3 or http replica",
+            other.type_name()
+        ))),
+    }
+}
+
+/// Records a network backend's requests in the process's Prometheus metrics.
+fn metrics_counter() -> crate::backend::OperationCounter {
+    Arc::new(|replica_type, operation, bytes| {
+        crate::metrics::global().operation(replica_type, operation, bytes)
+    })
+}
+
+/// Builds the storage client for a configured replica, refusing what this build cannot do
+/// safely: a replica with `age:` keys would otherwise be written (and read) in plaintext.
+pub fn replica_client(rc: &ReplicaConfig) -> Result<Arc<dyn ReplicaClient>> {
+    if rc.age.is_enabled() {
+        return Err(Error::Config(
+            "age encryption is not supported by this walship build yet, and walship will not \
+             write this replica unencrypted or read an encrypted one; remove the age: section \
+             to replicate without encryption, or keep using Litestream v0.3.13 for this replica"
+                .into(),
+        ));
+    }
+    client_for(&rc.target)
+}
+
+/// Database options from a `dbs:` entry.
+pub fn db_options(c: &DbConfig) -> DbOptions {
+    DbOptions {
+        path: c.path.clone(),
+        meta_path: c.meta_path.clone(),
+        monitor_interval: c.monitor_interval,
+        checkpoint_interval: c.checkpoint_interval,
+        min_checkpoint_page_count: c.min_checkpoint_page_count,
+        max_checkpoint_page_count: c.max_checkpoint_page_count,
+    }
+}
+
+/// Replica options from a `replicas:` entry: the one conversion from the resolved config
+/// (which owns the defaults) to what a [`Replica`] takes.
+pub fn replica_options(rc: &ReplicaConfig) -> ReplicaOptions {
+    ReplicaOptions {
+        name: rc.name.clone(),
+        sync_interval: rc.sync_interval,
+        snapshot_interval: rc.snapshot_interval,
+        retention: rc.retention,
+        retention_check_interval: rc.retention_check_interval,
+        validation_interval: rc.validation_interval,
+    }
+}
+
+/// The storage clients and options of a database's replicas.
+pub(super) fn replicas_for(
+    dbc: &DbConfig,
+) -> Result<Vec<(Arc<dyn ReplicaClient>, ReplicaOptions)>> {
+    let mut replicas = Vec::new();
+    for rc in &dbc.replicas {
+        let client = replica_client(rc).map_err(|err| {
+            Error::Config(format!(
+                "db {}: replica {:?}: {err}",
+                dbc.path.display(),
+                rc.name
+            ))
+        })?;
+        replicas.push((client, replica_options(rc)));
+    }
+    Ok(replicas)
+}
