@@ -30,18 +30,19 @@
 //!
 //! | layer | module | what it holds |
 //! |---|---|---|
-//! | formats | [`pos`], `layout`, `compress`, `sqlite`, [`error`], [`event`], `fault` | positions, remote path names, LZ4 frames, WAL parsing and checksums (pure, fuzzed); the error type; events; crash points for the crash tests |
-//! | helpers | `fsutil`, `busy`, `metrics`, [`config`] | durable local writes; the locked-database log policy; Prometheus metrics (Litestream's names); `litestream.yml` types, defaults, env expansion, validation |
-//! | storage | [`backend`] | the [`ReplicaClient`] trait, the file, S3, WebDAV and static-HTTP backends |
+//! | formats | [`pos`], `layout`, `compress`, `sqlite`, [`error`], [`event`], `fault`, `busy`, `secret` | positions, remote path names, LZ4 frames, WAL parsing and checksums (pure, fuzzed); the error type; events; crash points for the crash tests; the locked-database log policy; secrets kept out of logs |
+//! | helpers | `fsutil`, `metrics` | durable local writes; Prometheus metrics (Litestream's names) |
+//! | storage | [`backend`] | the [`ReplicaClient`] trait; one module per backend (file, S3, HTTP: WebDAV or static); knows no config, metrics or engine |
+//! | config | [`config`] | `litestream.yml` types, defaults, env expansion, validation |
 //! | reading back | [`restore`](mod@restore), `retention`, `validate` | restore plan (pure) and apply, PITR; what retention may delete; restore-and-compare validation |
-//! | local state | `db` | `Db`: tails one database, keeps the shadow WAL, checkpoints |
+//! | local state | `shadow`, `db` | the meta directory on disk (generation file, shadow WAL files, segment cuts); `Db`: tails one database, checkpoints, snapshots |
 //! | shipping | `replica`, [`engine`] | `Replica`: one destination; [`Engine`]: every database and replica of a config |
 //! | serving | `server` (feature `server`) | the `addr:` HTTP server: `/metrics` and `/status` |
 //!
 //! The stable API is what the crate root re-exports, with the [`engine`], [`config`],
 //! [`restore`](mod@restore), [`backend`] and [`event`] modules it comes from. The modules hidden from
-//! these docs (`db`, `replica`, `compress`, `layout`, `sqlite`, `retention`, `metrics`,
-//! `fault`) are public only for walship's own command line, fuzzers, benches and tests,
+//! these docs (`db`, `replica`, `shadow`, `compress`, `layout`, `sqlite`, `retention`,
+//! `metrics`, `fault`) are public only for walship's own command line, fuzzers, benches and tests,
 //! and may change in any release.
 #![warn(missing_docs)]
 

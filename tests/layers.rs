@@ -34,7 +34,6 @@ const LAYERS: &[(&str, u32)] = &[
     ("validate", 5),
     // the local state of one database
     ("shadow", 4),
-    ("snapshot", 5),
     ("db", 6),
     // one destination, then everything
     ("replica", 7),
