@@ -223,13 +223,27 @@ impl Store {
         let key = self.key(path)?;
         let data = self
             .timed("get", path, 0, async {
-                let r = self
-                    .store
-                    .get(&key)
-                    .await
-                    .map_err(|e| self.err("get", path, e))?;
-                // The read timeout bounds a stalled body; a slow one may take its time.
-                r.bytes().await.map_err(|e| self.err("get", path, e))
+                // A body cut off mid-read (a WebDAV server whose file was just replaced by a
+                // MOVE; seen with rclone) is read once more, within the same deadline.
+                let mut cut_off = false;
+                loop {
+                    let r = self
+                        .store
+                        .get(&key)
+                        .await
+                        .map_err(|e| self.err("get", path, e))?;
+                    // The read timeout bounds a stalled body; a slow one may take its time.
+                    match r.bytes().await {
+                        Ok(data) => return Ok(data),
+                        Err(e)
+                            if !cut_off && !matches!(e, object_store::Error::NotFound { .. }) =>
+                        {
+                            tracing::debug!(path, error = %e, "get: body cut off, reading again");
+                            cut_off = true;
+                        }
+                        Err(e) => return Err(self.err("get", path, e)),
+                    }
+                }
             })
             .await?;
         self.count("GET", data.len() as u64);
@@ -350,6 +364,29 @@ impl Store {
             let _ = self.store.delete(&prefix).await;
         }
         Ok(())
+    }
+}
+
+/// A local file to upload: read whole when it is small (one request, as a put of bytes),
+/// else only its size (streamed or sent in parts by the backend).
+pub(super) enum LocalFile {
+    Small(Bytes),
+    Large(u64),
+}
+
+impl LocalFile {
+    pub(super) async fn open(local: &std::path::Path) -> Result<LocalFile> {
+        let size = tokio::fs::metadata(local)
+            .await
+            .map_err(Error::io("stat", local))?
+            .len();
+        if size > PART_SIZE as u64 {
+            return Ok(LocalFile::Large(size));
+        }
+        let data = tokio::fs::read(local)
+            .await
+            .map_err(Error::io("read", local))?;
+        Ok(LocalFile::Small(Bytes::from(data)))
     }
 }
 
