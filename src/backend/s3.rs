@@ -7,7 +7,7 @@ use bytes::Bytes;
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
 
-use super::objstore::{PART_SIZE, Store, client_options, retry_config};
+use super::objstore::{LocalFile, PART_SIZE, Store, client_options, retry_config};
 use super::options::S3Config;
 use super::{ObjectInfo, ObjectStream, OperationCounter, ReplicaClient};
 use crate::error::{Error, Result};
@@ -169,17 +169,10 @@ impl ReplicaClient for S3Client {
     }
 
     async fn put_file(&self, path: &str, local: &std::path::Path) -> Result<ObjectInfo> {
-        let size = tokio::fs::metadata(local)
-            .await
-            .map_err(Error::io("stat", local))?
-            .len();
-        if size <= PART_SIZE as u64 {
-            // Small: one request, as `put` does.
-            let data = tokio::fs::read(local)
-                .await
-                .map_err(Error::io("read", local))?;
-            return self.put(path, Bytes::from(data)).await;
-        }
+        let size = match LocalFile::open(local).await? {
+            LocalFile::Small(data) => return self.put(path, data).await,
+            LocalFile::Large(size) => size,
+        };
         let key = self.store.key(path)?;
         let upload = self.put_file_multipart(&key, path, local);
         self.store.upload(path, &key, size, upload).await

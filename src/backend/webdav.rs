@@ -9,7 +9,7 @@ use object_store::{ObjectStoreExt, PutPayload};
 
 use super::ObjectInfo;
 use super::http::Http;
-use super::objstore::{PART_SIZE, Store};
+use super::objstore::{LocalFile, Store};
 use crate::error::{BackendErrorKind, Error, Result};
 
 /// A WebDAV server holding one replica below its base URL.
@@ -49,17 +49,10 @@ impl WebDav {
 
     /// Uploads the local file `local` to `path`; a large one is streamed from the file.
     pub(super) async fn put_file(&self, path: &str, local: &std::path::Path) -> Result<ObjectInfo> {
-        let size = tokio::fs::metadata(local)
-            .await
-            .map_err(Error::io("stat", local))?
-            .len();
-        if size <= PART_SIZE as u64 {
-            // Small: one request, as `put` does.
-            let data = tokio::fs::read(local)
-                .await
-                .map_err(Error::io("read", local))?;
-            return self.put(path, Bytes::from(data)).await;
-        }
+        let size = match LocalFile::open(local).await? {
+            LocalFile::Small(data) => return self.put(path, data).await,
+            LocalFile::Large(size) => size,
+        };
         let key = self.writable_key(path).await?;
         let upload = self.atomic(path, |rel| async move {
             self.put_streamed(&rel, local, size).await
