@@ -307,17 +307,20 @@ impl Store {
             keys.push(self.key(p)?);
             self.count("DELETE", 0);
         }
-        // object_store batches these: DeleteObjects with up to 1,000 keys per request on
-        // S3, one DELETE per key (a few at a time) over HTTP.
+        let what = paths.first().map(String::as_str).unwrap_or_default();
+        self.delete_keys(keys, what).await
+    }
+
+    /// Deletes `keys` (counted by the caller); missing ones are fine. `what` names them in
+    /// an error. object_store batches these: DeleteObjects with up to 1,000 keys per
+    /// request on S3, one DELETE per key (a few at a time) over HTTP.
+    async fn delete_keys(&self, keys: Vec<ObjPath>, what: &str) -> Result<()> {
         let stream = futures::stream::iter(keys.into_iter().map(Ok)).boxed();
         let mut deleted = self.store.delete_stream(stream);
         while let Some(r) = deleted.next().await {
             match r {
                 Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => {
-                    let what = paths.first().map(String::as_str).unwrap_or_default();
-                    return Err(self.err("delete", what, e));
-                }
+                Err(e) => return Err(self.err("delete", what, e)),
             }
         }
         Ok(())
@@ -351,14 +354,7 @@ impl Store {
         for _ in &keys {
             self.count("DELETE", 0);
         }
-        let stream = futures::stream::iter(keys.into_iter().map(Ok)).boxed();
-        let mut deleted = self.store.delete_stream(stream);
-        while let Some(r) = deleted.next().await {
-            match r {
-                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(self.err("delete", dir, e)),
-            }
-        }
+        self.delete_keys(keys, dir).await?;
         if collection {
             // Remove the now-empty collection too (ignore servers that refuse).
             let _ = self.store.delete(&prefix).await;
