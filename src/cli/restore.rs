@@ -190,19 +190,7 @@ async fn follow(
         })?;
     info!(path = %output.display(), ?interval, "following replica");
     let stop = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) {
-            (Ok(mut i), Ok(mut t)) => {
-                tokio::select! {
-                    _ = i.recv() => {}
-                    _ = t.recv() => {}
-                }
-            }
-            _ => std::future::pending().await,
-        }
+        super::next_signal().await;
     };
     restore::follow(&target.replicas, output, opts, interval, stop, &|p| {
         info!(
