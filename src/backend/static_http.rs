@@ -12,6 +12,16 @@ use super::http::{Http, percent_encode};
 use super::{ObjectInfo, ObjectStream};
 use crate::error::{BackendErrorKind, Error, Result};
 
+/// The error for a status other than success (and 404, which callers handle) that the
+/// server answered to `what` on `url`.
+fn status_error(what: &str, url: &str, status: reqwest::StatusCode) -> Error {
+    Error::backend(
+        "http",
+        BackendErrorKind::of_status(status.as_u16()),
+        format!("{what} {url}: status {status}"),
+    )
+}
+
 /// Largest directory index page read from a static server.
 const MAX_INDEX_PAGE: usize = 16 << 20;
 
@@ -42,12 +52,7 @@ impl StaticHttp {
             return Ok(Vec::new());
         }
         if !resp.status().is_success() {
-            return Err(Error::Backend {
-                backend: "http".into(),
-                kind: BackendErrorKind::of_status(resp.status().as_u16()),
-                source: None,
-                message: format!("list {url}: status {}", resp.status()),
-            });
+            return Err(status_error("list", &url, resp.status()));
         }
         let body = read_limited(resp, MAX_INDEX_PAGE)
             .await
@@ -90,12 +95,7 @@ impl StaticHttp {
                     return Ok(None);
                 }
                 if !r.status().is_success() {
-                    return Err(Error::Backend {
-                        backend: "http".into(),
-                        kind: BackendErrorKind::of_status(r.status().as_u16()),
-                        source: None,
-                        message: format!("head {url}: status {}", r.status()),
-                    });
+                    return Err(status_error("head", &url, r.status()));
                 }
                 let size = r
                     .headers()
@@ -145,12 +145,7 @@ impl StaticHttp {
             return Err(Error::NotFound(url));
         }
         if !resp.status().is_success() {
-            return Err(Error::Backend {
-                backend: "http".into(),
-                kind: BackendErrorKind::of_status(resp.status().as_u16()),
-                source: None,
-                message: format!("get {url}: status {}", resp.status()),
-            });
+            return Err(status_error("get", &url, resp.status()));
         }
         Ok(resp)
     }
@@ -160,11 +155,9 @@ impl StaticHttp {
         let url = self.http.url_of(rel);
         let size = resp.content_length();
         let body = resp.bytes_stream().map(move |r| {
-            r.map_err(|e| Error::Backend {
-                backend: "http".into(),
-                kind: BackendErrorKind::Transient,
-                message: format!("get {url}: {e}"),
-                source: Some(Box::new(e)),
+            r.map_err(|e| {
+                let message = format!("get {url}: {e}");
+                Error::backend_from("http", BackendErrorKind::Transient, message, e)
             })
         });
         Ok(ObjectStream {
