@@ -95,6 +95,12 @@ fn main() -> ExitCode {
                 println!("walship {}", cli::VERSION);
                 Ok(ExitCode::SUCCESS)
             }
+            Command::Completion(a) => {
+                cli::completion(&a, &mut std::io::stdout().lock()).map(|()| ExitCode::SUCCESS)
+            }
+            Command::Man(a) => {
+                cli::man(&a, &mut std::io::stdout().lock()).map(|()| ExitCode::SUCCESS)
+            }
         }
     });
     match res {

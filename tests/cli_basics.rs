@@ -44,6 +44,48 @@ fn version_flags_print_the_version_line() {
     }
 }
 
+/// The completion scripts and man pages are generated from the same clap definitions the
+/// parser uses, so a flag the parser takes is one the scripts complete and the page names.
+#[test]
+fn completions_and_man_pages_name_every_command_and_flag() {
+    let t = TestDir::new("completions");
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let r = walship(&["completion", shell], t.path());
+        r.assert_ok();
+        for word in ["restore", "snapshots", "if-replica-exists", "timestamp"] {
+            assert!(
+                r.stdout.contains(word),
+                "{shell} completion lacks {word:?}: {}",
+                r.describe()
+            );
+        }
+    }
+    // The bash script must at least parse in bash.
+    let script = t.join("walship.bash");
+    fs::write(&script, walship(&["completion", "bash"], t.path()).stdout).unwrap();
+    run(Path::new("bash"), &["-n", s(&script)], t.path()).assert_ok();
+    walship(&["completion", "tcsh"], t.path()).assert_fails_with(1, "possible values");
+
+    let dir = t.join("man");
+    walship(&["man", s(&dir)], t.path()).assert_ok();
+    let page = fs::read_to_string(dir.join("walship.1")).unwrap();
+    assert!(
+        page.starts_with(".ie") && page.contains(".TH walship 1"),
+        "{page}"
+    );
+    let restore = fs::read_to_string(dir.join("walship-restore.1")).unwrap();
+    for flag in [r"\-\-timestamp", r"\-\-if\-replica\-exists", r"\-\-follow"] {
+        assert!(
+            restore.contains(flag),
+            "walship-restore.1 lacks {flag}: {restore}"
+        );
+    }
+    // Without a directory the main page goes to stdout.
+    let r = walship(&["man"], t.path());
+    r.assert_ok();
+    assert_eq!(r.stdout, page);
+}
+
 #[test]
 fn unknown_command_exits_1_with_a_message() {
     let t = TestDir::new("unknown-cmd");

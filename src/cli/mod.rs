@@ -26,7 +26,13 @@ pub const VERSION: &str = concat!(
 
 /// walship: SQLite WAL replication, a drop-in for Litestream v0.3.13.
 #[derive(Debug, Parser)]
-#[command(name = "walship", version = VERSION, about)]
+#[command(
+    name = "walship",
+    version = VERSION,
+    about,
+    after_help = "Flags may be written -flag or --flag, as Litestream writes them: \
+                  walship restore -o out.db -timestamp 2026-01-02T03:04:05Z -config litestream.yml DB"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -52,6 +58,72 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Print the version.
     Version,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completion(CompletionArgs),
+    /// Write the man pages (walship.1 and one per command) to DIR, or walship.1 to stdout.
+    #[command(hide = true)]
+    Man(ManArgs),
+}
+
+/// Arguments of `completion`.
+#[derive(Debug, Args)]
+#[command(after_help = "Install, for example: walship completion bash > \
+    /etc/bash_completion.d/walship, or walship completion zsh > \
+    \"${fpath[1]}/_walship\", or walship completion fish > \
+    ~/.config/fish/completions/walship.fish")]
+pub struct CompletionArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// Arguments of `man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Directory to write walship.1 and walship-COMMAND.1 into (stdout gets walship.1 alone
+    /// without it).
+    pub dir: Option<PathBuf>,
+}
+
+/// Writes the completion script for `args.shell` to `out`. The script is built in memory
+/// first: clap_complete panics on a write error, and `walship completion bash | head` must
+/// not.
+pub fn completion(args: &CompletionArgs, out: &mut dyn std::io::Write) -> Result<()> {
+    use clap::CommandFactory;
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut Cli::command(), "walship", &mut script);
+    write_quietly(out, &script).context("cannot write the completion script")
+}
+
+/// Writes `bytes`, treating a reader that went away (`| head`) as success.
+fn write_quietly(out: &mut dyn std::io::Write, bytes: &[u8]) -> std::io::Result<()> {
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+/// Writes the man pages to `args.dir`, or walship.1 to `out`.
+pub fn man(args: &ManArgs, out: &mut dyn std::io::Write) -> Result<()> {
+    use clap::CommandFactory;
+    // The man page prints "v" before the version itself; built so that stdout's page is
+    // the same as generate_to's (which lists the help command too).
+    let mut cmd = Cli::command().version(env!("CARGO_PKG_VERSION"));
+    cmd.build();
+    match &args.dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            clap_mangen::generate_to(cmd, dir)
+                .with_context(|| format!("cannot write the man pages into {}", dir.display()))?;
+        }
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(cmd).render(&mut page)?;
+            write_quietly(out, &page).context("cannot write the man page")?;
+        }
+    }
+    Ok(())
 }
 
 /// Arguments of `databases`.
