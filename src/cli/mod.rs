@@ -107,8 +107,12 @@ fn write_quietly(out: &mut dyn std::io::Write, bytes: &[u8]) -> std::io::Result<
 pub fn man(args: &ManArgs, out: &mut dyn std::io::Write) -> Result<()> {
     use clap::CommandFactory;
     // The man page prints "v" before the version itself; built so that stdout's page is
-    // the same as generate_to's (which lists the help command too).
-    let mut cmd = Cli::command().version(env!("CARGO_PKG_VERSION"));
+    // the same as generate_to's.
+    // No `help` command in the pages: generate_to would write a page for it and for each
+    // `help COMMAND`.
+    let mut cmd = Cli::command()
+        .version(env!("CARGO_PKG_VERSION"))
+        .disable_help_subcommand(true);
     cmd.build();
     match &args.dir {
         Some(dir) => {
