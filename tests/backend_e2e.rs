@@ -421,6 +421,96 @@ fn file_replica_served_by_static_http() {
     }
 }
 
+/// The guides' setup, with their configs as written (`config-examples/guide-*.yml`): the
+/// central server replicates to two unnamed `type: file` replicas (a served directory and a
+/// backup); `python3 -m http.server` serves the first; a laptop's config says `type: file`
+/// with the server's `http://` url. The laptop restores to its database path and gets the
+/// central rows; `walship replicate` with the laptop's config stops at once, saying that
+/// the replica is read-only and what to run instead.
+#[test]
+fn guide_central_server_and_laptop_configs() {
+    let test = "guide_configs";
+    let t = TestDir::new("e2e-guide");
+    let db = t.join("central/sqlite_vec.db");
+    let served = t.join("srv/litestream/mcp-memory");
+    let backup = t.join("backup/litestream/mcp-memory");
+    fs::create_dir_all(db.parent().unwrap()).expect("mkdir");
+    fs::create_dir_all(&served).expect("mkdir");
+    let Some(srv) = StaticHttp::start(test, t.path(), &t.join("srv")) else {
+        return;
+    };
+    let central = config_with(
+        t.path(),
+        "central.yml",
+        &db,
+        &format!(
+            "      - type: file\n        path: \"{}\"\n      - type: file\n        path: \"{}\"\n",
+            s(&served),
+            s(&backup)
+        ),
+    );
+    let mut w = Workload::open(&db, test_seed(test));
+    assert!(w.insert(5, true));
+    let mut p = Proc::replicate(t.path(), &Tool::Walship, &central);
+    churn(&mut w, 50);
+    let url = srv.url("litestream/mcp-memory");
+    wait_replicated(&Tool::Walship, &url, t.path(), &w.model, &mut p, CATCH_UP);
+    wait_replicated(
+        &Tool::Walship,
+        &file_url(&backup),
+        t.path(),
+        &w.model,
+        &mut p,
+        CATCH_UP,
+    );
+    p.stop();
+    let log = p.logs();
+    assert!(
+        log.contains("both unnamed file replicas") && log.contains("\"file-2\""),
+        "the central replicate log does not warn about the derived name: {log}"
+    );
+
+    let laptop_db = t.join("laptop/sqlite_vec.db");
+    let laptop = t.join("laptop.yml");
+    fs::write(
+        &laptop,
+        format!(
+            "dbs:\n  - path: \"{}\"\n    replicas:\n      - type: file\n        url: {url}\n",
+            s(&laptop_db)
+        ),
+    )
+    .expect("write laptop.yml");
+    let r = walship(&["restore", "-config", s(&laptop), s(&laptop_db)], t.path());
+    r.assert_ok();
+    assert!(
+        r.stderr.contains("type: file does not match the url")
+            && r.stderr.contains("the url decides"),
+        "restore does not warn about the type/url mismatch: {}",
+        r.describe()
+    );
+    assert_db(
+        &laptop_db,
+        &w.model,
+        "laptop restore from the central server",
+    );
+
+    let files_before = files_under(&t.join("srv"));
+    let r = walship(&["replicate", "-config", s(&laptop)], t.path());
+    r.assert_fails_with(1, "is read-only");
+    for want in ["walship restore -f", "static HTTP"] {
+        assert!(
+            r.stderr.contains(want),
+            "{want:?} missing: {}",
+            r.describe()
+        );
+    }
+    assert_eq!(
+        files_under(&t.join("srv")),
+        files_before,
+        "the served directory changed"
+    );
+}
+
 /// A file replica with several generations, several snapshots in each and many WAL
 /// segments: walship replicates in three runs (snapshot-interval 1s, sync-interval 200ms),
 /// and a TRUNCATE checkpoint while it is down between runs starts a new generation.

@@ -75,7 +75,9 @@ fn every_example_loads() {
             !config.config.dbs.is_empty() || !config.config.dirs.is_empty(),
             "{name}: no databases"
         );
-        if !name.starts_with("upstream-v05") {
+        // These two are copied as their authors wrote them, and warn on purpose (see
+        // guide_configs_load_as_their_authors_meant).
+        if !name.starts_with("upstream-v05") && !name.starts_with("guide-") {
             assert!(
                 config.warnings.is_empty(),
                 "{name} should load without warnings: {:#?}",
@@ -99,6 +101,8 @@ fn every_example_loads() {
         "upstream-multiple-replicas.yml",
         "upstream-retention.yml",
         "upstream-v05-database-options.yml",
+        "guide-central.yml",
+        "guide-laptop.yml",
     ] {
         assert!(
             loaded.contains_key(name),
@@ -242,6 +246,54 @@ fn http_examples() {
     assert_eq!(h.url, "https://backups.example.com/replicas/app");
     assert_eq!(h.bearer_token, Some(Secret::new("mirror-token")));
     assert_eq!(r.target.type_name(), "http");
+}
+
+/// The guides' central server: two unnamed file replicas both replicate, the second named
+/// "file-2", with a warning that says to name them.
+#[test]
+fn guide_configs_load_as_their_authors_meant() {
+    let loaded = load("guide-central.yml");
+    let d = db(
+        &loaded.config,
+        "/home/me/.local/share/mcp-memory/sqlite_vec.db",
+    );
+    let names: Vec<_> = d.replicas.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["file", "file-2"]);
+    assert_eq!(
+        file_path(&d.replicas[0]),
+        Path::new("/srv/litestream/mcp-memory")
+    );
+    assert_eq!(
+        file_path(&d.replicas[1]),
+        Path::new("/mnt/backup/litestream/mcp-memory")
+    );
+    assert_eq!(loaded.warnings.len(), 1, "{:#?}", loaded.warnings);
+    let w = &loaded.warnings[0];
+    for want in ["both unnamed file replicas", "\"file-2\"", "name: key"] {
+        assert!(w.contains(want), "{want:?} not in {w}");
+    }
+
+    // The laptop: `type: file` beside an http:// url is an HTTP replica, with a warning.
+    let loaded = load("guide-laptop.yml");
+    let d = db(
+        &loaded.config,
+        "/home/me/.local/share/mcp-memory/sqlite_vec.db",
+    );
+    let r = &d.replicas[0];
+    let ReplicaTarget::Http(h) = &r.target else {
+        panic!("{r:?}")
+    };
+    assert_eq!(h.url, "http://central/litestream/mcp-memory");
+    assert_eq!(r.name, "http");
+    assert_eq!(loaded.warnings.len(), 1, "{:#?}", loaded.warnings);
+    let w = &loaded.warnings[0];
+    for want in [
+        "type: file does not match the url http://central/litestream/mcp-memory",
+        "the url decides",
+        "http replica",
+    ] {
+        assert!(w.contains(want), "{want:?} not in {w}");
+    }
 }
 
 #[test]

@@ -291,6 +291,10 @@ impl ReplicaClient for HttpClient {
     async fn delete_all(&self, dir: &str) -> Result<()> {
         self.writable().await?.store.delete_all(dir, true).await
     }
+
+    async fn read_only(&self) -> Result<bool> {
+        Ok(self.mode().await? == Mode::Static)
+    }
 }
 
 /// Percent-encodes one path segment for a URL.

@@ -89,6 +89,12 @@ pub trait ReplicaClient: Send + Sync + fmt::Debug {
     async fn delete(&self, path: &str) -> Result<()>;
     /// Deletes everything under `dir`; a missing directory is not an error.
     async fn delete_all(&self, dir: &str) -> Result<()>;
+    /// Whether the replica can only be read from (a plain static HTTP server). A backend
+    /// that can only tell by asking its server asks here; an unreachable server is an
+    /// error. The default: writable.
+    async fn read_only(&self) -> Result<bool> {
+        Ok(false)
+    }
     /// Deletes many objects; missing ones are not an error. Backends that can delete in
     /// batches override this (S3: DeleteObjects, up to 1,000 keys per request); the default
     /// deletes one object at a time, 16 concurrently.

@@ -430,13 +430,6 @@ fn structural_errors() {
             &["dbs[1]", "listed twice"],
         ),
         (
-            "dbs:\n  - path: /x.db\n    replicas:\n      - type: file\n        url: http://h/r\n",
-            &[
-                "type: file does not match the url http://h/r",
-                "remove type:",
-            ],
-        ),
-        (
             "dbs:\n  - path: /x.db\n    replicas:\n      - url: s3://b/p\n        path: p\n",
             &["url and path are both set", "remove path:"],
         ),
@@ -501,7 +494,7 @@ fn structural_errors() {
             ],
         ),
         (
-            "dbs:\n  - path: /x.db\n    replicas:\n      - url: s3://b/one\n      - url: s3://b/two\n",
+            "dbs:\n  - path: /x.db\n    replicas:\n      - url: s3://b/one\n        name: s3\n      - url: s3://b/two\n        name: s3\n",
             &[
                 "two replicas are named \"s3\" (replicas[0] and replicas[1])",
                 "name:",

@@ -68,6 +68,9 @@ pub struct DbHandle {
     pub waker: Arc<Notify>,
 }
 
+/// How long [`Engine::check_writable`] waits for each replica's answer.
+pub const WRITABLE_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Runs a set of databases and their replicas.
 #[derive(Debug)]
 pub struct Engine {
@@ -218,9 +221,55 @@ impl Engine {
         EngineHandle { inner: shared }
     }
 
+    /// Refuses replicas that can only be read from (a plain static HTTP server): replicating
+    /// to one would fail at every sync. Each replica is asked once, at most
+    /// [`WRITABLE_CHECK_TIMEOUT`] each and all at once; one that cannot be reached now is
+    /// logged and let through (its syncs retry, and fail with the same advice if it turns
+    /// out to be read-only). [`Engine::run`] calls this; call it before [`Engine::start`].
+    pub async fn check_writable(&self) -> Result<()> {
+        let checks = self.dbs.iter().flat_map(|h| {
+            h.replicas.iter().map(move |r| async move {
+                let answer =
+                    tokio::time::timeout(WRITABLE_CHECK_TIMEOUT, r.client().read_only()).await;
+                (h.db.path(), r, answer)
+            })
+        });
+        for (db, r, answer) in futures::future::join_all(checks).await {
+            match answer {
+                Ok(Ok(false)) => {}
+                Ok(Ok(true)) => {
+                    return Err(Error::backend(
+                        r.client().type_name(),
+                        BackendErrorKind::ReadOnly,
+                        format!(
+                            "database {}: replica {:?} at {} is read-only (a plain static HTTP \
+                             server, no WebDAV), so walship replicate cannot write to it. To \
+                             keep a local copy that follows it, run walship restore -f with the \
+                             same config and database path (walship restore -f -config FILE {}); \
+                             to replicate, use a file, S3 or WebDAV replica",
+                            db.display(),
+                            r.name(),
+                            r.client().location(),
+                            db.display()
+                        ),
+                    ));
+                }
+                Ok(Err(e)) => {
+                    warn!(db = %db.display(), replica = r.name(), error = %e, "cannot ask the replica whether it is writable; replicating anyway")
+                }
+                Err(_) => {
+                    warn!(db = %db.display(), replica = r.name(), timeout = ?WRITABLE_CHECK_TIMEOUT, "the replica did not answer whether it is writable; replicating anyway")
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Runs until `shutdown` completes, then syncs every database and replica one last time.
     /// Returns an error if the final sync of any replica failed (so a supervisor can tell).
+    /// Refuses read-only replicas first ([`Engine::check_writable`]).
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        self.check_writable().await?;
         let handle = self.start();
         shutdown.await;
         info!("signal received, walship shutting down");

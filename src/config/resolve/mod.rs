@@ -357,7 +357,26 @@ impl Resolver<'_> {
                 },
                 keys: rkeys,
             };
-            let replica = self.replica(&at, r, top_key_id, top_secret)?;
+            let explicit_name = non_empty(r.name.clone()).is_some();
+            let mut replica = self.replica(&at, r, top_key_id, top_secret)?;
+            if !explicit_name && let Some(k) = replicas.iter().position(|o| o.name == replica.name)
+            {
+                // Two unnamed replicas of one type (a served directory and a backup, say):
+                // Litestream v0.3.13 refuses the duplicate name; walship numbers the later
+                // ones, and says that explicit names are what keep them stable.
+                let base = replica.name.clone();
+                let derived = (2..)
+                    .map(|n| format!("{base}-{n}"))
+                    .find(|n| replicas.iter().all(|o| &o.name != n))
+                    .expect("an unused number");
+                self.warnings.push(format!(
+                    "{keys}.replicas[{k}] and {keys}.replicas[{j}] are both unnamed {base} \
+                     replicas (Litestream v0.3.13 refuses this); walship names replicas[{j}] \
+                     {derived:?}. Add a name: key to each: the name is what -replica, status \
+                     and metrics use, and an explicit one stays the same when the list changes"
+                ));
+                replica.name = derived;
+            }
             if let Some(k) = replicas.iter().position(|o| o.name == replica.name) {
                 return Err(self.invalid(
                     &label,
@@ -514,6 +533,7 @@ impl Resolver<'_> {
         // The url scheme decides the type; an explicit type must agree with it.
         let (kind, url_target) = self.replica_kind(
             label,
+            keys,
             url.as_deref(),
             path.is_some(),
             explicit_type.as_deref(),
@@ -562,11 +582,12 @@ impl Resolver<'_> {
         })
     }
 
-    /// The replica type and, with `url:`, the target it names: the url scheme decides, an
-    /// explicit `type:` must agree with it, and neither means a file replica.
+    /// The replica type and, with `url:`, the target it names: the url scheme decides (an
+    /// explicit `type:` that disagrees is a warning), and neither means a file replica.
     fn replica_kind(
-        &self,
+        &mut self,
         label: &str,
+        keys: &str,
         url: Option<&str>,
         has_path: bool,
         explicit_type: Option<&str>,
@@ -583,13 +604,12 @@ impl Resolver<'_> {
                 if let Some(t) = explicit_type
                     && canonical_type(t) != Some(kind)
                 {
-                    return Err(self.invalid(
-                        label,
-                        format!(
-                            "type: {t} does not match the url {} (a {kind} url); remove type: \
-                             (the url decides) or fix the url",
-                            redact_url(u)
-                        ),
+                    // The url is the more specific of the two (guides write `type: file`
+                    // beside an `http://` url of a served directory): it decides.
+                    self.warnings.push(format!(
+                        "{keys}: type: {t} does not match the url {} (a {kind} url); the \
+                         url decides, so this is a {kind} replica. Remove type: or fix the url",
+                        redact_url(u)
                     ));
                 }
                 if has_path {
