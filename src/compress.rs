@@ -77,11 +77,30 @@ fn compress_one_block(data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The first four bytes of an age file (`age-encryption.org/v1`).
+const AGE_START: &[u8; 4] = b"age-";
+
+/// The error for a body that does not start with the LZ4 magic: an age file says so.
+fn bad_magic(start: &[u8]) -> DecompressError {
+    if start.starts_with(AGE_START) {
+        DecompressError::AgeEncrypted
+    } else {
+        DecompressError::BadMagic
+    }
+}
+
 /// Why a stored object could not be decompressed.
 #[derive(Debug, thiserror::Error)]
 pub enum DecompressError {
     #[error("not an lz4 frame (bad magic number)")]
     BadMagic,
+    /// The object is an age file (it starts with `age-`): an encrypted replica read
+    /// without its key.
+    #[error(
+        "the object is age-encrypted: add the replica's age: identities: to the config and \
+         restore with -config (a replica URL alone cannot carry a key)"
+    )]
+    AgeEncrypted,
     #[error("lz4: {0}")]
     Lz4(String),
     #[error("{0} bytes of trailing data after the lz4 frame")]
@@ -123,7 +142,7 @@ fn decompress_small(data: &[u8], limit: u64) -> Result<Vec<u8>, DecompressError>
     let lz4 = |m: &str| DecompressError::Lz4(m.to_string());
     let truncated = || lz4("truncated frame");
     if data.len() < 4 || data[..4] != LZ4_MAGIC {
-        return Err(DecompressError::BadMagic);
+        return Err(bad_magic(data));
     }
     let flg = *data.get(4).ok_or_else(truncated)?;
     let bd = *data.get(5).ok_or_else(truncated)?;
@@ -404,7 +423,7 @@ impl<R: Read> FrameGuard<R> {
         let f = self.field;
         if self.state == GuardState::Start {
             if f[..4] != LZ4_MAGIC {
-                return Err(DecompressError::BadMagic.into_io());
+                return Err(bad_magic(&f[..4]).into_io());
             }
             let flg = f[4];
             if flg >> 6 != 0b01 {

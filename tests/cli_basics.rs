@@ -498,64 +498,6 @@ fn replicate_with_a_database_path_and_replica_url() {
         .assert_fails_with(1, "must specify at least one replica URL");
 }
 
-/// Until age encryption is built, a replica with `age:` keys is refused by every command:
-/// replicating would upload plaintext to a replica its owner asked to have encrypted, and
-/// reading would hand back undecrypted bytes. Nothing may reach the replica directory.
-#[test]
-fn an_age_replica_is_refused_and_nothing_is_uploaded() {
-    const REFUSAL: &str = "age encryption is not supported by this walship build yet";
-    let t = TestDir::new("age-refused");
-    let db = t.join("app.db");
-    let replica = t.join("replica");
-    let mut w = Workload::open(&db, test_seed("an_age_replica_is_refused"));
-    w.insert(5, true);
-    for age in [
-        "        age:\n          recipients: [age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p]\n          identities: [AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ]\n",
-        "        age:\n          recipients: [age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p]\n",
-        "        age:\n          identities: [AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ]\n",
-    ] {
-        let mut yaml = config_yaml(&db, &replica, &ConfigOpts::default());
-        yaml.push_str(age);
-        let cfg = t.join("litestream.yml");
-        fs::write(&cfg, &yaml).unwrap();
-
-        let r = walship(&["replicate", "-config", s(&cfg)], t.path());
-        r.assert_fails_with(1, REFUSAL);
-        assert!(
-            !r.combined().contains("AGE-SECRET-KEY"),
-            "the identity leaked: {}",
-            r.describe()
-        );
-        assert!(
-            !replica.exists(),
-            "replicate wrote to a replica configured for encryption: {:?}",
-            dir_entries(&replica)
-        );
-        let out = t.join("out.db");
-        walship(
-            &["restore", "-config", s(&cfg), "-o", s(&out), s(&db)],
-            t.path(),
-        )
-        .assert_fails_with(1, REFUSAL);
-        assert!(!out.exists(), "a refused restore left {}", out.display());
-        walship(&["snapshots", "-config", s(&cfg), s(&db)], t.path()).assert_fails_with(1, REFUSAL);
-    }
-    // The embedding API refuses it too.
-    let cfg_path = t.join("litestream.yml");
-    let yaml = config_yaml(&db, &replica, &ConfigOpts::default())
-        + "        age:\n          recipients: [age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p]\n";
-    let loaded =
-        walship::config::Config::from_yaml(&yaml, &cfg_path, false).expect("config parses");
-    let err = walship::engine::Engine::from_config(&loaded.config)
-        .map(|_| ())
-        .expect_err("Engine::from_config accepted an age replica");
-    assert!(err.to_string().contains(REFUSAL), "{err}");
-    assert!(!replica.exists());
-}
-
-/// Without `-config` and with no config file at the default path, a database path that is
-/// not a replica directory gets an error that says what to pass instead; with
-/// `-if-replica-exists`, restore exits 0 and writes nothing, as "no backups" does.
 #[test]
 fn a_missing_replica_without_a_config_says_what_to_pass() {
     if Path::new(walship::config::DEFAULT_CONFIG_PATH).exists() {

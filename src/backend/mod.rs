@@ -20,6 +20,7 @@ use crate::error::{BackendErrorKind, Error, Result};
 use crate::layout;
 use crate::pos::Generation;
 
+pub mod age;
 pub mod file;
 mod http;
 mod objstore;
@@ -94,6 +95,13 @@ pub trait ReplicaClient: Send + Sync + fmt::Debug {
     /// error. The default: writable.
     async fn read_only(&self) -> Result<bool> {
         Ok(false)
+    }
+    /// Whether [`ReplicaClient::get_stream`] yields as many bytes as [`ReplicaClient::list`]
+    /// gives as the object's size, so [`open_checked`] can hold a body to its listed size.
+    /// Not so for a client that transforms bodies (age decryption), which checks them
+    /// itself.
+    fn bodies_match_listed_sizes(&self) -> bool {
+        true
     }
     /// Deletes many objects; missing ones are not an error. Backends that can delete in
     /// batches override this (S3: DeleteObjects, up to 1,000 keys per request); the default
@@ -248,6 +256,11 @@ const SMALL_OBJECT: u64 = 256 << 10;
 /// make a reader take more than the listed bytes.
 pub async fn open_checked(c: &dyn ReplicaClient, path: &str, listed: u64) -> Result<ObjectStream> {
     let object = format!("{}/{path}", c.location());
+    let listed = if c.bodies_match_listed_sizes() {
+        listed
+    } else {
+        0
+    };
     let s = c.get_stream(path).await?;
     if listed > 0
         && let Some(size) = s.size

@@ -1,5 +1,5 @@
 //! From the resolved config to what the engine runs: a storage client for each replica
-//! (refusing what this build cannot do safely) and the options of each database and
+//! (age-encrypted where the config says so) and the options of each database and
 //! replica. The defaults live in `config`; this is the one conversion.
 use super::*;
 
@@ -27,18 +27,16 @@ fn metrics_counter() -> crate::backend::OperationCounter {
     })
 }
 
-/// Builds the storage client for a configured replica, refusing what this build cannot do
-/// safely: a replica with `age:` keys would otherwise be written (and read) in plaintext.
+/// Builds the storage client for a configured replica: with `age:` keys, wrapped so that
+/// what it writes is encrypted to the recipients and what it reads is decrypted with the
+/// identities (Litestream v0.3.13's format).
 pub fn replica_client(rc: &ReplicaConfig) -> Result<Arc<dyn ReplicaClient>> {
-    if rc.age.is_enabled() {
-        return Err(Error::Config(
-            "age encryption is not supported by this walship build yet, and walship will not \
-             write this replica unencrypted or read an encrypted one; remove the age: section \
-             to replicate without encryption, or keep using Litestream v0.3.13 for this replica"
-                .into(),
-        ));
+    let client = client_for(&rc.target)?;
+    if !rc.age.is_enabled() {
+        return Ok(client);
     }
-    client_for(&rc.target)
+    let age = AgeClient::new(client, &rc.age.recipients, &rc.age.identities)?;
+    Ok(Arc::new(age))
 }
 
 /// Database options from a `dbs:` entry.

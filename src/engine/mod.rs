@@ -45,6 +45,7 @@ use tokio::sync::{Notify, broadcast, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::backend::ReplicaClient;
+use crate::backend::age::AgeClient;
 use crate::backend::file::FileClient;
 use crate::backend::{HttpClient, S3Client};
 use crate::busy::BusySpell;

@@ -1,0 +1,495 @@
+//! Guards age encryption (spec §1.6) against the real Litestream v0.3.13 and the real `age`
+//! command-line tool:
+//! 1. walship replicates to a file replica encrypted to two recipients: every object is an
+//!    age file, `age -d` gives back an LZ4 frame, Litestream restores it with either
+//!    identity, and so does walship; the listings work; a restart resumes the generation.
+//! 2. Litestream replicates with age; walship restores it.
+//! 3. The same both ways over S3 (moto).
+//! 4. A restore without an identity, with the wrong one, or from the bare URL fails with an
+//!    error that says which key is missing, and leaves nothing at `-o`; no secret key ever
+//!    appears in any output.
+//! 5. Keys that do not parse are refused by name of the entry, never echoed.
+//!
+//! Tests fail under CI when Litestream, `age` or moto is missing; elsewhere they skip loudly.
+mod common;
+#[path = "common/servers.rs"]
+mod servers;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use servers::{MotoServer, require_bin, s3_replica_yaml};
+
+/// Test keys made with `age-keygen` for these tests only.
+const KEY1_PUBLIC: &str = "age162vu4dqq6l0k8z6p60kduud6fxq90me65k8tpplxgx4rqyad9fdsg293t9";
+const KEY1_SECRET: &str =
+    "AGE-SECRET-KEY-1N9EG8AY36NK2RNG76JPUAJL36KY244NN84KTS9UY7FN3XATML9MQX7C5WK";
+const KEY2_PUBLIC: &str = "age1jel28vumj4qnemrrc3tl4ngdrxugxaxy6me073n6vqz62qzz9vmq9sxdg8";
+const KEY2_SECRET: &str =
+    "AGE-SECRET-KEY-1JVTZYVZCWC587HRR5C0NSLJAQ89ATLULVNHXXW8FAXD02U3VJ4QQ7KPT5T";
+/// Not a recipient of anything written here.
+const KEY3_SECRET: &str =
+    "AGE-SECRET-KEY-1D3PCQFJ3RGT6HQPJQWNCZF35ULWM5KV4G8SGPESYAY6C32JJV4ASD6YYCH";
+
+const CATCH_UP: Duration = Duration::from_secs(30);
+
+/// An `age:` block for a replica item.
+fn age_yaml(recipients: &[&str], identities: &[&str]) -> String {
+    let mut y = String::from("        age:\n");
+    if !recipients.is_empty() {
+        y.push_str(&format!(
+            "          recipients: [{}]\n",
+            recipients.join(", ")
+        ));
+    }
+    if !identities.is_empty() {
+        y.push_str(&format!(
+            "          identities: [{}]\n",
+            identities.join(", ")
+        ));
+    }
+    y
+}
+
+/// A config for `db` whose one replica is `replica_item` (a YAML list item) plus `age`.
+fn config(dir: &Path, name: &str, db: &Path, replica_item: &str, age: &str) -> PathBuf {
+    let y = format!(
+        "dbs:\n  - path: \"{}\"\n    monitor-interval: 100ms\n    replicas:\n{replica_item}{age}",
+        s(db)
+    );
+    let p = dir.join(name);
+    fs::write(&p, y).expect("write config");
+    p
+}
+
+fn file_item(replica: &Path) -> String {
+    format!(
+        "      - type: file\n        path: \"{}\"\n        sync-interval: 200ms\n",
+        s(replica)
+    )
+}
+
+/// Waits until `tool restore -config cfg db` gives exactly `want`, while `p` runs.
+fn wait_cfg(tool: &Tool, cfg: &Path, db: &Path, dir: &Path, want: &Model, p: &mut Proc) {
+    let scratch = dir.join("wait");
+    wait_until("the encrypted replica to catch up", CATCH_UP, || {
+        p.assert_running();
+        let _ = fs::remove_dir_all(&scratch);
+        let r = restore_and_check(tool, s(db), &["-config", s(cfg)], &scratch, want);
+        let _ = fs::remove_dir_all(&scratch);
+        r
+    });
+}
+
+/// Every file under `dir`.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Fails if a secret key shows in `out`.
+#[track_caller]
+fn assert_no_secret(out: &CmdOut) {
+    for k in [KEY1_SECRET, KEY2_SECRET, KEY3_SECRET] {
+        assert!(
+            !out.combined().contains(k),
+            "a secret key leaked: {}",
+            out.describe()
+        );
+    }
+}
+
+#[test]
+fn walship_encrypts_and_litestream_and_age_decrypt() {
+    let test = "age_walship_to_litestream";
+    let Some(ls) = litestream(test) else { return };
+    let Some(age) = require_bin(test, "age", "apt-get install age") else {
+        return;
+    };
+    let t = TestDir::new("age-w2l");
+    let db = t.join("app.db");
+    let replica = t.join("replica");
+    let cfg = config(
+        t.path(),
+        "w.yml",
+        &db,
+        &file_item(&replica),
+        &age_yaml(&[KEY1_PUBLIC, KEY2_PUBLIC], &[KEY1_SECRET]),
+    );
+    let mut w = Workload::open(&db, test_seed(test));
+    assert!(w.insert(20, true));
+    let mut p = Proc::replicate(t.path(), &Tool::Walship, &cfg);
+    w.run(30, Duration::from_millis(10));
+    wait_cfg(&Tool::Walship, &cfg, &db, t.path(), &w.model, &mut p);
+    p.stop();
+    assert!(
+        !p.logs().contains(KEY1_SECRET),
+        "replicate logged a secret key"
+    );
+
+    // Every object is an age file; age itself decrypts one to an LZ4 frame.
+    let objects = files(&replica);
+    assert!(objects.len() >= 2, "{objects:?}");
+    for o in &objects {
+        let head = fs::read(o).unwrap();
+        assert!(
+            head.starts_with(b"age-encryption.org/v1\n-> X25519 "),
+            "{} is not an age file",
+            o.display()
+        );
+    }
+    let snapshot = objects
+        .iter()
+        .find(|o| s(o).ends_with(".snapshot.lz4"))
+        .expect("a snapshot");
+    let key_file = t.join("key2.txt");
+    fs::write(&key_file, format!("{KEY2_SECRET}\n")).unwrap();
+    let plain = std::process::Command::new(&age)
+        .args(["-d", "-i", s(&key_file), s(snapshot)])
+        .output()
+        .expect("run age");
+    assert!(plain.status.success(), "age -d failed: {plain:?}");
+    assert_eq!(
+        &plain.stdout[..4],
+        &[0x04, 0x22, 0x4d, 0x18],
+        "not an LZ4 frame"
+    );
+
+    // Litestream restores it with either identity (two recipients), and so does walship.
+    for secret in [KEY1_SECRET, KEY2_SECRET] {
+        let c = config(
+            t.path(),
+            "read.yml",
+            &db,
+            &file_item(&replica),
+            &age_yaml(&[], &[secret]),
+        );
+        assert_restore(
+            &Tool::Litestream(ls.clone()),
+            s(&db),
+            &["-config", s(&c)],
+            t.path(),
+            &w.model,
+        );
+        let (out, r) = restore(&Tool::Walship, s(&db), &["-config", s(&c)], t.path());
+        assert!(r.ok(), "{}", r.describe());
+        assert_no_secret(&r);
+        assert_db(
+            &out,
+            &w.model,
+            "walship restore of its own encrypted replica",
+        );
+    }
+    // The listings read sizes only and work as on any replica.
+    for cmd in ["generations", "snapshots", "wal"] {
+        let r = walship(&[cmd, "-config", s(&cfg), s(&db)], t.path());
+        r.assert_ok();
+        assert!(r.stdout.lines().count() >= 2, "{cmd}: {}", r.describe());
+    }
+
+    // A restart resumes the same generation: it reads the last segment back, decrypted.
+    let generations_before = fs::read_dir(replica.join("generations")).unwrap().count();
+    let mut p = Proc::replicate(t.path(), &Tool::Walship, &cfg);
+    assert!(w.insert(5, true));
+    wait_cfg(&Tool::Walship, &cfg, &db, t.path(), &w.model, &mut p);
+    p.stop();
+    assert_eq!(
+        fs::read_dir(replica.join("generations")).unwrap().count(),
+        generations_before,
+        "a restart with the identity started a new generation: {}",
+        p.logs()
+    );
+    assert_restore(
+        &Tool::Litestream(ls),
+        s(&db),
+        &["-config", s(&cfg)],
+        t.path(),
+        &w.model,
+    );
+}
+
+#[test]
+fn litestream_encrypts_and_walship_decrypts() {
+    let test = "age_litestream_to_walship";
+    let Some(ls) = litestream(test) else { return };
+    let t = TestDir::new("age-l2w");
+    let db = t.join("app.db");
+    let replica = t.join("replica");
+    let cfg = config(
+        t.path(),
+        "l.yml",
+        &db,
+        &file_item(&replica),
+        &age_yaml(&[KEY1_PUBLIC], &[KEY1_SECRET]),
+    );
+    let mut w = Workload::open(&db, test_seed(test));
+    assert!(w.insert(20, true));
+    let tool = Tool::Litestream(ls);
+    let mut p = Proc::replicate(t.path(), &tool, &cfg);
+    w.run(30, Duration::from_millis(10));
+    wait_cfg(&tool, &cfg, &db, t.path(), &w.model, &mut p);
+    p.stop();
+    assert!(
+        files(&replica)
+            .iter()
+            .all(|o| fs::read(o).unwrap().starts_with(b"age-encryption.org/v1\n")),
+        "Litestream wrote a plain object"
+    );
+    assert_restore(
+        &Tool::Walship,
+        s(&db),
+        &["-config", s(&cfg)],
+        t.path(),
+        &w.model,
+    );
+}
+
+#[test]
+fn encrypted_s3_replicas_both_ways() {
+    let test = "age_s3";
+    let Some(ls) = litestream(test) else { return };
+    let t = TestDir::new("age-s3");
+    let Some(moto) = MotoServer::start(test, t.path()) else {
+        return;
+    };
+    moto.create_bucket("enc");
+    let age = age_yaml(&[KEY1_PUBLIC, KEY2_PUBLIC], &[KEY2_SECRET]);
+    for (i, writer) in [Tool::Walship, Tool::Litestream(ls.clone())]
+        .iter()
+        .enumerate()
+    {
+        let db = t.join(format!("app{i}.db"));
+        let item = s3_replica_yaml(moto.port(), "enc", &format!("db{i}"), "200ms");
+        let cfg = config(t.path(), &format!("s3-{i}.yml"), &db, &item, &age);
+        let mut w = Workload::open(&db, test_seed(test) + i as u64);
+        assert!(w.insert(20, true));
+        let mut p = Proc::replicate(t.path(), writer, &cfg);
+        w.run(20, Duration::from_millis(10));
+        wait_cfg(writer, &cfg, &db, t.path(), &w.model, &mut p);
+        p.stop();
+        for reader in [Tool::Walship, Tool::Litestream(ls.clone())] {
+            assert_restore(&reader, s(&db), &["-config", s(&cfg)], t.path(), &w.model);
+        }
+        // Without the identity, walship cannot read it back, and says why.
+        let noid = config(
+            t.path(),
+            "s3-noid.yml",
+            &db,
+            &item,
+            &age_yaml(&[KEY1_PUBLIC], &[]),
+        );
+        let out = t.join(format!("noid{i}.db"));
+        let r = walship(
+            &["restore", "-config", s(&noid), "-o", s(&out), s(&db)],
+            t.path(),
+        );
+        r.assert_fails_with(1, "has no age.identities");
+        assert!(!out.exists());
+    }
+}
+
+#[test]
+fn restores_without_the_right_key_say_which_key_is_missing() {
+    let test = "age_missing_key";
+    let t = TestDir::new("age-missing");
+    let db = t.join("app.db");
+    let replica = t.join("replica");
+    let cfg = config(
+        t.path(),
+        "w.yml",
+        &db,
+        &file_item(&replica),
+        &age_yaml(&[KEY1_PUBLIC], &[KEY1_SECRET]),
+    );
+    let mut w = Workload::open(&db, test_seed(test));
+    assert!(w.insert(20, true));
+    let mut p = Proc::replicate(t.path(), &Tool::Walship, &cfg);
+    wait_cfg(&Tool::Walship, &cfg, &db, t.path(), &w.model, &mut p);
+    p.stop();
+
+    let cases: [(&str, String, &str); 3] = [
+        (
+            "no identity",
+            age_yaml(&[KEY1_PUBLIC], &[]),
+            "has no age.identities",
+        ),
+        (
+            "the wrong identity",
+            age_yaml(&[KEY1_PUBLIC], &[KEY3_SECRET]),
+            "none of this replica's 1 age.identities matches",
+        ),
+        (
+            "no age section",
+            String::new(),
+            "is age-encrypted: add the replica's age: identities: to the config",
+        ),
+    ];
+    for (what, age, want) in cases {
+        let c = config(t.path(), "read.yml", &db, &file_item(&replica), &age);
+        let out = t.join("out.db");
+        let r = walship(
+            &["restore", "-config", s(&c), "-o", s(&out), s(&db)],
+            t.path(),
+        );
+        r.assert_fails_with(1, want);
+        assert_no_secret(&r);
+        assert!(
+            !out.exists(),
+            "{what}: a failed restore left {}",
+            out.display()
+        );
+        let leftovers: Vec<_> = fs::read_dir(t.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("out.db"))
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "{what}: temp files left: {leftovers:?}"
+        );
+    }
+    // The bare replica URL cannot carry a key.
+    let r = walship(
+        &["restore", "-o", s(&t.join("url.db")), s(&replica)],
+        t.path(),
+    );
+    r.assert_fails_with(1, "age-encrypted");
+}
+
+#[test]
+fn keys_that_do_not_parse_are_refused_without_echoing_them() {
+    let t = TestDir::new("age-bad-keys");
+    let db = t.join("app.db");
+    let replica = t.join("replica");
+    let mut w = Workload::open(&db, test_seed("age_bad_keys"));
+    assert!(w.insert(2, true));
+    let bad_secret = "AGE-SECRET-KEY-1NOTAKEYNOTAKEY";
+    for (age, want) in [
+        (
+            age_yaml(&["age1notarecipient"], &[KEY1_SECRET]),
+            "age.recipients[0] holds a line that is not an age X25519 public key",
+        ),
+        (
+            age_yaml(&[KEY1_PUBLIC], &[bad_secret]),
+            "age.identities[0] holds a line that is not an age X25519 secret key",
+        ),
+    ] {
+        let cfg = config(t.path(), "bad.yml", &db, &file_item(&replica), &age);
+        for args in [
+            vec!["replicate", "-config", s(&cfg)],
+            vec!["restore", "-config", s(&cfg), "-o", "x.db", s(&db)],
+        ] {
+            let r = walship(&args, t.path());
+            r.assert_fails_with(1, want);
+            assert!(!r.combined().contains("NOTAKEY"), "{}", r.describe());
+            assert_no_secret(&r);
+        }
+        assert!(!replica.exists(), "something was written to the replica");
+    }
+    // An age-keygen file's text (comments and all) is one valid entry, as in Litestream.
+    let keyfile_text = format!(
+        "|\n            # created: 2026-12-05T00:00:00Z\n            # public key: {KEY1_PUBLIC}\n            {KEY1_SECRET}"
+    );
+    let age = format!(
+        "        age:\n          recipients: [{KEY1_PUBLIC}]\n          identities:\n          - {keyfile_text}\n"
+    );
+    let cfg = config(t.path(), "keyfile.yml", &db, &file_item(&replica), &age);
+    let r = walship(&["databases", "-config", s(&cfg)], t.path());
+    r.assert_ok();
+    let mut p = Proc::replicate(t.path(), &Tool::Walship, &cfg);
+    wait_cfg(&Tool::Walship, &cfg, &db, t.path(), &w.model, &mut p);
+    p.stop();
+}
+
+/// Validation, retention and follow mode read the replica through the same decrypting
+/// client: validation reports `status=ok` (a decryption failure would be a mismatch or an
+/// error), retention removes old encrypted snapshots and the rest still restores, and
+/// `restore -f` keeps a copy up to date from the encrypted replica.
+#[test]
+fn validation_retention_and_follow_on_an_encrypted_replica() {
+    let test = "age_upkeep";
+    let t = TestDir::new("age-upkeep");
+    let db = t.join("app.db");
+    let replica = t.join("replica");
+    let item = format!(
+        "{}        snapshot-interval: 1s\n        retention: 2s\n        retention-check-interval: 1s\n        validation-interval: 1s\n",
+        file_item(&replica)
+    );
+    let cfg = config(
+        t.path(),
+        "w.yml",
+        &db,
+        &item,
+        &age_yaml(&[KEY1_PUBLIC], &[KEY1_SECRET]),
+    );
+    // Checkpoints move the WAL index, so there are old snapshots and segments to remove.
+    let yaml = fs::read_to_string(&cfg).unwrap().replace(
+        "    replicas:\n",
+        "    checkpoint-interval: 1s\n    min-checkpoint-page-count: 20\n    replicas:\n",
+    );
+    fs::write(&cfg, yaml).unwrap();
+    let mut w = Workload::open(&db, test_seed(test));
+    assert!(w.insert(20, true));
+    let mut p = Proc::replicate(t.path(), &Tool::Walship, &cfg);
+    wait_cfg(&Tool::Walship, &cfg, &db, t.path(), &w.model, &mut p);
+    let copy = t.join("follow.db");
+    let mut f = Proc::spawn(
+        t.path(),
+        "walship-follow",
+        &Tool::Walship.bin(),
+        &[
+            "restore",
+            "-f",
+            "-interval",
+            "200ms",
+            "-config",
+            s(&cfg),
+            "-o",
+            s(&copy),
+            s(&db),
+        ],
+    );
+    // Long enough for several snapshots, retention passes and validations.
+    for _ in 0..6 {
+        w.run(10, Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    wait_cfg(&Tool::Walship, &cfg, &db, t.path(), &w.model, &mut p);
+    wait_until("the follower to catch up", CATCH_UP, || {
+        f.assert_running();
+        check_db(&copy, &w.model)
+    });
+    f.stop();
+    p.stop();
+    let logs = p.logs();
+    assert!(
+        logs.contains("validator: status=ok"),
+        "no validation ran: {logs}"
+    );
+    for bad in ["status=mismatch", "could not validate"] {
+        assert!(!logs.contains(bad), "{bad}: {logs}");
+    }
+    // Retention only lists and deletes; what it leaves must still restore, decrypted.
+    assert!(
+        logs.contains("retention deleted"),
+        "retention deleted nothing: {logs}"
+    );
+    assert_restore(
+        &Tool::Walship,
+        s(&db),
+        &["-config", s(&cfg)],
+        t.path(),
+        &w.model,
+    );
+}
