@@ -48,7 +48,7 @@ impl fmt::Debug for AgeClient {
 
 impl AgeClient {
     /// Wraps `inner`. `recipients` hold age public keys (`age1...`), `identities` secret keys
-    /// (`AGE-SECRET-KEY-1...`), one or more per entry (see [`parse_keys`]); a key that does
+    /// (`AGE-SECRET-KEY-1...`), one or more per entry (one per line, `#` comments skipped); a key that does
     /// not parse is an error that names its entry, never its text.
     pub fn new(
         inner: Arc<dyn ReplicaClient>,
