@@ -20,7 +20,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use common::{TestDir, XorShift, file_url};
-use servers::{FaultProxy, Mode, MotoServer, StaticHttp, WebDav, http_request, s3_target};
+use servers::{
+    Azurite, FaultProxy, Mode, MotoServer, StaticHttp, WebDav, abs_target, http_request, s3_target,
+};
 use walship::backend::file::FileClient;
 use walship::backend::{self, ReplicaClient};
 use walship::config::ReplicaTarget;
@@ -994,6 +996,36 @@ fn conformance_s3_moto() {
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0);
         assert!(count > 0, "no {op} counted for s3:\n{metrics}");
+    }
+}
+
+#[test]
+fn conformance_azure_azurite() {
+    let t = TestDir::new("conf-abs");
+    let Some(az) = Azurite::start("conformance_azure_azurite", t.path()) else {
+        return;
+    };
+    az.create_container("conf");
+    let c = client(&abs_target(&az.endpoint(), "conf", "replica/conf"));
+    let s = client(&abs_target(&az.endpoint(), "conf", "replica/confx"));
+    assert_eq!(c.type_name(), "abs");
+    rt().block_on(run_suite(Target {
+        name: "abs",
+        client: c.as_ref(),
+        seed: c.as_ref(),
+        sibling: Some(s.as_ref()),
+        writable: true,
+        secret: Some(servers::AZURITE_KEY),
+    }));
+    let metrics = walship::metrics::global().encode();
+    for op in ["GET", "PUT", "LIST", "DELETE"] {
+        let series = format!(
+            "litestream_replica_operation_total{{operation=\"{op}\",replica_type=\"abs\"}} "
+        );
+        assert!(
+            metrics.lines().any(|l| l.starts_with(&series)),
+            "no {op} counted for abs:\n{metrics}"
+        );
     }
 }
 

@@ -168,7 +168,7 @@ async fn retention_deletes_in_batches_on_s3() {
     else {
         unreachable!()
     };
-    let client = S3Client::new(&cfg).unwrap();
+    let client = S3Client::s3(&cfg).unwrap();
     let g = walship::Generation(0x0123_4567_89ab_cdef);
     let now = SystemTime::now();
     let segs: Vec<WalSegmentInfo> = (0..150u32)

@@ -21,6 +21,8 @@ use crate::layout;
 use crate::pos::Generation;
 
 pub mod age;
+mod azure;
+mod bucket;
 pub mod file;
 mod http;
 mod objstore;
@@ -29,6 +31,8 @@ mod s3;
 mod static_http;
 mod webdav;
 
+pub use azure::AzureTarget;
+pub use bucket::BucketClient;
 pub use http::HttpClient;
 pub use s3::S3Client;
 

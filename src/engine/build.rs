@@ -8,13 +8,37 @@ pub fn client_for(target: &ReplicaTarget) -> Result<Arc<dyn ReplicaClient>> {
     match target {
         ReplicaTarget::File { path } => Ok(Arc::new(FileClient::new(path.clone()))),
         ReplicaTarget::S3(c) => Ok(Arc::new(
-            S3Client::new(c)?.with_operation_counter(metrics_counter()),
+            BucketClient::s3(c)?.with_operation_counter(metrics_counter()),
         )),
         ReplicaTarget::Http(c) => Ok(Arc::new(
             HttpClient::new(c)?.with_operation_counter(metrics_counter()),
         )),
+        ReplicaTarget::Gcs { bucket, path } => Err(Error::Config(format!(
+            "gcs replicas (gcs://{bucket}/{path}) are not supported by this walship build \
+             yet: walship will neither write nor read them. Keep using Litestream v0.3.13 for \
+             this replica, or replicate to an s3, abs or file replica (GCS's S3 \
+             interoperability endpoint with HMAC keys, type: s3 with endpoint: \
+             https://storage.googleapis.com, may work but is not tested)"
+        ))),
+        ReplicaTarget::Abs {
+            account_name,
+            account_key,
+            bucket,
+            path,
+            endpoint,
+        } => Ok(Arc::new(
+            BucketClient::azure(AzureTarget {
+                account: account_name.as_deref(),
+                key: account_key.as_ref(),
+                container: bucket,
+                path,
+                endpoint: endpoint.as_deref(),
+            })?
+            .with_operation_counter(metrics_counter()),
+        )),
         other => Err(Error::Config(format!(
-            "{} replicas are not supported by this walship build yet; use a file, s3 or http replica",
+            "{} replicas are not supported by this walship build yet; use a file, s3, abs or \
+             http replica",
             other.type_name()
         ))),
     }

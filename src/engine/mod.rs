@@ -47,7 +47,7 @@ use tracing::{debug, error, info, warn};
 use crate::backend::ReplicaClient;
 use crate::backend::age::AgeClient;
 use crate::backend::file::FileClient;
-use crate::backend::{HttpClient, S3Client};
+use crate::backend::{AzureTarget, BucketClient, HttpClient};
 use crate::busy::BusySpell;
 use crate::config::{Candidate, Config, DbConfig, DirConfig, ReplicaConfig, ReplicaTarget};
 use crate::db::{Db, DbOptions};

@@ -5,6 +5,7 @@
 //! - [`WebDav`]: `rclone serve webdav` (Debian package `rclone`);
 //! - [`StaticHttp`]: `python3 -m http.server`, a plain static file server (no PROPFIND);
 //! - [`NginxStatic`]: a real `nginx` with `autoindex` (HTML or JSON listings), read-only;
+//! - [`Azurite`]: Azure Blob Storage's emulator (`npm install -g azurite`), blob service only;
 //! - [`FaultProxy`]: pass / reset / blackhole / 500 / storage full (507 to uploads),
 //!   switchable while connections are open; it also counts the HTTP requests that pass
 //!   through it.
@@ -374,6 +375,112 @@ pub fn s3_replica_yaml(port: u16, bucket: &str, path: &str, sync_interval: &str)
          endpoint: http://127.0.0.1:{port}\n        region: {S3_REGION}\n        \
          force-path-style: true\n        access-key-id: {S3_KEY}\n        \
          secret-access-key: {S3_SECRET}\n        sync-interval: {sync_interval}\n"
+    )
+}
+
+// ------------------------------------------------------------------------------------------
+// Azurite (Azure Blob Storage emulator)
+
+/// Azurite's development account and its key: public, the same in every Azurite.
+pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+/// The development account's key.
+pub const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// An Azure Blob Storage server: Azurite's blob service (npm `azurite`), data in a temporary
+/// directory, telemetry off, on loopback.
+pub struct Azurite {
+    pub proc: ServerProc,
+}
+
+impl Azurite {
+    /// Starts `azurite-blob`; `None` (after a loud skip) when it is missing outside CI.
+    pub fn start(test: &str, dir: &Path) -> Option<Azurite> {
+        let bin = require_bin(test, "azurite-blob", "npm install -g azurite")?;
+        let data = dir.join("azurite");
+        fs::create_dir_all(&data).expect("create azurite dir");
+        let data = data.to_str().expect("utf-8 path").to_string();
+        let proc = ServerProc::start(dir, "azurite", &bin, |port| {
+            [
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                &port.to_string(),
+                "--location",
+                &data,
+                "--silent",
+                "--skipApiVersionCheck",
+                "--loose",
+                "--disableTelemetry",
+            ]
+            .map(String::from)
+            .to_vec()
+        });
+        Some(Azurite { proc })
+    }
+
+    /// The account's endpoint, as Litestream's `endpoint:` and walship's take it:
+    /// `http://127.0.0.1:<port>/devstoreaccount1`.
+    pub fn endpoint(&self) -> String {
+        format!("{}/{AZURITE_ACCOUNT}", self.proc.base_url())
+    }
+
+    /// Creates a container (a Shared Key signed `PUT ?restype=container`, signed by a
+    /// python3 snippet: the tests have no HMAC crate).
+    pub fn create_container(&self, name: &str) {
+        let script = r#"
+import base64, datetime, hashlib, hmac, sys, urllib.request
+port, acct, key, name = sys.argv[1], sys.argv[2], base64.b64decode(sys.argv[3]), sys.argv[4]
+date = datetime.datetime.now(datetime.timezone.utc).strftime('%a, %d %b %Y %H:%M:%S GMT')
+ver = '2021-08-06'
+sts = 'PUT' + '\n' * 12 + f'x-ms-date:{date}\nx-ms-version:{ver}\n/{acct}/{acct}/{name}\nrestype:container'
+sig = base64.b64encode(hmac.new(key, sts.encode(), hashlib.sha256).digest()).decode()
+req = urllib.request.Request(f'http://127.0.0.1:{port}/{acct}/{name}?restype=container', method='PUT',
+    headers={'x-ms-date': date, 'x-ms-version': ver, 'Authorization': f'SharedKey {acct}:{sig}', 'Content-Length': '0'})
+print(urllib.request.urlopen(req).status)
+"#;
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                script,
+                &self.proc.port.to_string(),
+                AZURITE_ACCOUNT,
+                AZURITE_KEY,
+                name,
+            ])
+            .output()
+            .expect("run python3");
+        assert!(
+            out.status.success(),
+            "create container {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// An Azure replica target in Azurite.
+pub fn abs_target(endpoint: &str, container: &str, path: &str) -> ReplicaTarget {
+    ReplicaTarget::Abs {
+        account_name: Some(AZURITE_ACCOUNT.to_string()),
+        account_key: Some(Secret::new(AZURITE_KEY)),
+        bucket: container.to_string(),
+        path: path.to_string(),
+        endpoint: Some(endpoint.to_string()),
+    }
+}
+
+/// The `replicas:` entry of an Azure replica in Azurite, in the keys both walship and
+/// Litestream v0.3.13 read.
+pub fn abs_replica_yaml(
+    endpoint: &str,
+    container: &str,
+    path: &str,
+    sync_interval: &str,
+) -> String {
+    format!(
+        "      - type: abs\n        account-name: {AZURITE_ACCOUNT}\n        account-key: \
+         {AZURITE_KEY}\n        bucket: {container}\n        path: {path}\n        \
+         endpoint: {endpoint}\n        sync-interval: {sync_interval}\n"
     )
 }
 
