@@ -370,6 +370,11 @@ pub enum ReplicaTarget {
         password: Option<Secret>,
         /// Private key file (`key-path`), `~` expanded and absolute.
         key_path: Option<PathBuf>,
+        /// `host-key`: the server's public key (`ssh-ed25519 AAAA...`). `None`: the
+        /// server's key must be in `~/.ssh/known_hosts`.
+        host_key: Option<String>,
+        /// `insecure-skip-host-key-check: true`: accept any server key (with a warning).
+        skip_host_key_check: bool,
         /// Remote directory, as given (URL paths are absolute).
         path: String,
     },

@@ -21,7 +21,8 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use common::{TestDir, XorShift, file_url};
 use servers::{
-    Azurite, FaultProxy, Mode, MotoServer, StaticHttp, WebDav, abs_target, http_request, s3_target,
+    Azurite, FaultProxy, Mode, MotoServer, Sshd, StaticHttp, WebDav, abs_target, http_request,
+    s3_target,
 };
 use walship::backend::file::FileClient;
 use walship::backend::{self, ReplicaClient};
@@ -1027,6 +1028,43 @@ fn conformance_azure_azurite() {
             "no {op} counted for abs:\n{metrics}"
         );
     }
+}
+
+#[test]
+fn conformance_sftp_sshd() {
+    let t = TestDir::new("conf-sftp");
+    let Some(sshd) = Sshd::start("conformance_sftp_sshd", t.path()) else {
+        return;
+    };
+    let root = t.join("remote");
+    let c = client(&sshd.target(&root.join("conf")));
+    let s = client(&sshd.target(&root.join("confx")));
+    assert_eq!(c.type_name(), "sftp");
+    rt().block_on(run_suite(Target {
+        name: "sftp",
+        client: c.as_ref(),
+        seed: c.as_ref(),
+        sibling: Some(s.as_ref()),
+        writable: true,
+        secret: None,
+    }));
+    // None of the client's own temporary files (`.NAME.RANDOM.tmp`) left behind; the suite
+    // writes `NAME.tmp` objects of its own on purpose.
+    fn tmp_files(dir: &std::path::Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                tmp_files(&p, out);
+            } else if e.file_name().to_string_lossy().starts_with('.')
+                && p.to_string_lossy().ends_with(".tmp")
+            {
+                out.push(p.display().to_string());
+            }
+        }
+    }
+    let mut left = Vec::new();
+    tmp_files(&root, &mut left);
+    assert!(left.is_empty(), "temporary files left: {left:?}");
 }
 
 #[test]

@@ -21,6 +21,9 @@
 //! 7. Azure Blob Storage (Azurite): walship replicates and both tools restore; Litestream
 //!    replicates and walship restores; through resets and a stall, walship catches up with
 //!    exactly the committed rows.
+//! 8. SFTP (OpenSSH's sshd): the same three, and the server's host key is checked against
+//!    `host-key:` or `~/.ssh/known_hosts`, refused when unknown or changed, skipped only on
+//!    `insecure-skip-host-key-check: true`.
 //!
 //! Along the way it prints (`MEASURE:` lines) the number of requests walship sends to S3 per
 //! 1,000 transactions at sync-interval 1s, and the restore throughput from each backend.
@@ -37,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use servers::{
-    Autoindex, Azurite, FaultProxy, Mode, MotoServer, NginxStatic, StaticHttp, WebDav,
+    Autoindex, Azurite, FaultProxy, Mode, MotoServer, NginxStatic, Sshd, StaticHttp, WebDav,
     abs_replica_yaml, s3_replica_yaml,
 };
 
@@ -862,6 +865,188 @@ fn azure_through_resets_and_blackhole_recovers() {
         t.path(),
         &w.model,
     );
+}
+
+/// SFTP (sshd), both ways with the real Litestream v0.3.13 (whose SFTP client takes the
+/// same `host`, `user`, `key-path`, `path` and ignores `host-key`), then through resets
+/// and a stall.
+#[test]
+fn sftp_both_ways_with_litestream_and_through_faults() {
+    let test = "sftp_both_ways";
+    let t = TestDir::new("e2e-sftp");
+    let Some(sshd) = Sshd::start(test, t.path()) else {
+        return;
+    };
+    let ls = litestream(test);
+    let mut tools = vec![Tool::Walship];
+    tools.extend(ls.clone().map(Tool::Litestream));
+    for (i, writer) in tools.iter().enumerate() {
+        let db = t.join(format!("app{i}.db"));
+        let remote = t.join(format!("remote/app{i}"));
+        let cfg = config_with(
+            t.path(),
+            &format!("sftp{i}.yml"),
+            &db,
+            &sshd.replica_yaml(sshd.proc.port, &remote, "200ms"),
+        );
+        let mut w = Workload::open(&db, test_seed(test) + i as u64);
+        assert!(w.insert(5, true));
+        let mut p = Proc::replicate(t.path(), writer, &cfg);
+        churn(&mut w, 100);
+        wait_replicated_cfg(writer, &cfg, &db, t.path(), &w.model, &mut p, CATCH_UP);
+        assert!(w.insert(2, true));
+        p.stop();
+        w.assert_model_matches_source();
+        for reader in &tools {
+            timed_restore(
+                reader,
+                &format!("sftp written by {}", writer.name()),
+                s(&db),
+                &["-config", s(&cfg)],
+                t.path(),
+                &w.model,
+            );
+        }
+    }
+
+    // Through the fault proxy: resets, then a black hole, while the application writes.
+    let proxy = FaultProxy::start(sshd.proc.addr());
+    let db = t.join("fault.db");
+    let cfg = config_with(
+        t.path(),
+        "sftp-fault.yml",
+        &db,
+        &sshd.replica_yaml(proxy.port(), &t.join("remote/fault"), "500ms"),
+    );
+    let mut w = Workload::open(&db, test_seed(test) + 7);
+    assert!(w.insert(5, true));
+    let mut p = Proc::replicate(t.path(), &Tool::Walship, &cfg);
+    w.run_for(Duration::from_secs(1), PAUSE);
+    proxy.set_mode(Mode::Reset);
+    w.run_for(Duration::from_secs(3), PAUSE);
+    proxy.set_mode(Mode::Blackhole);
+    w.run_for(Duration::from_secs(3), PAUSE);
+    proxy.set_mode(Mode::Pass);
+    w.run_for(Duration::from_secs(1), PAUSE);
+    wait_replicated_cfg(
+        &Tool::Walship,
+        &cfg,
+        &db,
+        t.path(),
+        &w.model,
+        &mut p,
+        Duration::from_secs(90),
+    );
+    assert!(w.insert(2, true));
+    p.stop();
+    w.assert_model_matches_source();
+    assert_restore(
+        &Tool::Walship,
+        s(&db),
+        &["-config", s(&cfg)],
+        t.path(),
+        &w.model,
+    );
+}
+
+/// The server's host key: `host-key:` must match; without it `~/.ssh/known_hosts` must list
+/// the server with that key; an unknown or changed key is refused before login, and the
+/// restore fails leaving nothing at `-o`; `insecure-skip-host-key-check: true` skips the
+/// check and says so.
+#[test]
+fn sftp_host_keys_are_checked() {
+    let test = "sftp_host_keys";
+    let t = TestDir::new("e2e-sftp-keys");
+    let Some(sshd) = Sshd::start(test, t.path()) else {
+        return;
+    };
+    let db = t.join("app.db");
+    let mut w = Workload::open(&db, test_seed(test));
+    assert!(w.insert(5, true));
+    let remote = t.join("remote");
+    let home = t.join("home");
+    fs::create_dir_all(home.join(".ssh")).unwrap();
+    let with_key = sshd.replica_yaml(sshd.proc.port, &remote, "200ms");
+    let without_key: String = with_key
+        .lines()
+        .filter(|l| !l.contains("host-key:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let other_key =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMGqNFgw6gm7Hg0Rk+aQS0Z3KN1N2mDf5oMnA3yCC2W8";
+    // A replica to restore from, written with the right host-key.
+    let cfg = config_with(t.path(), "write.yml", &db, &with_key);
+    let mut p = Proc::replicate(t.path(), &Tool::Walship, &cfg);
+    wait_replicated_cfg(
+        &Tool::Walship,
+        &cfg,
+        &db,
+        t.path(),
+        &w.model,
+        &mut p,
+        CATCH_UP,
+    );
+    p.stop();
+    let run = |name: &str, yaml: &str| {
+        let cfg = config_with(t.path(), name, &db, yaml);
+        let out_db = t.join(format!("{name}.db"));
+        let out = std::process::Command::new(Tool::Walship.bin())
+            .args(["restore", "-config", s(&cfg), "-o", s(&out_db), s(&db)])
+            .env("HOME", &home)
+            .output()
+            .unwrap();
+        if out.status.success() {
+            assert_db(&out_db, &w.model, name);
+        } else {
+            assert!(
+                !out_db.exists(),
+                "{name}: a refused restore left {}",
+                out_db.display()
+            );
+        }
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (ok, out) = run("fixed.yml", &with_key);
+    assert!(ok, "the right host-key was refused: {out}");
+    let (ok, out) = run("wrong.yml", &with_key.replace(&sshd.host_key, other_key));
+    assert!(
+        !ok && out.contains("is not the replica's host-key"),
+        "{out}"
+    );
+    let (ok, out) = run("unknown.yml", &without_key);
+    assert!(
+        !ok && out.contains("not in ~/.ssh/known_hosts") && out.contains("ssh-keyscan"),
+        "{out}"
+    );
+    let known = home.join(".ssh/known_hosts");
+    fs::write(
+        &known,
+        format!("[127.0.0.1]:{} {other_key}\n", sshd.proc.port),
+    )
+    .unwrap();
+    let (ok, out) = run("changed.yml", &without_key);
+    assert!(
+        !ok && out.contains("differs from line 1 of ~/.ssh/known_hosts"),
+        "{out}"
+    );
+    fs::write(
+        &known,
+        format!("[127.0.0.1]:{} {}\n", sshd.proc.port, sshd.host_key),
+    )
+    .unwrap();
+    let (ok, out) = run("known.yml", &without_key);
+    assert!(ok, "a known host was refused: {out}");
+    fs::remove_file(&known).unwrap();
+    let skip = format!("{without_key}        insecure-skip-host-key-check: true\n");
+    let (ok, out) = run("skip.yml", &skip);
+    assert!(ok && out.contains("host key is not checked"), "{out}");
 }
 
 /// WebDAV (rclone) behind the fault proxy: 500s, then resets, then a black hole, while the

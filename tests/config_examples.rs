@@ -97,6 +97,7 @@ fn every_example_loads() {
         "http-static-restore.yml",
         "directory.yml",
         "many-databases.yml",
+        "sftp.yml",
         "upstream-s3-url.yml",
         "upstream-multiple-replicas.yml",
         "upstream-retention.yml",
@@ -294,6 +295,33 @@ fn guide_configs_load_as_their_authors_meant() {
     ] {
         assert!(w.contains(want), "{want:?} not in {w}");
     }
+}
+
+#[test]
+fn sftp_example() {
+    let c = load("sftp.yml").config;
+    let r = replica(db(&c, "/var/lib/app/app.db"), "offsite");
+    let ReplicaTarget::Sftp {
+        host,
+        user,
+        key_path,
+        host_key,
+        skip_host_key_check,
+        path,
+        ..
+    } = &r.target
+    else {
+        panic!("{r:?}")
+    };
+    assert_eq!(host, "backup.example.com:22");
+    assert_eq!(user, "walship");
+    assert_eq!(
+        key_path.as_deref(),
+        Some(Path::new("/etc/walship/id_ed25519"))
+    );
+    assert!(host_key.as_deref().unwrap().starts_with("ssh-ed25519 AAAA"));
+    assert!(!skip_host_key_check);
+    assert_eq!(path, "/srv/backups/app");
 }
 
 #[test]

@@ -28,6 +28,7 @@ mod http;
 mod objstore;
 pub mod options;
 mod s3;
+pub mod sftp;
 mod static_http;
 mod webdav;
 

@@ -125,6 +125,13 @@ pub(crate) struct RawReplica {
     pub password: Option<String>,
     #[serde(default)]
     pub key_path: Option<String>,
+    /// The server's public key, as in `authorized_keys` (`ssh-ed25519 AAAA...`): Litestream
+    /// v0.5's key.
+    #[serde(default)]
+    pub host_key: Option<String>,
+    /// walship's explicit opt-out of host key checking (Litestream v0.3.13 never checks).
+    #[serde(default)]
+    pub insecure_skip_host_key_check: Option<bool>,
     // HTTP
     #[serde(default)]
     pub bearer_token: Option<String>,
@@ -351,6 +358,8 @@ pub(crate) const REPLICA_KEYS: &[&str] = &[
     "user",
     "password",
     "key-path",
+    "host-key",
+    "insecure-skip-host-key-check",
     "bearer-token",
     "age",
 ];

@@ -210,6 +210,8 @@ dbs:
             user: "bob".into(),
             password: Some(Secret::new("SFTPPASS")),
             key_path: Some(PathBuf::from("/etc/walship/id_ed25519")),
+            host_key: None,
+            skip_host_key_check: false,
             path: "/srv/backups/a".into(),
         }
     );

@@ -36,6 +36,27 @@ pub fn client_for(target: &ReplicaTarget) -> Result<Arc<dyn ReplicaClient>> {
             })?
             .with_operation_counter(metrics_counter()),
         )),
+        ReplicaTarget::Sftp {
+            host,
+            user,
+            password,
+            key_path,
+            host_key,
+            skip_host_key_check,
+            path,
+        } => Ok(Arc::new(
+            SftpClient::new(SftpOptions {
+                host: host.clone(),
+                user: user.clone(),
+                password: password.clone(),
+                key_path: key_path.clone(),
+                host_key: host_key.clone(),
+                skip_host_key_check: *skip_host_key_check,
+                path: path.clone(),
+            })?
+            .with_operation_counter(metrics_counter()),
+        )),
+        #[allow(unreachable_patterns)]
         other => Err(Error::Config(format!(
             "{} replicas are not supported by this walship build yet; use a file, s3, abs or \
              http replica",

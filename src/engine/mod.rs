@@ -47,6 +47,7 @@ use tracing::{debug, error, info, warn};
 use crate::backend::ReplicaClient;
 use crate::backend::age::AgeClient;
 use crate::backend::file::FileClient;
+use crate::backend::sftp::{SftpClient, SftpOptions};
 use crate::backend::{AzureTarget, BucketClient, HttpClient};
 use crate::busy::BusySpell;
 use crate::config::{Candidate, Config, DbConfig, DirConfig, ReplicaConfig, ReplicaTarget};

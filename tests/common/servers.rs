@@ -6,6 +6,7 @@
 //! - [`StaticHttp`]: `python3 -m http.server`, a plain static file server (no PROPFIND);
 //! - [`NginxStatic`]: a real `nginx` with `autoindex` (HTML or JSON listings), read-only;
 //! - [`Azurite`]: Azure Blob Storage's emulator (`npm install -g azurite`), blob service only;
+//! - [`Sshd`]: OpenSSH's `sshd` with its own config and keys, for SFTP;
 //! - [`FaultProxy`]: pass / reset / blackhole / 500 / storage full (507 to uploads),
 //!   switchable while connections are open; it also counts the HTTP requests that pass
 //!   through it.
@@ -173,6 +174,19 @@ impl ServerProc {
         bin: &Path,
         args: impl Fn(u16) -> Vec<String>,
     ) -> ServerProc {
+        ServerProc::start_until(dir, name, bin, args, |port| {
+            http_request(port, "GET", "/", &[], b"", Duration::from_secs(2)).is_ok()
+        })
+    }
+
+    /// Like [`ServerProc::start`], with `ready(port)` saying when the server is ready.
+    pub fn start_until(
+        dir: &Path,
+        name: &str,
+        bin: &Path,
+        args: impl Fn(u16) -> Vec<String>,
+        ready: impl Fn(u16) -> bool,
+    ) -> ServerProc {
         let log = dir.join(format!("{name}.log"));
         for attempt in 0..3 {
             let port = free_port();
@@ -209,7 +223,7 @@ impl ServerProc {
                     }
                     panic!("{name} exited with {st} before it was ready\n{logs}");
                 }
-                if http_request(port, "GET", "/", &[], b"", Duration::from_secs(2)).is_ok() {
+                if ready(port) {
                     eprintln!(
                         "{name} ready on 127.0.0.1:{port} in {:?} (pid {}, log {})",
                         start.elapsed(),
@@ -220,7 +234,7 @@ impl ServerProc {
                 }
                 if start.elapsed() > READY_TIMEOUT {
                     panic!(
-                        "{name} did not answer HTTP on 127.0.0.1:{port} within {READY_TIMEOUT:?}\n{}",
+                        "{name} was not ready on 127.0.0.1:{port} within {READY_TIMEOUT:?}\n{}",
                         srv.logs()
                     );
                 }
@@ -482,6 +496,129 @@ pub fn abs_replica_yaml(
          {AZURITE_KEY}\n        bucket: {container}\n        path: {path}\n        \
          endpoint: {endpoint}\n        sync-interval: {sync_interval}\n"
     )
+}
+
+// ------------------------------------------------------------------------------------------
+// OpenSSH sshd (SFTP)
+
+/// An SFTP server: OpenSSH's `sshd` (Debian `openssh-server`) with its own config, host key,
+/// client key and `authorized_keys` in the test's directory, `internal-sftp`, public-key
+/// login only, for the user running the tests.
+pub struct Sshd {
+    pub proc: ServerProc,
+    /// The client's private key (`key-path`).
+    pub client_key: PathBuf,
+    /// The server's public key as `host-key:` takes it (`ssh-ed25519 AAAA...`).
+    pub host_key: String,
+    /// The login user.
+    pub user: String,
+}
+
+impl Sshd {
+    /// Starts `sshd -D -e -f CONFIG`; `None` (after a loud skip) when sshd or ssh-keygen is
+    /// missing outside CI.
+    pub fn start(test: &str, dir: &Path) -> Option<Sshd> {
+        let sshd = [PathBuf::from("/usr/sbin/sshd")]
+            .into_iter()
+            .find(|p| p.is_file())
+            .or_else(|| require_bin(test, "sshd", "apt-get install openssh-server"))?;
+        let keygen = require_bin(test, "ssh-keygen", "apt-get install openssh-client")?;
+        let d = dir.join("sshd");
+        fs::create_dir_all(&d).expect("create sshd dir");
+        let keygen_to = |path: &Path| {
+            let st = Command::new(&keygen)
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(path)
+                .status()
+                .expect("run ssh-keygen");
+            assert!(st.success(), "ssh-keygen failed");
+        };
+        let host = d.join("host_key");
+        let client = d.join("client_key");
+        keygen_to(&host);
+        keygen_to(&client);
+        fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).expect("authorized_keys");
+        let pub_line = fs::read_to_string(d.join("host_key.pub")).expect("host key");
+        let host_key = pub_line
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ");
+        // sshd's privilege separation directory.
+        let _ = fs::create_dir_all("/run/sshd");
+        let user = std::env::var("USER")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| {
+                let out = Command::new("id").arg("-un").output().expect("id -un");
+                String::from_utf8_lossy(&out.stdout).trim().to_string()
+            });
+        let conf = d.join("sshd_config");
+        let d_s = d.to_str().expect("utf-8 path").to_string();
+        let conf_s = conf.to_str().expect("utf-8 path").to_string();
+        let proc = ServerProc::start_until(
+            dir,
+            "sshd",
+            &sshd,
+            |port| {
+                fs::write(
+                    &conf,
+                    format!(
+                        "Port {port}\nListenAddress 127.0.0.1\nHostKey {d_s}/host_key\n\
+                         PidFile {d_s}/sshd.pid\nAuthorizedKeysFile {d_s}/authorized_keys\n\
+                         StrictModes no\nPubkeyAuthentication yes\nPasswordAuthentication no\n\
+                         KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n\
+                         UsePAM no\nSubsystem sftp internal-sftp\nLogLevel ERROR\n"
+                    ),
+                )
+                .expect("write sshd_config");
+                ["-D", "-e", "-f", &conf_s].map(String::from).to_vec()
+            },
+            |port| {
+                // Ready when it sends its banner.
+                let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+                    return false;
+                };
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut b = [0u8; 4];
+                s.read_exact(&mut b).is_ok() && &b == b"SSH-"
+            },
+        );
+        Some(Sshd {
+            proc,
+            client_key: client,
+            host_key,
+            user,
+        })
+    }
+
+    /// The `replicas:` entry of an SFTP replica in `remote_dir` (through `port`, the
+    /// server's or a proxy's), in the keys both walship and Litestream v0.3.13 read, plus
+    /// walship's `host-key` (Litestream v0.3.13 ignores it with no check at all).
+    pub fn replica_yaml(&self, port: u16, remote_dir: &Path, sync_interval: &str) -> String {
+        format!(
+            "      - type: sftp\n        host: 127.0.0.1:{port}\n        user: {}\n        \
+             key-path: {}\n        host-key: {}\n        path: {}\n        \
+             sync-interval: {sync_interval}\n",
+            self.user,
+            self.client_key.display(),
+            self.host_key,
+            remote_dir.display()
+        )
+    }
+
+    /// The target of an SFTP replica in `remote_dir`, checked against the host key.
+    pub fn target(&self, remote_dir: &Path) -> ReplicaTarget {
+        ReplicaTarget::Sftp {
+            host: format!("127.0.0.1:{}", self.proc.port),
+            user: self.user.clone(),
+            password: None,
+            key_path: Some(self.client_key.clone()),
+            host_key: Some(self.host_key.clone()),
+            skip_host_key_check: false,
+            path: remote_dir.to_str().expect("utf-8 path").to_string(),
+        }
+    }
 }
 
 // ------------------------------------------------------------------------------------------

@@ -716,7 +716,7 @@ impl Resolver<'_> {
     /// Warns about keys that do nothing for this replica type (`bucket:` on a file replica).
     fn warn_inapplicable(&mut self, keys: &str, kind: &str, r: &RawReplica) {
         let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
-        let checks: [(&str, bool, &[&str]); 14] = [
+        let checks: [(&str, bool, &[&str]); 16] = [
             ("access-key-id", set(&r.access_key_id), &["s3"]),
             ("secret-access-key", set(&r.secret_access_key), &["s3"]),
             ("region", set(&r.region), &["s3"]),
@@ -730,6 +730,12 @@ impl Resolver<'_> {
             ("user", set(&r.user), &["sftp", "http"]),
             ("password", set(&r.password), &["sftp", "http"]),
             ("key-path", set(&r.key_path), &["sftp"]),
+            ("host-key", set(&r.host_key), &["sftp"]),
+            (
+                "insecure-skip-host-key-check",
+                r.insecure_skip_host_key_check == Some(true),
+                &["sftp"],
+            ),
             ("bearer-token", set(&r.bearer_token), &["http"]),
         ];
         for (key, present, types) in checks {

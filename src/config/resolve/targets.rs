@@ -178,6 +178,8 @@ impl Resolver<'_> {
         };
         let password = non_empty(r.password.clone()).map(Secret::new);
         let user = non_empty(r.user.clone());
+        let host_key = non_empty(r.host_key.clone());
+        let skip_host_key_check = r.insecure_skip_host_key_check.unwrap_or(false);
         match url_target {
             Some(ReplicaTarget::Sftp {
                 host: url_host,
@@ -198,6 +200,8 @@ impl Resolver<'_> {
                     user: user.unwrap_or(url_user),
                     password: password.or(url_password),
                     key_path,
+                    host_key,
+                    skip_host_key_check,
                     path,
                 })
             }
@@ -219,6 +223,8 @@ impl Resolver<'_> {
                     user,
                     password,
                     key_path,
+                    host_key,
+                    skip_host_key_check,
                     path: r.path.clone().unwrap_or_default(),
                 })
             }

@@ -460,6 +460,8 @@ fn sftp_target(u: &ParsedUrl<'_>) -> Result<ReplicaTarget, String> {
         user,
         password: u.password.clone().map(Secret::new),
         key_path: None,
+        host_key: None,
+        skip_host_key_check: false,
         path: if u.path.is_empty() {
             String::new()
         } else {

@@ -249,6 +249,8 @@ fn other_schemes() {
             user: "u".into(),
             password: Some(Secret::new("p@ss")),
             key_path: None,
+            host_key: None,
+            skip_host_key_check: false,
             path: "/backups/db".into()
         }
     );
