@@ -21,8 +21,8 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use common::{TestDir, XorShift, file_url};
 use servers::{
-    Azurite, FaultProxy, Mode, MotoServer, Sshd, StaticHttp, WebDav, abs_target, http_request,
-    s3_target,
+    Azurite, FakeGcs, FaultProxy, Mode, MotoServer, Sshd, StaticHttp, WebDav, abs_target,
+    http_request, s3_target,
 };
 use walship::backend::file::FileClient;
 use walship::backend::{self, ReplicaClient};
@@ -1065,6 +1065,32 @@ fn conformance_sftp_sshd() {
     let mut left = Vec::new();
     tmp_files(&root, &mut left);
     assert!(left.is_empty(), "temporary files left: {left:?}");
+}
+
+#[test]
+fn conformance_gcs_fake_gcs_server() {
+    let t = TestDir::new("conf-gcs");
+    let Some(gcs) = FakeGcs::start("conformance_gcs_fake_gcs_server", t.path()) else {
+        return;
+    };
+    gcs.create_bucket("conf");
+    let at = |path: &str| -> Arc<dyn ReplicaClient> {
+        Arc::new(
+            walship::backend::BucketClient::gcs_at("conf", path, Some(gcs.host()))
+                .expect("gcs client"),
+        )
+    };
+    let c = at("replica/conf");
+    let s = at("replica/confx");
+    assert_eq!(c.type_name(), "gcs");
+    rt().block_on(run_suite(Target {
+        name: "gcs",
+        client: c.as_ref(),
+        seed: c.as_ref(),
+        sibling: Some(s.as_ref()),
+        writable: true,
+        secret: None,
+    }));
 }
 
 #[test]

@@ -68,9 +68,9 @@ impl BucketClient {
             Some(a) => format!("abs://{a}@{}/{prefix}", t.container),
             None => format!("abs://{}/{prefix}", t.container),
         };
-        Ok(BucketClient {
-            store: Store::new("abs", Arc::new(store), prefix, String::new(), location),
-            type_name: "abs",
-        })
+        Ok(BucketClient::new(
+            Store::new("abs", Arc::new(store), prefix, String::new(), location),
+            "abs",
+        ))
     }
 }

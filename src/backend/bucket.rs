@@ -7,6 +7,9 @@ use bytes::Bytes;
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
 
+use std::sync::Arc;
+
+use super::gcs::GcsUploader;
 use super::objstore::{LocalFile, PART_SIZE, Store};
 use super::{ObjectInfo, ObjectStream, OperationCounter, ReplicaClient};
 use crate::error::{Error, Result};
@@ -19,6 +22,8 @@ pub struct BucketClient {
     pub(super) store: Store,
     /// `s3`, `gcs` or `abs`.
     pub(super) type_name: &'static str,
+    /// GCS only: uploads go through the JSON API (see `gcs.rs`).
+    pub(super) gcs_upload: Option<Arc<GcsUploader>>,
 }
 
 impl std::fmt::Debug for BucketClient {
@@ -31,6 +36,14 @@ impl std::fmt::Debug for BucketClient {
 }
 
 impl BucketClient {
+    pub(super) fn new(store: Store, type_name: &'static str) -> BucketClient {
+        BucketClient {
+            store,
+            type_name,
+            gcs_upload: None,
+        }
+    }
+
     /// Tells `counter` of every request this client makes from now on.
     pub fn with_operation_counter(mut self, counter: OperationCounter) -> BucketClient {
         self.store.ops = Some(counter);
@@ -109,6 +122,11 @@ impl ReplicaClient for BucketClient {
     }
 
     async fn put_file(&self, path: &str, local: &std::path::Path) -> Result<ObjectInfo> {
+        if let Some(u) = &self.gcs_upload {
+            return u
+                .put_file(&self.store, self.store.ops.as_ref(), path, local)
+                .await;
+        }
         let size = match LocalFile::open(local).await? {
             LocalFile::Small(data) => return self.put(path, data).await,
             LocalFile::Large(size) => size,
@@ -119,6 +137,11 @@ impl ReplicaClient for BucketClient {
     }
 
     async fn put(&self, path: &str, data: Bytes) -> Result<ObjectInfo> {
+        if let Some(u) = &self.gcs_upload {
+            return u
+                .put(&self.store, self.store.ops.as_ref(), path, data)
+                .await;
+        }
         let s = &self.store;
         let key = s.key(path)?;
         let size = data.len() as u64;

