@@ -1,5 +1,6 @@
 //! Guards the embedding API: durable-commit waits (every acknowledged commit survives a
-//! restore), the commit hook, events, status, and a clear timeout when no replica can store.
+//! restore), the commit hook, events, status, a clear timeout when no replica can store, and
+//! an age-encrypted replica built from a config.
 use std::sync::Arc;
 use std::time::Duration;
 
