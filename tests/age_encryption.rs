@@ -365,6 +365,11 @@ fn restores_without_the_right_key_say_which_key_is_missing() {
         t.path(),
     );
     r.assert_fails_with(1, "age-encrypted");
+    assert!(
+        !r.stderr.contains("corrupt"),
+        "a missing key is not damage: {}",
+        r.describe()
+    );
 }
 
 #[test]

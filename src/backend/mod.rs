@@ -346,10 +346,19 @@ pub fn read_error(e: std::io::Error, backend: &str, object: &str) -> Error {
     if e.get_ref()
         .is_some_and(|i| i.is::<compress::DecompressError>())
     {
-        return Error::corrupt(object, compress::DecompressError::from_io(e).to_string());
+        return decompress_error(object, compress::DecompressError::from_io(e));
     }
     let message = format!("read {object}: {e}");
     Error::backend_from(backend, BackendErrorKind::Transient, message, e)
+}
+
+/// The error for an object that does not decompress: corrupt, unless it is an age file read
+/// without a key, which is a missing setting rather than damage.
+fn decompress_error(object: &str, e: compress::DecompressError) -> Error {
+    match e {
+        compress::DecompressError::AgeEncrypted => Error::Config(format!("{object}: {e}")),
+        e => Error::corrupt(object, e.to_string()),
+    }
 }
 
 /// Reads and decompresses one object, naming it in any error.
@@ -387,8 +396,7 @@ pub async fn read_decompressed_sized(
     }
     let small = data.len() as u64 <= SMALL_OBJECT;
     let decompress = move || {
-        compress::decompress(&data, MAX_DECOMPRESSED)
-            .map_err(|e| Error::corrupt(object, e.to_string()))
+        compress::decompress(&data, MAX_DECOMPRESSED).map_err(|e| decompress_error(&object, e))
     };
     // A small object decompresses in microseconds: a trip to the blocking pool would cost
     // more than the work.
