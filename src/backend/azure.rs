@@ -9,8 +9,7 @@
 use std::sync::Arc;
 
 use super::bucket::BucketClient;
-use super::objstore::{Store, client_options, retry_config};
-use super::s3::env_nonempty;
+use super::objstore::{Store, client_options, env_nonempty, retry_config};
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 
@@ -68,9 +67,12 @@ impl BucketClient {
             Some(a) => format!("abs://{a}@{}/{prefix}", t.container),
             None => format!("abs://{}/{prefix}", t.container),
         };
-        Ok(BucketClient::new(
-            Store::new("abs", Arc::new(store), prefix, String::new(), location),
+        Ok(BucketClient::new(Store::new(
             "abs",
-        ))
+            Arc::new(store),
+            prefix,
+            String::new(),
+            location,
+        )))
     }
 }

@@ -20,8 +20,6 @@ const MULTIPART_THRESHOLD: usize = 64 << 20;
 /// A replica in a bucket (or container), below a key prefix.
 pub struct BucketClient {
     pub(super) store: Store,
-    /// `s3`, `gcs` or `abs`.
-    pub(super) type_name: &'static str,
     /// GCS only: uploads go through the JSON API (see `gcs.rs`).
     pub(super) gcs_upload: Option<Arc<GcsUploader>>,
 }
@@ -29,17 +27,16 @@ pub struct BucketClient {
 impl std::fmt::Debug for BucketClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BucketClient")
-            .field("type", &self.type_name)
+            .field("type", &self.store.type_name())
             .field("location", &self.store.location)
             .finish()
     }
 }
 
 impl BucketClient {
-    pub(super) fn new(store: Store, type_name: &'static str) -> BucketClient {
+    pub(super) fn new(store: Store) -> BucketClient {
         BucketClient {
             store,
-            type_name,
             gcs_upload: None,
         }
     }
@@ -102,7 +99,7 @@ impl BucketClient {
 #[async_trait]
 impl ReplicaClient for BucketClient {
     fn type_name(&self) -> &'static str {
-        self.type_name
+        self.store.type_name()
     }
 
     fn location(&self) -> String {
@@ -123,9 +120,7 @@ impl ReplicaClient for BucketClient {
 
     async fn put_file(&self, path: &str, local: &std::path::Path) -> Result<ObjectInfo> {
         if let Some(u) = &self.gcs_upload {
-            return u
-                .put_file(&self.store, self.store.ops.as_ref(), path, local)
-                .await;
+            return u.put_file(&self.store, path, local).await;
         }
         let size = match LocalFile::open(local).await? {
             LocalFile::Small(data) => return self.put(path, data).await,
@@ -138,9 +133,7 @@ impl ReplicaClient for BucketClient {
 
     async fn put(&self, path: &str, data: Bytes) -> Result<ObjectInfo> {
         if let Some(u) = &self.gcs_upload {
-            return u
-                .put(&self.store, self.store.ops.as_ref(), path, data)
-                .await;
+            return u.put(&self.store, path, data).await;
         }
         let s = &self.store;
         let key = s.key(path)?;

@@ -20,10 +20,9 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use object_store::gcp::GcpCredentialProvider;
 
+use super::ObjectInfo;
 use super::bucket::BucketClient;
-use super::objstore::{Store, client_options, retry_config};
-use super::s3::env_nonempty;
-use super::{ObjectInfo, OperationCounter};
+use super::objstore::{Store, client_options, env_nonempty, retry_config};
 use crate::error::{BackendErrorKind, Error, Result};
 
 const GCS_BASE_URL: &str = "https://storage.googleapis.com";
@@ -80,10 +79,13 @@ impl BucketClient {
         };
         let prefix = path.trim_matches('/').to_string();
         let location = format!("gcs://{bucket}/{prefix}");
-        let mut c = BucketClient::new(
-            Store::new("gcs", Arc::new(store), prefix, String::new(), location),
+        let mut c = BucketClient::new(Store::new(
             "gcs",
-        );
+            Arc::new(store),
+            prefix,
+            String::new(),
+            location,
+        ));
         c.gcs_upload = Some(Arc::new(uploader));
         Ok(c)
     }
@@ -94,7 +96,6 @@ impl GcsUploader {
     pub(super) async fn upload(
         &self,
         store: &Store,
-        ops: Option<&OperationCounter>,
         rel: &str,
         size: u64,
         body: reqwest::Body,
@@ -125,9 +126,7 @@ impl GcsUploader {
         if !token.bearer.is_empty() {
             req = req.bearer_auth(&token.bearer);
         }
-        if let Some(c) = ops {
-            c("gcs", "PUT", size);
-        }
+        store.count("PUT", size);
         let send = async {
             let resp = req
                 .send()
@@ -168,15 +167,9 @@ impl GcsUploader {
     }
 
     /// Uploads in-memory data.
-    pub(super) async fn put(
-        &self,
-        store: &Store,
-        ops: Option<&OperationCounter>,
-        rel: &str,
-        data: Bytes,
-    ) -> Result<ObjectInfo> {
+    pub(super) async fn put(&self, store: &Store, rel: &str, data: Bytes) -> Result<ObjectInfo> {
         let size = data.len() as u64;
-        self.upload(store, ops, rel, size, reqwest::Body::from(data))
+        self.upload(store, rel, size, reqwest::Body::from(data))
             .await
     }
 
@@ -184,7 +177,6 @@ impl GcsUploader {
     pub(super) async fn put_file(
         &self,
         store: &Store,
-        ops: Option<&OperationCounter>,
         rel: &str,
         local: &Path,
     ) -> Result<ObjectInfo> {
@@ -194,6 +186,6 @@ impl GcsUploader {
         let size = f.metadata().await.map_err(Error::io("stat", local))?.len();
         let body =
             reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(f, 1 << 20));
-        self.upload(store, ops, rel, size, body).await
+        self.upload(store, rel, size, body).await
     }
 }

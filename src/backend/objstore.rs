@@ -32,6 +32,11 @@ pub(super) fn retry_config() -> RetryConfig {
     }
 }
 
+/// An environment variable's value, when it is set and not empty.
+pub(super) fn env_nonempty(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
 /// HTTP client settings of a store.
 pub(super) fn client_options(skip_verify: bool, allow_http: bool) -> ClientOptions {
     ClientOptions::new()
@@ -76,6 +81,11 @@ impl Store {
             location,
             ops: None,
         }
+    }
+
+    /// The replica type, for errors and metrics.
+    pub(super) fn type_name(&self) -> &'static str {
+        self.type_name
     }
 
     /// One `operation` (`GET`, `PUT`, `LIST`, `DELETE`) of `bytes`, told to the counter.

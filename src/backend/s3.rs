@@ -3,16 +3,12 @@
 use std::sync::Arc;
 
 use super::bucket::BucketClient;
-use super::objstore::{Store, client_options, retry_config};
+use super::objstore::{Store, client_options, env_nonempty, retry_config};
 use super::options::S3Config;
 use crate::error::{Error, Result};
 
 /// The S3 client: a [`BucketClient`] built by [`BucketClient::s3`].
 pub type S3Client = BucketClient;
-
-pub(super) fn env_nonempty(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
 
 impl BucketClient {
     /// A client for `cfg`. Credentials: the config's keys, else `AWS_ACCESS_KEY_ID` /
@@ -68,9 +64,12 @@ impl BucketClient {
             .to_string();
         let prefix = if prefix == "." { String::new() } else { prefix };
         let location = format!("s3://{}/{}", cfg.bucket, prefix);
-        Ok(BucketClient::new(
-            Store::new("s3", Arc::new(store), prefix, String::new(), location),
+        Ok(BucketClient::new(Store::new(
             "s3",
-        ))
+            Arc::new(store),
+            prefix,
+            String::new(),
+            location,
+        )))
     }
 }
