@@ -71,18 +71,6 @@ fn file_item(replica: &Path) -> String {
     )
 }
 
-/// Waits until `tool restore -config cfg db` gives exactly `want`, while `p` runs.
-fn wait_cfg(tool: &Tool, cfg: &Path, db: &Path, dir: &Path, want: &Model, p: &mut Proc) {
-    let scratch = dir.join("wait");
-    wait_until("the encrypted replica to catch up", CATCH_UP, || {
-        p.assert_running();
-        let _ = fs::remove_dir_all(&scratch);
-        let r = restore_and_check(tool, s(db), &["-config", s(cfg)], &scratch, want);
-        let _ = fs::remove_dir_all(&scratch);
-        r
-    });
-}
-
 /// Every file under `dir`.
 fn files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -130,7 +118,15 @@ fn walship_encrypts_and_litestream_and_age_decrypt() {
     assert!(w.insert(20, true));
     let mut p = Proc::replicate(t.path(), &Tool::Walship, &cfg);
     w.run(30, Duration::from_millis(10));
-    wait_cfg(&Tool::Walship, &cfg, &db, t.path(), &w.model, &mut p);
+    wait_replicated_cfg(
+        &Tool::Walship,
+        &cfg,
+        &db,
+        t.path(),
+        &w.model,
+        &mut p,
+        CATCH_UP,
+    );
     p.stop();
     assert!(
         !p.logs().contains(KEY1_SECRET),
@@ -201,7 +197,15 @@ fn walship_encrypts_and_litestream_and_age_decrypt() {
     let generations_before = fs::read_dir(replica.join("generations")).unwrap().count();
     let mut p = Proc::replicate(t.path(), &Tool::Walship, &cfg);
     assert!(w.insert(5, true));
-    wait_cfg(&Tool::Walship, &cfg, &db, t.path(), &w.model, &mut p);
+    wait_replicated_cfg(
+        &Tool::Walship,
+        &cfg,
+        &db,
+        t.path(),
+        &w.model,
+        &mut p,
+        CATCH_UP,
+    );
     p.stop();
     assert_eq!(
         fs::read_dir(replica.join("generations")).unwrap().count(),
@@ -237,7 +241,7 @@ fn litestream_encrypts_and_walship_decrypts() {
     let tool = Tool::Litestream(ls);
     let mut p = Proc::replicate(t.path(), &tool, &cfg);
     w.run(30, Duration::from_millis(10));
-    wait_cfg(&tool, &cfg, &db, t.path(), &w.model, &mut p);
+    wait_replicated_cfg(&tool, &cfg, &db, t.path(), &w.model, &mut p, CATCH_UP);
     p.stop();
     assert!(
         files(&replica)
@@ -275,7 +279,7 @@ fn encrypted_s3_replicas_both_ways() {
         assert!(w.insert(20, true));
         let mut p = Proc::replicate(t.path(), writer, &cfg);
         w.run(20, Duration::from_millis(10));
-        wait_cfg(writer, &cfg, &db, t.path(), &w.model, &mut p);
+        wait_replicated_cfg(writer, &cfg, &db, t.path(), &w.model, &mut p, CATCH_UP);
         p.stop();
         for reader in [Tool::Walship, Tool::Litestream(ls.clone())] {
             assert_restore(&reader, s(&db), &["-config", s(&cfg)], t.path(), &w.model);
@@ -314,7 +318,15 @@ fn restores_without_the_right_key_say_which_key_is_missing() {
     let mut w = Workload::open(&db, test_seed(test));
     assert!(w.insert(20, true));
     let mut p = Proc::replicate(t.path(), &Tool::Walship, &cfg);
-    wait_cfg(&Tool::Walship, &cfg, &db, t.path(), &w.model, &mut p);
+    wait_replicated_cfg(
+        &Tool::Walship,
+        &cfg,
+        &db,
+        t.path(),
+        &w.model,
+        &mut p,
+        CATCH_UP,
+    );
     p.stop();
 
     let cases: [(&str, String, &str); 3] = [
@@ -413,7 +425,15 @@ fn keys_that_do_not_parse_are_refused_without_echoing_them() {
     let r = walship(&["databases", "-config", s(&cfg)], t.path());
     r.assert_ok();
     let mut p = Proc::replicate(t.path(), &Tool::Walship, &cfg);
-    wait_cfg(&Tool::Walship, &cfg, &db, t.path(), &w.model, &mut p);
+    wait_replicated_cfg(
+        &Tool::Walship,
+        &cfg,
+        &db,
+        t.path(),
+        &w.model,
+        &mut p,
+        CATCH_UP,
+    );
     p.stop();
 }
 
@@ -447,7 +467,15 @@ fn validation_retention_and_follow_on_an_encrypted_replica() {
     let mut w = Workload::open(&db, test_seed(test));
     assert!(w.insert(20, true));
     let mut p = Proc::replicate(t.path(), &Tool::Walship, &cfg);
-    wait_cfg(&Tool::Walship, &cfg, &db, t.path(), &w.model, &mut p);
+    wait_replicated_cfg(
+        &Tool::Walship,
+        &cfg,
+        &db,
+        t.path(),
+        &w.model,
+        &mut p,
+        CATCH_UP,
+    );
     let copy = t.join("follow.db");
     let mut f = Proc::spawn(
         t.path(),
@@ -470,7 +498,15 @@ fn validation_retention_and_follow_on_an_encrypted_replica() {
         w.run(10, Duration::from_millis(50));
         std::thread::sleep(Duration::from_millis(400));
     }
-    wait_cfg(&Tool::Walship, &cfg, &db, t.path(), &w.model, &mut p);
+    wait_replicated_cfg(
+        &Tool::Walship,
+        &cfg,
+        &db,
+        t.path(),
+        &w.model,
+        &mut p,
+        CATCH_UP,
+    );
     wait_until("the follower to catch up", CATCH_UP, || {
         f.assert_running();
         check_db(&copy, &w.model)

@@ -69,53 +69,6 @@ fn config_with(dir: &Path, name: &str, db: &Path, replica_yaml: &str) -> PathBuf
     p
 }
 
-/// Waits until `tool restore -config cfg db` gives exactly `want`, while `replicator` runs.
-#[track_caller]
-fn wait_replicated_cfg(
-    tool: &Tool,
-    cfg: &Path,
-    db: &Path,
-    dir: &Path,
-    want: &Model,
-    replicator: &mut Proc,
-    timeout: Duration,
-) -> Duration {
-    try_wait_replicated_cfg(tool, cfg, db, dir, want, replicator, timeout)
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Like [`wait_replicated_cfg`], returning the last mismatch instead of panicking on timeout
-/// (it still panics if the replicator exits).
-fn try_wait_replicated_cfg(
-    tool: &Tool,
-    cfg: &Path,
-    db: &Path,
-    dir: &Path,
-    want: &Model,
-    replicator: &mut Proc,
-    timeout: Duration,
-) -> Result<Duration, String> {
-    let scratch = dir.join("wait");
-    let start = Instant::now();
-    loop {
-        replicator.assert_running();
-        let _ = fs::remove_dir_all(&scratch);
-        let r = restore_and_check(tool, s(db), &["-config", s(cfg)], &scratch, want);
-        let _ = fs::remove_dir_all(&scratch);
-        match r {
-            Ok(()) => return Ok(start.elapsed()),
-            Err(e) if start.elapsed() > timeout => {
-                return Err(format!(
-                    "timed out after {timeout:?} waiting for {} to replicate {} rows; last: {e}",
-                    replicator.name,
-                    want.len()
-                ));
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
-}
-
 /// Restores with `tool` (`extra` then `source`) twice, checks each result is exactly `want`,
 /// and prints the better throughput as a `MEASURE:` line (the machine is shared, and the
 /// slower run measures the neighbours).
@@ -699,19 +652,7 @@ fn s3_through_resets_and_blackhole_recovers() {
     measure_requests(&proxy, &mut w, "walship");
 
     // Faults while the application keeps writing.
-    w.run_for(Duration::from_secs(1), PAUSE);
-    proxy.set_mode(Mode::Reset);
-    w.run_for(Duration::from_secs(3), PAUSE);
-    proxy.set_mode(Mode::Blackhole);
-    w.run_for(Duration::from_secs(3), PAUSE);
-    proxy.set_mode(Mode::Pass);
-    let during = proxy.stats();
-    eprintln!("proxy after the faults: {during:?}");
-    assert!(
-        during.resets > 0 && during.blackholed > 0,
-        "walship sent nothing during a fault: {during:?}"
-    );
-    w.run_for(Duration::from_secs(1), PAUSE);
+    proxy.resets_then_blackhole(&mut w, PAUSE);
     let faults_ended = Instant::now();
     let caught_up = try_wait_replicated_cfg(
         &Tool::Walship,
@@ -834,18 +775,7 @@ fn azure_through_resets_and_blackhole_recovers() {
     let mut w = Workload::open(&db, test_seed(test));
     assert!(w.insert(5, true));
     let mut p = Proc::replicate(t.path(), &Tool::Walship, &cfg);
-    w.run_for(Duration::from_secs(1), PAUSE);
-    proxy.set_mode(Mode::Reset);
-    w.run_for(Duration::from_secs(3), PAUSE);
-    proxy.set_mode(Mode::Blackhole);
-    w.run_for(Duration::from_secs(3), PAUSE);
-    proxy.set_mode(Mode::Pass);
-    let during = proxy.stats();
-    assert!(
-        during.resets > 0 && during.blackholed > 0,
-        "walship sent nothing during a fault: {during:?}"
-    );
-    w.run_for(Duration::from_secs(1), PAUSE);
+    proxy.resets_then_blackhole(&mut w, PAUSE);
     wait_replicated_cfg(
         &Tool::Walship,
         &cfg,
@@ -921,13 +851,7 @@ fn sftp_both_ways_with_litestream_and_through_faults() {
     let mut w = Workload::open(&db, test_seed(test) + 7);
     assert!(w.insert(5, true));
     let mut p = Proc::replicate(t.path(), &Tool::Walship, &cfg);
-    w.run_for(Duration::from_secs(1), PAUSE);
-    proxy.set_mode(Mode::Reset);
-    w.run_for(Duration::from_secs(3), PAUSE);
-    proxy.set_mode(Mode::Blackhole);
-    w.run_for(Duration::from_secs(3), PAUSE);
-    proxy.set_mode(Mode::Pass);
-    w.run_for(Duration::from_secs(1), PAUSE);
+    proxy.resets_then_blackhole(&mut w, PAUSE);
     wait_replicated_cfg(
         &Tool::Walship,
         &cfg,

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::*;
-use servers::{FakeGcs, FaultProxy, Mode, gcs_replica_yaml};
+use servers::{FakeGcs, FaultProxy, gcs_replica_yaml};
 
 const CATCH_UP: Duration = Duration::from_secs(30);
 const PAUSE: Duration = Duration::from_millis(10);
@@ -28,26 +28,6 @@ fn config(dir: &Path, name: &str, db: &Path, replica_yaml: &str) -> PathBuf {
     let p = dir.join(name);
     fs::write(&p, y).expect("write config");
     p
-}
-
-/// Waits until `tool restore -config cfg db` gives exactly `want`, while `p` runs.
-fn wait_cfg(
-    tool: &Tool,
-    cfg: &Path,
-    db: &Path,
-    dir: &Path,
-    want: &Model,
-    p: &mut Proc,
-    t: Duration,
-) {
-    let scratch = dir.join("wait");
-    wait_until("the gcs replica to catch up", t, || {
-        p.assert_running();
-        let _ = fs::remove_dir_all(&scratch);
-        let r = restore_and_check(tool, s(db), &["-config", s(cfg)], &scratch, want);
-        let _ = fs::remove_dir_all(&scratch);
-        r
-    });
 }
 
 #[test]
@@ -76,7 +56,7 @@ fn gcs_both_ways_with_litestream_and_through_faults() {
         assert!(w.insert(5, true));
         let mut p = Proc::replicate(t.path(), writer, &cfg);
         w.run(60, PAUSE);
-        wait_cfg(writer, &cfg, &db, t.path(), &w.model, &mut p, CATCH_UP);
+        wait_replicated_cfg(writer, &cfg, &db, t.path(), &w.model, &mut p, CATCH_UP);
         assert!(w.insert(2, true));
         p.stop();
         w.assert_model_matches_source();
@@ -104,19 +84,8 @@ fn gcs_both_ways_with_litestream_and_through_faults() {
     let mut w = Workload::open(&db, test_seed(test) + 7);
     assert!(w.insert(5, true));
     let mut p = Proc::replicate(t.path(), &Tool::Walship, &cfg);
-    w.run_for(Duration::from_secs(1), PAUSE);
-    proxy.set_mode(Mode::Reset);
-    w.run_for(Duration::from_secs(3), PAUSE);
-    proxy.set_mode(Mode::Blackhole);
-    w.run_for(Duration::from_secs(3), PAUSE);
-    proxy.set_mode(Mode::Pass);
-    let during = proxy.stats();
-    assert!(
-        during.resets > 0 && during.blackholed > 0,
-        "walship sent nothing during a fault: {during:?}"
-    );
-    w.run_for(Duration::from_secs(1), PAUSE);
-    wait_cfg(
+    proxy.resets_then_blackhole(&mut w, PAUSE);
+    wait_replicated_cfg(
         &Tool::Walship,
         &cfg,
         &db,

@@ -1222,6 +1222,53 @@ pub fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Resul
     }
 }
 
+/// Waits until `tool restore -config cfg db` gives exactly `want`, while `replicator` runs.
+#[track_caller]
+pub fn wait_replicated_cfg(
+    tool: &Tool,
+    cfg: &Path,
+    db: &Path,
+    dir: &Path,
+    want: &Model,
+    replicator: &mut Proc,
+    timeout: Duration,
+) -> Duration {
+    try_wait_replicated_cfg(tool, cfg, db, dir, want, replicator, timeout)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Like [`wait_replicated_cfg`], returning the last mismatch instead of panicking on timeout
+/// (it still panics if the replicator exits).
+pub fn try_wait_replicated_cfg(
+    tool: &Tool,
+    cfg: &Path,
+    db: &Path,
+    dir: &Path,
+    want: &Model,
+    replicator: &mut Proc,
+    timeout: Duration,
+) -> Result<Duration, String> {
+    let scratch = dir.join("wait");
+    let start = Instant::now();
+    loop {
+        replicator.assert_running();
+        let _ = fs::remove_dir_all(&scratch);
+        let r = restore_and_check(tool, s(db), &["-config", s(cfg)], &scratch, want);
+        let _ = fs::remove_dir_all(&scratch);
+        match r {
+            Ok(()) => return Ok(start.elapsed()),
+            Err(e) if start.elapsed() > timeout => {
+                return Err(format!(
+                    "timed out after {timeout:?} waiting for {} to replicate {} rows; last: {e}",
+                    replicator.name,
+                    want.len()
+                ));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
 /// Waits until a restore of `source` with `tool` gives exactly `want`, while `replicator`
 /// keeps running (its exit fails the test at once, with its logs).
 #[track_caller]

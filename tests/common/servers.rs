@@ -1043,6 +1043,31 @@ impl FaultProxy {
             bytes_down: c.bytes_down.load(Ordering::Relaxed),
         }
     }
+
+    /// The fault sequence the backend tests put a replicator through while the application
+    /// keeps writing through `w`: 1 s as normal, 3 s of resets (open connections too), 3 s
+    /// of a black hole (a stall), then normal again for 1 s. Fails unless the replicator
+    /// met both faults; returns the counts at the end of the faults.
+    pub fn resets_then_blackhole(
+        &self,
+        w: &mut crate::common::Workload,
+        pause: Duration,
+    ) -> ProxyStats {
+        w.run_for(Duration::from_secs(1), pause);
+        self.set_mode(Mode::Reset);
+        w.run_for(Duration::from_secs(3), pause);
+        self.set_mode(Mode::Blackhole);
+        w.run_for(Duration::from_secs(3), pause);
+        self.set_mode(Mode::Pass);
+        let during = self.stats();
+        eprintln!("proxy after the faults: {during:?}");
+        assert!(
+            during.resets > 0 && during.blackholed > 0,
+            "the replicator sent nothing during a fault: {during:?}"
+        );
+        w.run_for(Duration::from_secs(1), pause);
+        during
+    }
 }
 
 impl Drop for FaultProxy {
