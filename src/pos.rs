@@ -48,6 +48,20 @@ impl fmt::Debug for Generation {
     }
 }
 
+impl serde::Serialize for Generation {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Generation {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Generation, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Generation::parse(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("invalid generation {s:?}")))
+    }
+}
+
 impl FromStr for Generation {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

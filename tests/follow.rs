@@ -106,10 +106,10 @@ fn follower_stays_consistent_and_catches_up() {
         reads > 10,
         "the copy was read while following ({reads} reads)"
     );
-    // Readers never get a -wal/-shm beside the copy (rollback-journal mode).
+    // The copy is in WAL mode: readers never wait for the follower's writes.
     let mode: String = rusqlite::Connection::open(&copy)
         .unwrap()
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(mode, "delete");
+    assert_eq!(mode, "wal");
 }

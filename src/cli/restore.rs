@@ -43,9 +43,9 @@ pub struct RestoreArgs {
     /// Exit 0 without restoring if no backup is found.
     #[arg(long = "if-replica-exists")]
     pub if_replica_exists: bool,
-    /// Follow: after restoring, keep the output up to date with the replica (a read-only
-    /// copy in rollback-journal mode, replaced atomically on every change) until
-    /// SIGINT/SIGTERM.
+    /// Follow: after restoring, keep the output up to date with the replica until
+    /// SIGINT/SIGTERM, applying only what changed (a WAL-mode copy that SQLite programs
+    /// read while it is updated; a restart resumes where the copy is).
     #[arg(short = 'f', long = "follow")]
     pub follow: bool,
     /// How often follow mode looks for changes (Go duration).
@@ -118,7 +118,8 @@ pub async fn run(args: RestoreArgs) -> Result<()> {
         (None, None) => bail!("output path required (-o PATH)"),
     };
     let output = std::path::absolute(&output).unwrap_or(output);
-    if output.exists() {
+    let resume = args.follow && restore::follow_state_path(&output).exists();
+    if output.exists() && !resume {
         if args.if_db_not_exists {
             info!(path = %output.display(), "database already exists, skipping");
             return Ok(());
@@ -192,13 +193,17 @@ async fn follow(
     let stop = async {
         super::next_signal().await;
     };
-    restore::follow(&target.replicas, output, opts, interval, stop, &|p| {
-        info!(
-            path = %output.display(),
-            generation = %p.generation,
-            index = p.segments.last().map_or(p.snapshot.index, |s| s.index),
-            "follow: updated"
-        );
+    restore::follow(&target.replicas, output, opts, interval, stop, &|s| {
+        if let Some(p) = &s.position {
+            tracing::debug!(
+                path = %output.display(),
+                generation = %p.generation,
+                index = p.index,
+                offset = p.offset,
+                delay = ?s.apply_delay,
+                "follow: updated"
+            );
+        }
     })
     .await?;
     Ok(())

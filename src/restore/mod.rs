@@ -45,7 +45,9 @@ mod select;
 
 use segments::apply_segments;
 
-pub use follow::follow;
+pub use follow::{
+    FollowOptions, FollowPosition, FollowStatus, Follower, follow, state_path as follow_state_path,
+};
 pub use select::plan_generation;
 
 /// One replica restore may read from.
@@ -457,6 +459,18 @@ pub async fn apply(
     opts: &RestoreOptions,
     progress: &(dyn Fn(Progress) + Send + Sync),
 ) -> Result<RestoreSummary> {
+    Ok(apply_keep(replicas, plan, output, opts, progress).await?.0)
+}
+
+/// [`apply`], also returning the replay state of the last WAL index applied (`None` for
+/// a snapshot-only plan): where a follower continues.
+pub(crate) async fn apply_keep(
+    replicas: &[ReplicaSource],
+    plan: &Plan,
+    output: &Path,
+    opts: &RestoreOptions,
+    progress: &(dyn Fn(Progress) + Send + Sync),
+) -> Result<(RestoreSummary, Option<replay::IndexReplay>)> {
     let source = replicas
         .iter()
         .find(|r| r.name == plan.replica)
@@ -517,7 +531,11 @@ pub async fn apply(
         )
         .await?;
     }
-    let (db_bytes, pages_written) = blocking(&tmp, move || writer.sync()).await?;
+    let ((db_bytes, pages_written), last_replay) = blocking(&tmp, move || {
+        let sizes = writer.sync()?;
+        Ok((sizes, writer.last_replay().cloned()))
+    })
+    .await?;
 
     // Verify, then install.
     progress(Progress::Verifying);
@@ -555,7 +573,7 @@ pub async fn apply(
         elapsed = ?started.elapsed(),
         "restore complete"
     );
-    Ok(summary)
+    Ok((summary, last_replay))
 }
 
 /// [`plan`] then [`apply`].

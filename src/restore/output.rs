@@ -246,6 +246,8 @@ const PENDING_CAP: usize = 8 << 20;
 pub(crate) struct DbWriter {
     pages: PageBuf,
     current: Option<IndexReplay>,
+    /// The last index finished: where a follower continues.
+    last: Option<IndexReplay>,
 }
 
 /// The newest version of each buffered page, and the file they go to.
@@ -305,7 +307,13 @@ impl DbWriter {
                 pages_written: 0,
             },
             current: None,
+            last: None,
         }
+    }
+
+    /// The replay state of the last index finished ([`DbWriter::finish_index`]).
+    pub(crate) fn last_replay(&self) -> Option<&IndexReplay> {
+        self.last.as_ref()
     }
 
     /// The replay of `seg`'s index and the page buffer its pages go to, finishing the
@@ -378,17 +386,19 @@ impl DbWriter {
                 .set_len(u64::from(pages) * u64::from(b.page_size))
                 .map_err(Error::io("set size of", &b.path))?;
         }
-        Ok(Some(AppliedIndex {
+        let applied = AppliedIndex {
             index: r.index(),
             frames: r.frames(),
             wal_bytes: r.wal_bytes(),
             db_pages: r.db_pages(),
-        }))
+        };
+        self.last = Some(r);
+        Ok(Some(applied))
     }
 
     /// Writes the buffered pages, fsyncs and closes the file; returns its size and the
     /// number of pages written from WAL frames.
-    pub(crate) fn sync(mut self) -> Result<(u64, u64)> {
+    pub(crate) fn sync(&mut self) -> Result<(u64, u64)> {
         let b = &mut self.pages;
         b.flush()?;
         b.file.sync_all().map_err(Error::io("fsync", &b.path))?;

@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::sqlite::wal::{self, FrameHeader, StopReason, WalHeader};
 
 /// Replay state of one WAL index.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct IndexReplay {
     index: u32,
     page_size: u32,
@@ -34,6 +34,18 @@ pub(crate) struct IndexReplay {
     /// Where the next segment must start, in bytes of this index's WAL.
     next_offset: u64,
     /// Database size in pages after the last commit seen; 0 before any commit.
+    db_pages: u32,
+    frames: u64,
+}
+
+/// [`IndexReplay`] as plain numbers (the follower's state file).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct SavedReplay {
+    index: u32,
+    page_size: u32,
+    header: Option<[u32; 8]>,
+    checksum: [u32; 2],
+    next_offset: u64,
     db_pages: u32,
     frames: u64,
 }
@@ -79,6 +91,56 @@ impl IndexReplay {
     /// Bytes of this index's WAL validated so far.
     pub(crate) fn wal_bytes(&self) -> u64 {
         self.next_offset
+    }
+
+    /// Bytes of this index's WAL validated so far: where the next segment must start.
+    pub(crate) fn next_offset(&self) -> u64 {
+        self.next_offset
+    }
+
+    /// The state as plain numbers, to be saved and given back to [`IndexReplay::from_saved`]
+    /// (the follower resumes an index where it stopped).
+    pub(crate) fn saved(&self) -> SavedReplay {
+        SavedReplay {
+            index: self.index,
+            page_size: self.page_size,
+            header: self.header.map(|h| {
+                [
+                    h.magic,
+                    h.version,
+                    h.page_size,
+                    h.checkpoint_seq,
+                    h.salt.0,
+                    h.salt.1,
+                    h.checksum.0,
+                    h.checksum.1,
+                ]
+            }),
+            checksum: [self.checksum.0, self.checksum.1],
+            next_offset: self.next_offset,
+            db_pages: self.db_pages,
+            frames: self.frames,
+        }
+    }
+
+    /// The replay [`IndexReplay::saved`] saved.
+    pub(crate) fn from_saved(s: &SavedReplay) -> IndexReplay {
+        IndexReplay {
+            index: s.index,
+            page_size: s.page_size,
+            header: s.header.map(|h| WalHeader {
+                magic: h[0],
+                version: h[1],
+                page_size: h[2],
+                checkpoint_seq: h[3],
+                salt: (h[4], h[5]),
+                checksum: (h[6], h[7]),
+            }),
+            checksum: (s.checksum[0], s.checksum[1]),
+            next_offset: s.next_offset,
+            db_pages: s.db_pages,
+            frames: s.frames,
+        }
     }
 
     /// Validates the next segment (decompressed `data`, named `offset` in the layout) and

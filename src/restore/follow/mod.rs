@@ -1,0 +1,955 @@
+//! Follow mode: keep a local copy of a replica's latest state that SQLite programs read
+//! while walship applies each change (`walship restore -f`, and [`Follower`] in-process).
+//!
+//! The first start restores the latest state (with every check a restore makes) into the
+//! copy. After that, each poll lists the followed generation's WAL segments once and
+//! downloads only the segments past the copy's position; their pages (the newest version
+//! of each) are written into the copy in **one SQLite write transaction** through the
+//! `sqlite_dbpage` virtual table, with the database size set by the last commit. The copy
+//! stays in WAL mode, so readers with the copy open (the sqlite3 shell, Python, an
+//! application's long-lived connection) keep reading the state they started on and see
+//! the next one at their next read transaction: never a mix, never an error but a short
+//! `SQLITE_BUSY` that a busy timeout absorbs.
+//!
+//! What a follower meets:
+//! - **a new generation** on the primary (or a gap in the segments, e.g. retention removed
+//!   what the follower needed while it was down, or a catch-up that would download more
+//!   than the snapshot): the latest state is restored into a temporary file beside the
+//!   copy and the copy takes it in one transaction, writing only the pages that differ;
+//! - **an unreachable replica**: the copy keeps serving its last state; the follower says so
+//!   once and retries with backoff (up to a minute between tries);
+//! - **someone writing to the copy**: detected (SQLite's `data_version` while running, the
+//!   content hash at start) and refused with an error that says what to do;
+//! - **kill -9**: SQLite discards the unfinished transaction. Before each commit the
+//!   follower records, in `<copy>-walship-follow.json`, the position and content hash the
+//!   copy is about to have (beside the last committed ones), so the next start finds which
+//!   of the two the copy holds and resumes there without downloading anything again.
+//!
+//! A file replica is watched with inotify (no polling when idle but a safety check every
+//! minute); other replicas are listed every interval (one listing of the followed
+//! generation's WAL, plus one of the generations when that showed nothing new), and nothing
+//! is downloaded when nothing changed.
+mod copy;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::replay::{IndexReplay, SavedReplay};
+use super::{Plan, ReplicaSource, RestoreOptions, apply_keep, download, object_name, plan};
+use crate::backend::{self, WalSegmentInfo};
+use crate::error::{Error, Result};
+use crate::pos::Generation;
+use copy::Copy;
+
+/// How a [`Follower`] follows.
+#[derive(Debug, Clone)]
+pub struct FollowOptions {
+    /// How often a replica is listed (a file replica is watched instead and listed when it
+    /// changes). Default 1 s.
+    pub interval: Duration,
+    /// Segments downloaded at once. Default 8.
+    pub parallelism: usize,
+}
+
+impl Default for FollowOptions {
+    fn default() -> Self {
+        FollowOptions {
+            interval: Duration::from_secs(1),
+            parallelism: 8,
+        }
+    }
+}
+
+/// Where the copy is: the state of the replica it equals.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowPosition {
+    /// The replica followed.
+    pub replica: String,
+    /// The generation followed.
+    pub generation: Generation,
+    /// The WAL index the next segment belongs to.
+    pub index: u32,
+    /// Where in that index's WAL the next segment starts (bytes).
+    pub offset: u64,
+}
+
+/// What a follower is doing, for status pages and subscribers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowStatus {
+    /// The copy's position; `None` before the first restore.
+    pub position: Option<FollowPosition>,
+    /// When the copy last changed.
+    pub updated_at: Option<SystemTime>,
+    /// When the replica was last read successfully.
+    pub checked_at: Option<SystemTime>,
+    /// Storage time of the newest segment or snapshot applied.
+    pub replica_time: Option<SystemTime>,
+    /// How long the last applied change sat on the replica before the copy had it (from
+    /// its storage time to the commit into the copy).
+    pub apply_delay: Option<Duration>,
+    /// The last error reading the replica, until a read succeeds again.
+    pub last_error: Option<String>,
+    /// Updates applied since start (incremental or full).
+    pub updates: u64,
+    /// Full restores since start (first restore, new generation, gap).
+    pub full_restores: u64,
+    /// Pages in the copy.
+    pub pages: u32,
+}
+
+/// The state file beside the copy: the committed position and hash, and the one an
+/// update is about to commit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StateFile {
+    version: u32,
+    committed: Saved,
+    pending: Option<Saved>,
+    status: FollowStatus,
+}
+
+/// A copy position with what is needed to continue from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Saved {
+    pos: FollowPosition,
+    /// The replay of `pos.index` when the copy is inside it.
+    replay: Option<SavedReplay>,
+    /// Content hash of the copy ([`copy::page_hash`] summed), hex.
+    hash: String,
+    pages: u32,
+}
+
+/// The follower's state file for the copy at `copy`: `<copy>-walship-follow.json`. It
+/// holds the copy's position and status (readable JSON) and lets a restarted follower
+/// resume.
+pub fn state_path(copy: &Path) -> PathBuf {
+    let mut s = copy.as_os_str().to_owned();
+    s.push("-walship-follow.json");
+    PathBuf::from(s)
+}
+
+fn write_state(path: &Path, st: &StateFile) -> Result<()> {
+    let data =
+        serde_json::to_vec_pretty(st).map_err(|e| Error::Config(format!("follower state: {e}")))?;
+    crate::fsutil::write_atomic(&state_path(path), &data).map(|_| ())
+}
+
+fn read_state(path: &Path) -> Result<Option<StateFile>> {
+    let sp = state_path(path);
+    match std::fs::read(&sp) {
+        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
+            Error::Config(format!(
+                "{}: not a walship follower state ({e}); remove the copy and this file to follow afresh",
+                sp.display()
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("read", &sp)(e)),
+    }
+}
+
+/// An in-process read replica: keeps a local copy of a replica's latest state while the
+/// application reads it with any SQLite connection.
+///
+/// ```no_run
+/// # async fn demo(replicas: Vec<walship::restore::ReplicaSource>) -> walship::Result<()> {
+/// use walship::restore::{FollowOptions, Follower};
+/// let follower = Follower::start(replicas, "/data/copy.db".into(), FollowOptions::default());
+/// let mut updates = follower.subscribe();
+/// updates.changed().await.ok(); // the copy exists once the first update is in
+/// let reader = rusqlite::Connection::open("/data/copy.db").unwrap();
+/// // ... read; each read transaction sees one committed state of the primary ...
+/// follower.shutdown().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Follower {
+    status: tokio::sync::watch::Receiver<FollowStatus>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl Follower {
+    /// Starts following on the current tokio runtime. `copy` is created by the first
+    /// restore, or, if it exists with its `-walship-follow.json`, resumed. Errors that
+    /// stop the follower (a copy written by another program, a copy that is not a
+    /// follower's) come from [`Follower::shutdown`] or [`Follower::wait`].
+    pub fn start(replicas: Vec<ReplicaSource>, copy: PathBuf, opts: FollowOptions) -> Follower {
+        let (tx, rx) = tokio::sync::watch::channel(FollowStatus::default());
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let stop = async move {
+                let _ = stop_rx.await;
+            };
+            run(&replicas, &copy, &opts, stop, &|s: &FollowStatus| {
+                tx.send_replace(s.clone());
+            })
+            .await
+        });
+        Follower {
+            status: rx,
+            stop: Some(stop_tx),
+            task,
+        }
+    }
+
+    /// The latest status.
+    pub fn status(&self) -> FollowStatus {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver that is told of each status change (every update of the copy, every
+    /// error).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<FollowStatus> {
+        self.status.clone()
+    }
+
+    /// Stops following (an update in progress finishes or is rolled back) and returns the
+    /// follower's error, if it stopped on one.
+    pub async fn shutdown(mut self) -> Result<()> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.wait().await
+    }
+
+    /// Waits until the follower stops on its own (on an error).
+    pub async fn wait(self) -> Result<()> {
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(Error::Config(format!("follower task failed: {e}"))),
+        }
+    }
+}
+
+/// Keeps `output` following the latest state of `replicas` until `stop` completes (see the
+/// module docs); `on_status` is called on every status change. Only `opts.parallelism` of
+/// `opts` is used; `generation`, `index` and `timestamp` are refused (a follower follows
+/// the latest state).
+pub async fn follow(
+    replicas: &[ReplicaSource],
+    output: &Path,
+    opts: &RestoreOptions,
+    interval: Duration,
+    stop: impl Future<Output = ()>,
+    on_status: &(dyn Fn(&FollowStatus) + Send + Sync),
+) -> Result<()> {
+    if opts.index.is_some() || opts.timestamp.is_some() || opts.generation.is_some() {
+        return Err(Error::Config(
+            "follow mode follows the latest state: drop -index, -timestamp and -generation".into(),
+        ));
+    }
+    let fo = FollowOptions {
+        interval,
+        parallelism: opts.parallelism(),
+    };
+    run(replicas, output, &fo, stop, on_status).await
+}
+
+/// Longest wait between tries while the replica cannot be read.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// With inotify on a file replica, it is still listed this often.
+const WATCHED_SAFETY_POLL: Duration = Duration::from_secs(60);
+/// Most decompressed bytes of segments applied in one transaction; a longer catch-up is
+/// applied in several (each ends on a commit of the primary).
+const BATCH_BYTES: usize = 64 << 20;
+/// A catch-up whose segments add up to more than this (compressed) is compared with a
+/// full restore from the latest snapshot, and the cheaper one is taken.
+const COMPARE_RESTORE_ABOVE: u64 = 8 << 20;
+
+async fn run(
+    replicas: &[ReplicaSource],
+    output: &Path,
+    opts: &FollowOptions,
+    stop: impl Future<Output = ()>,
+    on_status: &(dyn Fn(&FollowStatus) + Send + Sync),
+) -> Result<()> {
+    if replicas.is_empty() {
+        return Err(Error::Config("follow: no replica to follow".into()));
+    }
+    let output = std::path::absolute(output).unwrap_or_else(|_| output.to_path_buf());
+    let mut f = Follow {
+        replicas: replicas.to_vec(),
+        output: output.clone(),
+        opts: opts.clone(),
+        at: None,
+        status: FollowStatus::default(),
+        known_generations: None,
+        failures: 0,
+    };
+    f.resume().await?;
+    if f.at.is_some() {
+        on_status(&f.status);
+    }
+    let (_watcher, wake) = watch_file_replicas(replicas);
+    tokio::pin!(stop);
+    loop {
+        let before = f.status.clone();
+        let more = match f.step().await {
+            Ok(more) => {
+                if f.failures > 0 {
+                    tracing::info!(copy = %output.display(), "follow: replica readable again");
+                }
+                f.failures = 0;
+                f.status.last_error = None;
+                f.status.checked_at = Some(SystemTime::now());
+                more
+            }
+            Err(Step::Fatal(e)) => {
+                f.status.last_error = Some(e.to_string());
+                on_status(&f.status);
+                return Err(e);
+            }
+            Err(Step::Retry(e)) => {
+                let msg = e.to_string();
+                if f.status.last_error.as_deref() != Some(&msg) {
+                    tracing::warn!(copy = %output.display(), error = %msg,
+                        "follow: cannot update from the replica; the copy keeps its last state, retrying with backoff");
+                }
+                f.failures += 1;
+                f.status.last_error = Some(msg);
+                false
+            }
+        };
+        if f.status != before {
+            on_status(&f.status);
+        }
+        if more {
+            continue;
+        }
+        let wait = if f.failures > 0 {
+            (opts.interval * 2u32.saturating_pow(f.failures.min(16))).min(MAX_BACKOFF)
+        } else if wake.is_some() {
+            WATCHED_SAFETY_POLL
+        } else {
+            opts.interval
+        };
+        tokio::select! {
+            _ = &mut stop => return Ok(()),
+            _ = tokio::time::sleep(wait) => {}
+            _ = async {
+                match &wake {
+                    Some(n) => {
+                        n.notified().await;
+                        // Let a burst of file events (one upload writes and renames) settle.
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }, if f.failures == 0 => {}
+        }
+    }
+}
+
+/// Watches the directories of file replicas; the returned notifier wakes on any change.
+fn watch_file_replicas(
+    replicas: &[ReplicaSource],
+) -> (
+    Option<notify::RecommendedWatcher>,
+    Option<Arc<tokio::sync::Notify>>,
+) {
+    use notify::{RecursiveMode, Watcher};
+    if replicas.iter().any(|r| r.client.type_name() != "file") {
+        return (None, None);
+    }
+    let n = Arc::new(tokio::sync::Notify::new());
+    let n2 = n.clone();
+    let mut w = match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if res.is_ok() {
+            n2.notify_one();
+        }
+    }) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "follow: no file change notifications; listing every interval");
+            return (None, None);
+        }
+    };
+    for r in replicas {
+        let root = PathBuf::from(r.client.location());
+        if let Err(e) = w.watch(&root, RecursiveMode::Recursive) {
+            tracing::warn!(dir = %root.display(), error = %e,
+                "follow: cannot watch the replica directory; listing every interval");
+            return (None, None);
+        }
+    }
+    (Some(w), Some(n))
+}
+
+/// Why a step stopped.
+enum Step {
+    /// Reading the replica failed: keep the copy, try again later.
+    Retry(Error),
+    /// The copy cannot be kept in step (written by another program, not a follower's
+    /// copy): stop.
+    Fatal(Error),
+}
+
+impl From<Error> for Step {
+    fn from(e: Error) -> Step {
+        Step::Retry(e)
+    }
+}
+
+fn fatal(e: Error) -> Step {
+    Step::Fatal(e)
+}
+
+/// Where the copy is, with the open copy.
+struct At {
+    copy: Copy,
+    saved: Saved,
+    /// Index of the followed replica in `replicas`.
+    replica: usize,
+}
+
+struct Follow {
+    replicas: Vec<ReplicaSource>,
+    output: PathBuf,
+    opts: FollowOptions,
+    at: Option<At>,
+    status: FollowStatus,
+    /// Generations listed on the followed replica when the copy last took a new state.
+    known_generations: Option<BTreeSet<Generation>>,
+    failures: u32,
+}
+
+fn hex(h: u64) -> String {
+    format!("{h:016x}")
+}
+
+impl Follow {
+    fn restore_opts(&self) -> RestoreOptions {
+        RestoreOptions {
+            parallelism: self.opts.parallelism,
+            ..RestoreOptions::default()
+        }
+    }
+
+    /// At start: an existing copy must have its state file and hold one of the two states
+    /// it names; no copy (or a state file alone) starts afresh.
+    async fn resume(&mut self) -> std::result::Result<(), Error> {
+        let out = self.output.clone();
+        clean_temp_files(&out);
+        let state = read_state(&out)?;
+        if !out.exists() {
+            if state.is_some() {
+                let _ = std::fs::remove_file(state_path(&out));
+            }
+            return Ok(());
+        }
+        let Some(state) = state else {
+            return Err(Error::Config(format!(
+                "{} exists but is not a walship follower copy (no {}): remove it, or follow \
+                 into another path",
+                out.display(),
+                state_path(&out).display()
+            )));
+        };
+        let o2 = out.clone();
+        let copy = super::blocking(&out, move || Copy::open(&o2)).await?;
+        let h = hex(copy.hash());
+        let saved = [state.pending.clone(), Some(state.committed.clone())]
+            .into_iter()
+            .flatten()
+            .find(|s| s.hash == h && s.pages == copy.pages())
+            .ok_or_else(|| copy::foreign_write(&out))?;
+        let Some(replica) = self
+            .replicas
+            .iter()
+            .position(|r| r.name == saved.pos.replica)
+        else {
+            return Err(Error::Config(format!(
+                "the follower copy {} follows replica {:?}, which is not configured now: remove \
+                 the copy to follow afresh",
+                out.display(),
+                saved.pos.replica
+            )));
+        };
+        tracing::info!(copy = %out.display(), generation = %saved.pos.generation,
+            index = saved.pos.index, offset = saved.pos.offset, "follow: resuming where the copy is");
+        self.status = state.status;
+        self.status.position = Some(saved.pos.clone());
+        self.status.last_error = None;
+        self.status.pages = copy.pages();
+        self.at = Some(At {
+            copy,
+            saved,
+            replica,
+        });
+        Ok(())
+    }
+
+    /// One look at the replica, applying what is new. `Ok(true)`: more is waiting.
+    async fn step(&mut self) -> std::result::Result<bool, Step> {
+        let Some(at) = &self.at else {
+            self.full_restore(None).await?;
+            return Ok(false);
+        };
+        let source = self.replicas[at.replica].clone();
+        let pos = at.saved.pos.clone();
+        let listed = match backend::wal_segments(&*source.client, pos.generation).await {
+            Ok(l) => l,
+            Err(Error::NotFound(_)) => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        let chain = match next_segments(&listed, pos.index, pos.offset) {
+            Next::Nothing => {
+                // Nothing new here: has the primary moved to another generation?
+                let gens: BTreeSet<Generation> = backend::generations(&*source.client)
+                    .await?
+                    .into_iter()
+                    .collect();
+                if self.known_generations.as_ref() == Some(&gens) && gens.contains(&pos.generation)
+                {
+                    return Ok(false);
+                }
+                let p = plan(&self.replicas, &self.restore_opts()).await?;
+                if p.generation == pos.generation && p.replica == pos.replica {
+                    self.known_generations = Some(gens);
+                    return Ok(false);
+                }
+                tracing::info!(copy = %self.output.display(), from = %pos.generation,
+                    to = %p.generation, "follow: the primary started a new generation");
+                self.full_restore(Some(p)).await?;
+                return Ok(false);
+            }
+            Next::Gap => {
+                tracing::info!(copy = %self.output.display(), generation = %pos.generation,
+                    index = pos.index, offset = pos.offset,
+                    "follow: the segments after the copy's position are gone (retention?); restoring the latest snapshot");
+                self.full_restore(None).await?;
+                return Ok(false);
+            }
+            Next::Segments(c) => c,
+        };
+        let total: u64 = chain.iter().map(|s| s.size).sum();
+        if total > COMPARE_RESTORE_ABOVE {
+            let p = plan(&self.replicas, &self.restore_opts()).await?;
+            let full: u64 = p.snapshot.size + p.segments.iter().map(|s| s.size).sum::<u64>();
+            if p.generation != pos.generation || full < total {
+                tracing::info!(copy = %self.output.display(), segments_bytes = total, restore_bytes = full,
+                    "follow: a full restore downloads less than the segments; restoring");
+                self.full_restore(Some(p)).await?;
+                return Ok(false);
+            }
+        }
+        self.apply_segments(&source, chain).await
+    }
+
+    /// Downloads the segments (in order, `parallelism` at a time) up to [`BATCH_BYTES`] of
+    /// them, and applies them in one transaction. `Ok(true)`: segments are left.
+    async fn apply_segments(
+        &mut self,
+        source: &ReplicaSource,
+        chain: Vec<WalSegmentInfo>,
+    ) -> std::result::Result<bool, Step> {
+        let client = source.client.clone();
+        let mut got: Vec<(WalSegmentInfo, Vec<u8>)> = Vec::new();
+        let mut bytes = 0usize;
+        let mut stream = futures::stream::iter(chain.iter().cloned())
+            .map(|seg| {
+                let client = client.clone();
+                async move {
+                    let data = download(&*client, &seg.path(), seg.size).await;
+                    (seg, data)
+                }
+            })
+            .buffered(self.opts.parallelism.max(1));
+        while let Some((seg, data)) = stream.next().await {
+            let data = data?;
+            bytes += data.len();
+            got.push((seg, data));
+            if bytes >= BATCH_BYTES {
+                break;
+            }
+        }
+        drop(stream);
+        let more = got.len() < chain.len();
+        let at = self.at.take().expect("a copy to apply to");
+        let out = self.output.clone();
+        let status = self.status.clone();
+        let objects: Vec<String> = got
+            .iter()
+            .map(|(s, _)| object_name(&*client, &s.path()))
+            .collect();
+        let res = super::worker(&out, move || {
+            let mut at = at;
+            let res = apply_batch(&mut at, &got, &objects, status);
+            (at, res)
+        })
+        .await;
+        let (at, res) = match res {
+            Ok(v) => v,
+            Err(e) => return Err(fatal(e)),
+        };
+        self.at = Some(at);
+        let (newest, saved) = res?;
+        let now = SystemTime::now();
+        self.status.position = Some(saved.pos.clone());
+        self.status.updated_at = Some(now);
+        self.status.replica_time = Some(newest);
+        self.status.apply_delay = now.duration_since(newest).ok();
+        self.status.updates += 1;
+        self.status.pages = saved.pages;
+        Ok(more)
+    }
+
+    /// Restores `p` (or the latest plan) and makes the copy that state: installs it when
+    /// there is no copy yet, else replaces the copy's content in one transaction.
+    async fn full_restore(&mut self, p: Option<Plan>) -> std::result::Result<(), Step> {
+        let ropts = self.restore_opts();
+        let p = match p {
+            Some(p) => p,
+            None => plan(&self.replicas, &ropts).await?,
+        };
+        let replica = self
+            .replicas
+            .iter()
+            .position(|r| r.name == p.replica)
+            .expect("plan names a configured replica");
+        let gens: BTreeSet<Generation> = backend::generations(&*self.replicas[replica].client)
+            .await?
+            .into_iter()
+            .collect();
+        let tmp = temp_beside(&self.output);
+        let res = apply_keep(&self.replicas, &p, &tmp, &ropts, &|_| {}).await;
+        let (summary, replay) = match res {
+            Ok(v) => v,
+            Err(e) => {
+                remove_with_side_files(&tmp);
+                return Err(e.into());
+            }
+        };
+        let pos = match &replay {
+            Some(r) => FollowPosition {
+                replica: p.replica.clone(),
+                generation: p.generation,
+                index: r.index(),
+                offset: r.next_offset(),
+            },
+            None => FollowPosition {
+                replica: p.replica.clone(),
+                generation: p.generation,
+                index: summary.snapshot_index,
+                offset: 0,
+            },
+        };
+        let saved_replay = replay.as_ref().map(|r| r.saved());
+        let out = self.output.clone();
+        let mut status = self.status.clone();
+        status.position = Some(pos.clone());
+        let at = self.at.take();
+        let tmp2 = tmp.clone();
+        let res = super::worker(&self.output, move || -> (Option<At>, Result<At>) {
+            match at {
+                None => {
+                    // First restore: record the state, then move the file into place.
+                    let r = (|| {
+                        let c = Copy::open(&tmp2)?;
+                        let saved = Saved {
+                            pos,
+                            replay: saved_replay,
+                            hash: hex(c.hash()),
+                            pages: c.pages(),
+                        };
+                        drop(c);
+                        write_state(
+                            &out,
+                            &StateFile {
+                                version: 1,
+                                committed: saved.clone(),
+                                pending: None,
+                                status,
+                            },
+                        )?;
+                        super::output::install(&tmp2, &out)?;
+                        let copy = Copy::open(&out)?;
+                        Ok(At {
+                            copy,
+                            saved,
+                            replica,
+                        })
+                    })();
+                    (None, r)
+                }
+                Some(mut at) => {
+                    let committed = at.saved.clone();
+                    let mut next = None;
+                    let pages = (std::fs::metadata(&tmp2).map(|m| m.len()).unwrap_or(0)
+                        / u64::from(at.copy.page_size())) as u32;
+                    let r = at.copy.replace_with(&tmp2, |hash| {
+                        let pend = Saved {
+                            pos,
+                            replay: saved_replay,
+                            hash: hex(hash),
+                            pages,
+                        };
+                        next = Some(pend.clone());
+                        write_state(
+                            &out,
+                            &StateFile {
+                                version: 1,
+                                committed,
+                                pending: Some(pend),
+                                status,
+                            },
+                        )
+                    });
+                    match r {
+                        Ok(written) => {
+                            tracing::info!(copy = %out.display(), pages_written = written,
+                                "follow: the copy took the restored state");
+                            at.saved = next.expect("set before commit");
+                            at.replica = replica;
+                            (None, Ok(at))
+                        }
+                        Err(e) => (Some(at), Err(e)),
+                    }
+                }
+            }
+        })
+        .await;
+        remove_with_side_files(&tmp);
+        let (back, res) = res.map_err(fatal)?;
+        let at = match res {
+            Ok(at) => at,
+            Err(e) => {
+                self.at = back;
+                return Err(classify_copy_error(e));
+            }
+        };
+        let now = SystemTime::now();
+        self.status.position = Some(at.saved.pos.clone());
+        self.status.updated_at = Some(now);
+        self.status.replica_time = Some(p.end);
+        self.status.apply_delay = now.duration_since(p.end).ok();
+        self.status.updates += 1;
+        self.status.full_restores += 1;
+        self.status.pages = at.saved.pages;
+        self.known_generations = Some(gens);
+        tracing::info!(copy = %self.output.display(), generation = %at.saved.pos.generation,
+            index = at.saved.pos.index, "follow: copy restored");
+        self.at = Some(at);
+        Ok(())
+    }
+}
+
+/// A failure while writing the copy: foreign writes and local trouble stop the follower;
+/// bad data from the replica is retried.
+fn classify_copy_error(e: Error) -> Step {
+    match e {
+        Error::Corrupt { .. } => Step::Retry(e),
+        e => Step::Fatal(e),
+    }
+}
+
+/// Validates the downloaded segments in order from the copy's position and writes their
+/// pages into the copy in one transaction; returns the newest storage time applied and
+/// the new position.
+fn apply_batch(
+    at: &mut At,
+    got: &[(WalSegmentInfo, Vec<u8>)],
+    objects: &[String],
+    status: FollowStatus,
+) -> std::result::Result<(SystemTime, Saved), Step> {
+    let page_size = at.copy.page_size();
+    let pos = &at.saved.pos;
+    let mut replay = match &at.saved.replay {
+        Some(r) => {
+            let r = IndexReplay::from_saved(r);
+            if r.index() == pos.index {
+                r
+            } else {
+                IndexReplay::new(pos.index, page_size)
+            }
+        }
+        None => IndexReplay::new(pos.index, page_size),
+    };
+    let mut pages: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
+    let mut size = at.copy.pages();
+    let mut newest = SystemTime::UNIX_EPOCH;
+    let ps = page_size as usize;
+    for ((seg, data), object) in got.iter().zip(objects) {
+        if seg.index != replay.index() {
+            replay = IndexReplay::new(seg.index, page_size);
+        }
+        for p in replay.segment(seg.offset, data, object)? {
+            let page = &data[p.at..p.at + ps];
+            match pages.entry(p.pgno) {
+                std::collections::btree_map::Entry::Occupied(mut e) => {
+                    e.get_mut().copy_from_slice(page)
+                }
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(page.to_vec());
+                }
+            }
+        }
+        if let Some(n) = replay.db_pages() {
+            size = n;
+        }
+        newest = newest.max(seg.created);
+    }
+    let next = Saved {
+        pos: FollowPosition {
+            replica: pos.replica.clone(),
+            generation: pos.generation,
+            index: replay.index(),
+            offset: replay.next_offset(),
+        },
+        replay: Some(replay.saved()),
+        hash: String::new(),
+        pages: size,
+    };
+    let committed = at.saved.clone();
+    let out = at.copy.path().to_path_buf();
+    let mut pending = next;
+    let mut status = status;
+    status.position = Some(pending.pos.clone());
+    at.copy
+        .apply(&pages, size, |hash| {
+            pending.hash = hex(hash);
+            write_state(
+                &out,
+                &StateFile {
+                    version: 1,
+                    committed,
+                    pending: Some(pending.clone()),
+                    status,
+                },
+            )
+        })
+        .map_err(classify_copy_error)?;
+    at.saved = pending.clone();
+    Ok((newest, pending))
+}
+
+/// What follows a position in a generation's listing.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    Nothing,
+    /// The segments to apply next, in order (their contiguity inside an index is checked
+    /// when they are applied).
+    Segments(Vec<WalSegmentInfo>),
+    /// Something later is listed but not what must come next.
+    Gap,
+}
+
+/// The segments after position (`index`, `offset`) in `listed` (sorted by index, offset).
+fn next_segments(listed: &[WalSegmentInfo], index: u32, offset: u64) -> Next {
+    let later: Vec<&WalSegmentInfo> = listed
+        .iter()
+        .filter(|s| (s.index, u64::from(s.offset)) >= (index, offset))
+        .collect();
+    if later.is_empty() {
+        return Next::Nothing;
+    }
+    // The copy's index must still be listed: if retention removed it, whether it ended
+    // where the copy is cannot be known.
+    if !listed.iter().any(|s| s.index == index) {
+        return Next::Gap;
+    }
+    let mut cur = index;
+    let mut out = Vec::new();
+    for s in later {
+        let ok = if s.index == index && out.is_empty() {
+            u64::from(s.offset) == offset
+        } else if s.index == cur {
+            true
+        } else {
+            s.index == cur + 1 && s.offset == 0
+        };
+        if !ok {
+            break;
+        }
+        cur = s.index;
+        out.push(s.clone());
+    }
+    if out.is_empty() {
+        Next::Gap
+    } else {
+        Next::Segments(out)
+    }
+}
+
+fn temp_beside(output: &Path) -> PathBuf {
+    let mut r = [0u8; 8];
+    let _ = getrandom::fill(&mut r);
+    let name = output
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    output.with_file_name(format!(".{name}.follow-{:016x}.tmp", u64::from_be_bytes(r)))
+}
+
+fn remove_with_side_files(p: &Path) {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut s = p.as_os_str().to_owned();
+        s.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(s));
+    }
+}
+
+/// Removes temporary files a killed follower left beside `output`.
+fn clean_temp_files(output: &Path) {
+    let (Some(dir), Some(name)) = (output.parent(), output.file_name()) else {
+        return;
+    };
+    let prefix = format!(".{}.follow-", name.to_string_lossy());
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(index: u32, offset: u32) -> WalSegmentInfo {
+        WalSegmentInfo {
+            generation: Generation(1),
+            index,
+            offset,
+            size: 10,
+            created: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    fn keys(n: &Next) -> Vec<(u32, u32)> {
+        match n {
+            Next::Segments(v) => v.iter().map(|s| (s.index, s.offset)).collect(),
+            _ => vec![],
+        }
+    }
+
+    #[test]
+    fn next_segments_follow_the_chain() {
+        let l = vec![seg(1, 0), seg(1, 100), seg(1, 200), seg(2, 0), seg(2, 50)];
+        assert_eq!(next_segments(&l, 2, 50 + 1), Next::Nothing);
+        assert_eq!(
+            keys(&next_segments(&l, 1, 100)),
+            [(1, 100), (1, 200), (2, 0), (2, 50)]
+        );
+        assert_eq!(keys(&next_segments(&l, 1, 300)), [(2, 0), (2, 50)]);
+        assert_eq!(keys(&next_segments(&l, 2, 50)), [(2, 50)]);
+        // Not at the copy's offset: a gap.
+        assert_eq!(next_segments(&l, 1, 150), Next::Gap);
+        // The copy's index is gone (retention): a gap even though index 2 starts at 0.
+        let l2 = vec![seg(2, 0), seg(2, 50)];
+        assert_eq!(next_segments(&l2, 1, 300), Next::Gap);
+        // An index missing in the middle ends the chain before it.
+        let l3 = vec![seg(1, 0), seg(3, 0)];
+        assert_eq!(next_segments(&l3, 1, 0), Next::Segments(vec![seg(1, 0)]));
+        assert_eq!(next_segments(&l3, 1, 10), Next::Gap);
+    }
+}
