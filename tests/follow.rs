@@ -1,115 +1,282 @@
-//! Guards follow mode (`walship restore -f`): while a writer commits on the primary and
-//! `walship replicate` ships to a file replica, the follower's copy is always a database
-//! that passes integrity_check, and it catches up with the primary.
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+//! Guards follow mode (`walship restore -f`) at its edges (#17); the readers' guarantee
+//! is `tests/follow_readers.rs`:
+//! - the copy stays consistent while it catches up, and is in WAL mode;
+//! - `walship status` shows the follower's position; `-exec` runs a command once the copy
+//!   is ready and walship exits with its code;
+//! - a write to the copy by another program stops the follower with an error that says
+//!   what to do, and a restart refuses the copy;
+//! - a follower that was down while retention removed the segments it needed restores the
+//!   latest snapshot into the copy (in one transaction) and goes on;
+//! - an unreachable replica: the copy keeps serving and the follower says so once.
+mod common;
+#[path = "common/servers.rs"]
+mod servers;
 
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on a child we spawned.
-        unsafe {
-            libc::kill(self.0.id() as i32, libc::SIGTERM);
-        }
-        let _ = self.0.wait();
-    }
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use servers::StaticHttp;
+
+const CATCH_UP: Duration = Duration::from_secs(30);
+
+fn follower(t: &TestDir, args: &[&str]) -> Proc {
+    let mut a = vec!["restore", "-f", "-interval", "200ms"];
+    a.extend_from_slice(args);
+    Proc::spawn(t.path(), "walship-follow", Path::new(WALSHIP), &a)
 }
 
-fn count(path: &std::path::Path) -> Option<i64> {
-    let c = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .ok()?;
-    let ok: String = c
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .ok()?;
-    assert_eq!(ok, "ok", "the follower's copy must always be consistent");
-    c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)).ok()
+fn laptop_config(t: &TestDir, copy: &Path, replica_url: &str) -> std::path::PathBuf {
+    let p = t.join("laptop.yml");
+    std::fs::write(
+        &p,
+        format!(
+            "dbs:\n  - path: {}\n    replicas:\n      - url: {replica_url}\n",
+            copy.display()
+        ),
+    )
+    .unwrap();
+    p
 }
 
 #[test]
 fn follower_stays_consistent_and_catches_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("app.db");
-    let replica = dir.path().join("replica");
-    let copy = dir.path().join("follow.db");
-    let app = rusqlite::Connection::open(&db).unwrap();
-    app.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);")
-        .unwrap();
-    app.execute("INSERT INTO t(v) VALUES ('first')", [])
-        .unwrap();
-    let cfg = dir.path().join("cfg.yml");
-    std::fs::write(
+    let t = TestDir::new("follow-basic");
+    let db = t.join("app.db");
+    let replica = t.join("replica");
+    let copy = t.join("copy.db");
+    let cfg = write_config(t.path(), "cfg.yml", &db, &replica, &ConfigOpts::default());
+    let mut w = Workload::open(&db, test_seed("follow_basic"));
+    assert!(w.insert(5, false));
+    let mut rep = Proc::replicate(t.path(), &Tool::Walship, &cfg);
+    wait_replicated_cfg(
+        &Tool::Walship,
         &cfg,
-        format!(
-            "dbs:\n  - path: {}\n    monitor-interval: 100ms\n    replicas:\n      - path: {}\n        sync-interval: 200ms\n",
-            db.display(),
-            replica.display()
-        ),
-    )
-    .unwrap();
-    let bin = env!("CARGO_BIN_EXE_walship");
-    let _rep = Kill(
-        Command::new(bin)
-            .args(["replicate", "-config"])
-            .arg(&cfg)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+        &db,
+        t.path(),
+        &w.model,
+        &mut rep,
+        CATCH_UP,
     );
-    // Wait for the first snapshot before starting the follower.
-    let start = Instant::now();
-    while !replica.join("generations").exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "no replica appeared"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    let _fol = Kill(
-        Command::new(bin)
-            .args(["restore", "-f", "-interval", "200ms", "-o"])
-            .arg(&copy)
-            .arg(&replica)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut reads = 0;
-    for i in 0..30 {
-        app.execute(
-            "INSERT INTO t(v) VALUES (?1)",
-            [format!("row {i} {}", "x".repeat(2000))],
-        )
-        .unwrap();
-        std::thread::sleep(Duration::from_millis(50));
-        if count(&copy).is_some() {
-            reads += 1;
+    let mut fol = follower(&t, &["-o", s(&copy), s(&replica)]);
+    let mut consistent_reads = 0;
+    for _ in 0..30 {
+        w.step();
+        std::thread::sleep(Duration::from_millis(30));
+        if copy.exists() {
+            // A whole committed state, or an error naming what is wrong.
+            read_db(&copy).unwrap();
+            consistent_reads += 1;
         }
     }
-    let want: i64 = app
-        .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
-        .unwrap();
-    let start = Instant::now();
-    loop {
-        if count(&copy) == Some(want) {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "follower did not catch up: has {:?}, want {want}",
-            count(&copy)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-        reads += 1;
-    }
-    assert!(
-        reads > 10,
-        "the copy was read while following ({reads} reads)"
-    );
-    // The copy is in WAL mode: readers never wait for the follower's writes.
+    wait_until("the follower to catch up", CATCH_UP, || {
+        fol.assert_running();
+        check_db(&copy, &w.model)
+    });
+    assert!(consistent_reads > 10, "{consistent_reads} reads");
     let mode: String = rusqlite::Connection::open(&copy)
         .unwrap()
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
     assert_eq!(mode, "wal");
+    fol.stop();
+    rep.stop();
+}
+
+#[test]
+fn status_exec_and_foreign_writes() {
+    let t = TestDir::new("follow-status");
+    let db = t.join("app.db");
+    let replica = t.join("replica");
+    let copy = t.join("copy.db");
+    let cfg = write_config(t.path(), "cfg.yml", &db, &replica, &ConfigOpts::default());
+    let laptop = laptop_config(&t, &copy, &file_url(&replica));
+    let mut w = Workload::open(&db, test_seed("follow_status"));
+    assert!(w.insert(5, false));
+    let mut rep = Proc::replicate(t.path(), &Tool::Walship, &cfg);
+    wait_replicated_cfg(
+        &Tool::Walship,
+        &cfg,
+        &db,
+        t.path(),
+        &w.model,
+        &mut rep,
+        CATCH_UP,
+    );
+
+    // -exec: started once the copy is ready; walship exits with its code.
+    let mut f = follower(
+        &t,
+        &[
+            "-config",
+            s(&laptop),
+            "-exec",
+            &format!("sh -c 'test -s {} && exit 7'", s(&copy)),
+            s(&copy),
+        ],
+    );
+    let st = f
+        .wait_timeout(CATCH_UP)
+        .unwrap_or_else(|| panic!("-exec did not end the follower\n{}", f.logs()));
+    assert_eq!(st.code(), Some(7), "{}", f.logs());
+    check_db(&copy, &w.model).unwrap();
+
+    // A restart resumes (the copy exists, with its state file), and `status` shows it.
+    let mut f = follower(&t, &["-config", s(&laptop), s(&copy)]);
+    assert!(w.insert(3, false));
+    wait_until("the follower to catch up", CATCH_UP, || {
+        f.assert_running();
+        check_db(&copy, &w.model)
+    });
+    assert!(
+        f.logs().contains("resuming where the copy is"),
+        "{}",
+        f.logs()
+    );
+    let out = walship(&["status", "-config", s(&laptop)], t.path());
+    out.assert_ok();
+    let gen_dir = dir_entries(&replica.join("generations"));
+    assert!(
+        out.stdout.contains("follower copy") && out.stdout.contains(&gen_dir[0]),
+        "status does not show the follower: {}",
+        out.describe()
+    );
+
+    // Another program writes to the copy: the next update stops the follower.
+    rusqlite::Connection::open(&copy)
+        .unwrap()
+        .execute("CREATE TABLE mine(x)", [])
+        .unwrap();
+    assert!(w.insert(1, false));
+    let st = f
+        .wait_timeout(CATCH_UP)
+        .unwrap_or_else(|| panic!("the follower did not stop\n{}", f.logs()));
+    assert!(!st.success());
+    let logs = f.logs();
+    assert!(logs.contains("changed by another program"), "{logs}");
+    // ... and a restart refuses the copy.
+    let out = walship(
+        &["restore", "-f", "-config", s(&laptop), s(&copy)],
+        t.path(),
+    );
+    assert!(
+        !out.ok() && out.combined().contains("changed by another program"),
+        "{}",
+        out.describe()
+    );
+    rep.stop();
+}
+
+#[test]
+fn follower_back_after_retention_restores_the_latest_snapshot() {
+    let t = TestDir::new("follow-gap");
+    let db = t.join("app.db");
+    let replica = t.join("replica");
+    let copy = t.join("copy.db");
+    let cfg = t.join("cfg.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "dbs:\n  - path: {}\n    monitor-interval: 100ms\n    checkpoint-interval: 1s\n    min-checkpoint-page-count: 10\n    replicas:\n      - path: {}\n        sync-interval: 100ms\n        snapshot-interval: 1s\n        retention: 1s\n        retention-check-interval: 500ms\n",
+            db.display(),
+            replica.display()
+        ),
+    )
+    .unwrap();
+    let mut w = Workload::open(&db, test_seed("follow_gap"));
+    assert!(w.insert(5, false));
+    let mut rep = Proc::replicate(t.path(), &Tool::Walship, &cfg);
+    wait_replicated_cfg(
+        &Tool::Walship,
+        &cfg,
+        &db,
+        t.path(),
+        &w.model,
+        &mut rep,
+        CATCH_UP,
+    );
+    let mut f = follower(&t, &["-o", s(&copy), s(&replica)]);
+    wait_until("the first copy", CATCH_UP, || check_db(&copy, &w.model));
+    f.stop();
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(t.join("copy.db-walship-follow.json")).unwrap())
+            .unwrap();
+    let index = state["committed"]["pos"]["index"].as_u64().unwrap() as u32;
+    // While the follower is down, the primary moves on and retention removes the index the
+    // copy is in.
+    wait_until("retention to remove the copy's wal index", CATCH_UP, || {
+        w.run(20, Duration::from_millis(5));
+        let idx = replica_wal_indexes(&replica);
+        match idx.iter().map(|(_, i)| *i).min() {
+            Some(min) if min > index => Ok(()),
+            other => Err(format!("oldest index {other:?}, copy at {index}")),
+        }
+    });
+    let mut f = follower(&t, &["-o", s(&copy), s(&replica)]);
+    wait_until("the follower to catch up", CATCH_UP, || {
+        f.assert_running();
+        check_db(&copy, &w.model)
+    });
+    let logs = f.logs();
+    assert!(logs.contains("resuming where the copy is"), "{logs}");
+    assert!(
+        logs.contains("segments after the copy's position are gone"),
+        "{logs}"
+    );
+    assert!(logs.contains("the copy took the restored state"), "{logs}");
+    // And it keeps following incrementally afterwards.
+    assert!(w.insert(3, false));
+    wait_until("the next change", CATCH_UP, || check_db(&copy, &w.model));
+    f.stop();
+    rep.stop();
+}
+
+#[test]
+fn an_unreachable_replica_keeps_the_copy_and_is_reported_once() {
+    let test = "follow_unreachable";
+    let t = TestDir::new("follow-unreachable");
+    let db = t.join("app.db");
+    let root = t.join("root");
+    let replica = root.join("app");
+    let copy = t.join("copy.db");
+    let cfg = write_config(t.path(), "cfg.yml", &db, &replica, &ConfigOpts::default());
+    let Some(srv) = StaticHttp::start(test, t.path(), &root) else {
+        return;
+    };
+    let mut w = Workload::open(&db, test_seed(test));
+    assert!(w.insert(5, false));
+    let mut rep = Proc::replicate(t.path(), &Tool::Walship, &cfg);
+    wait_replicated_cfg(
+        &Tool::Walship,
+        &cfg,
+        &db,
+        t.path(),
+        &w.model,
+        &mut rep,
+        CATCH_UP,
+    );
+    let laptop = laptop_config(&t, &copy, &srv.url("app"));
+    let mut f = follower(&t, &["-config", s(&laptop), s(&copy)]);
+    wait_until("the first copy", CATCH_UP, || check_db(&copy, &w.model));
+    drop(srv); // kills the server
+    assert!(w.insert(2, false));
+    std::thread::sleep(Duration::from_secs(4));
+    f.assert_running();
+    // The copy still answers with its last state.
+    let got = read_db(&copy).unwrap();
+    assert!(got.len() >= 5);
+    let logs = f.logs();
+    assert_eq!(
+        logs.matches("cannot update from the replica").count(),
+        1,
+        "said once: {logs}"
+    );
+    let out = walship(&["status", "-config", s(&laptop)], t.path());
+    assert!(
+        out.stdout.contains("follower copy") && out.stdout.contains("http"),
+        "status shows the error: {}",
+        out.describe()
+    );
+    f.stop();
+    rep.stop();
 }

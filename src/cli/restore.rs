@@ -2,7 +2,7 @@
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -48,9 +48,21 @@ pub struct RestoreArgs {
     /// read while it is updated; a restart resumes where the copy is).
     #[arg(short = 'f', long = "follow")]
     pub follow: bool,
-    /// How often follow mode looks for changes (Go duration).
-    #[arg(long = "interval", value_name = "DURATION", default_value = "1s")]
+    /// How often follow mode looks for changes (Go duration). A file replica is watched
+    /// instead, and looked at when it changes.
+    #[arg(
+        long = "interval",
+        visible_alias = "follow-interval",
+        value_name = "DURATION",
+        default_value = "1s"
+    )]
     pub interval: String,
+    /// Follow mode: once the copy is ready, run this command beside the follower (e.g. the
+    /// service that reads the copy); signals are passed on to it, and walship exits with its
+    /// exit code when it ends. A follower that must stop (the copy was written by another
+    /// program) stops the command with SIGTERM.
+    #[arg(long = "exec", value_name = "CMD", requires = "follow")]
+    pub exec: Option<String>,
     /// DB_PATH (looked up in the config) or REPLICA_URL (or a replica directory).
     #[arg(value_name = "DB_PATH|REPLICA_URL")]
     pub target: Option<String>,
@@ -136,7 +148,21 @@ pub async fn run(args: RestoreArgs) -> Result<()> {
         parallelism: args.parallelism.max(1),
     };
     if args.follow {
-        return follow(&target, &output, &opts, &args.interval).await;
+        if opts.index.is_some() || opts.timestamp.is_some() || opts.generation.is_some() {
+            bail!("follow mode follows the latest state: drop -index, -timestamp and -generation");
+        }
+        let code = follow(
+            &target,
+            &output,
+            &opts,
+            &args.interval,
+            args.exec.as_deref(),
+        )
+        .await?;
+        if code != 0 {
+            std::process::exit(code);
+        }
+        return Ok(());
     }
     let progress = progress_reporter();
     match restore::restore(&target.replicas, &output, &opts, &progress).await {
@@ -172,13 +198,16 @@ pub async fn run(args: RestoreArgs) -> Result<()> {
     }
 }
 
-/// `restore -f`: keeps `output` following the replica until SIGINT or SIGTERM.
+/// `restore -f`: keeps `output` following the replica until SIGINT or SIGTERM, or, with
+/// `-exec`, until the command exits. Returns the exit code.
 async fn follow(
     target: &super::Target,
     output: &std::path::Path,
     opts: &RestoreOptions,
     interval_text: &str,
-) -> Result<()> {
+    exec: Option<&str>,
+) -> Result<i32> {
+    use restore::{FollowOptions, Follower};
     let interval = walship::config::parse_go_duration(interval_text)
         .ok()
         .and_then(|d| d.to_std())
@@ -189,24 +218,112 @@ async fn follow(
                 interval_text
             )
         })?;
-    info!(path = %output.display(), ?interval, "following replica");
-    let stop = async {
-        super::next_signal().await;
-    };
-    restore::follow(&target.replicas, output, opts, interval, stop, &|s| {
-        if let Some(p) = &s.position {
-            tracing::debug!(
-                path = %output.display(),
-                generation = %p.generation,
-                index = p.index,
-                offset = p.offset,
-                delay = ?s.apply_delay,
-                "follow: updated"
-            );
+    let argv = match exec {
+        Some(cmd) => {
+            let argv = shell_words::split(cmd)
+                .with_context(|| format!("-exec {cmd:?}: cannot split into arguments"))?;
+            if argv.is_empty() {
+                bail!("-exec is empty");
+            }
+            Some(argv)
         }
-    })
-    .await?;
-    Ok(())
+        None => None,
+    };
+    info!(path = %output.display(), ?interval, "following replica");
+    let mut follower = Follower::start(
+        target.replicas.clone(),
+        output.to_path_buf(),
+        FollowOptions {
+            interval,
+            parallelism: opts.parallelism.max(1),
+        },
+    );
+    let mut updates = follower.subscribe();
+    let mut child: Option<tokio::process::Child> = None;
+    let mut ready = false;
+    let code = loop {
+        if !ready && updates.borrow().position.is_some() {
+            ready = true;
+            info!(path = %output.display(), "follow: the copy is ready");
+            if let Some(argv) = &argv {
+                let (prog, rest) = argv.split_first().expect("checked non-empty");
+                match tokio::process::Command::new(prog)
+                    .args(rest)
+                    .stdin(std::process::Stdio::null())
+                    .spawn()
+                {
+                    Ok(c) => child = Some(c),
+                    Err(e) => {
+                        let _ = follower.shutdown().await;
+                        bail!("-exec: cannot start {prog:?}: {e}");
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            r = follower.wait() => {
+                if let Some(c) = child.as_mut() {
+                    stop_child(c).await;
+                }
+                r?;
+                break 0;
+            }
+            st = async { child.as_mut().expect("guarded").wait().await }, if child.is_some() => {
+                let st = st.context("wait for the -exec command")?;
+                use std::os::unix::process::ExitStatusExt;
+                let code = st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0));
+                info!(code, "follow: the -exec command exited, stopping");
+                follower.shutdown().await?;
+                break code;
+            }
+            sig = super::next_signal() => {
+                match child.as_ref().and_then(|c| c.id()).and_then(|p| i32::try_from(p).ok()) {
+                    Some(pid) => {
+                        info!(signal = sig, "forwarding signal to the -exec command");
+                        // SAFETY: kill(2) with a pid we spawned and a valid signal number.
+                        unsafe {
+                            libc::kill(pid, sig);
+                        }
+                    }
+                    None => {
+                        info!("signal received, follower stopping");
+                        follower.shutdown().await?;
+                        break 0;
+                    }
+                }
+            }
+            _ = updates.changed() => {
+                let s = updates.borrow_and_update().clone();
+                if let Some(p) = &s.position {
+                    tracing::debug!(
+                        path = %output.display(),
+                        generation = %p.generation,
+                        index = p.index,
+                        offset = p.offset,
+                        delay = ?s.apply_delay,
+                        "follow: updated"
+                    );
+                }
+            }
+        }
+    };
+    Ok(code)
+}
+
+/// SIGTERM to the `-exec` command, then up to 10 s for it to exit before SIGKILL.
+async fn stop_child(c: &mut tokio::process::Child) {
+    if let Some(pid) = c.id().and_then(|p| i32::try_from(p).ok()) {
+        // SAFETY: kill(2) with a pid we spawned.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    }
+    if tokio::time::timeout(std::time::Duration::from_secs(10), c.wait())
+        .await
+        .is_err()
+    {
+        let _ = c.kill().await;
+    }
 }
 
 /// Progress of a restore: a bar on a terminal, else a log line every tenth of a long run of

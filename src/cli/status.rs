@@ -80,7 +80,57 @@ pub async fn run(args: StatusArgs) -> Result<()> {
         None => rows.extend(disk_rows(&config).await),
     }
     print!("{}", tabulate(&rows));
+    let followers = follower_rows(&config);
+    if followers.len() > 1 {
+        println!();
+        print!("{}", tabulate(&followers));
+    }
     Ok(())
+}
+
+/// One row per database of the config that is a follower copy (`walship restore -f`
+/// wrote its state file): where the copy is, when it last changed, how long that change
+/// took to reach it from the replica, and the follower's last error.
+fn follower_rows(config: &Config) -> Vec<Vec<String>> {
+    let mut rows = vec![
+        [
+            "follower copy",
+            "replica",
+            "position",
+            "updated",
+            "delay",
+            "last-error",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>(),
+    ];
+    for dbc in &config.all_dbs() {
+        let path = dbc.path.display().to_string();
+        match walship::restore::follow_status(&dbc.path) {
+            Ok(None) => {}
+            Ok(Some(st)) => {
+                let p = st.position.as_ref();
+                rows.push(vec![
+                    path,
+                    dash(p.map(|p| p.replica.clone())),
+                    dash(p.map(|p| Pos::new(p.generation, p.index, p.offset).to_string())),
+                    dash(st.updated_at.map(format_time)),
+                    dash(st.apply_delay.map(|d| format!("{:.3}s", d.as_secs_f64()))),
+                    dash(st.last_error.clone()),
+                ]);
+            }
+            Err(e) => rows.push(vec![
+                path,
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                format!("{e:#}"),
+            ]),
+        }
+    }
+    rows
 }
 
 /// `GET /status` from a running walship at `addr` (loopback when the host is empty or a

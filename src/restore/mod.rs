@@ -46,7 +46,8 @@ mod select;
 use segments::apply_segments;
 
 pub use follow::{
-    FollowOptions, FollowPosition, FollowStatus, Follower, follow, state_path as follow_state_path,
+    FollowOptions, FollowPosition, FollowStatus, Follower, follow,
+    recorded_status as follow_status, state_path as follow_state_path,
 };
 pub use select::plan_generation;
 

@@ -585,7 +585,8 @@ impl Proc {
         );
     }
 
-    fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+    /// Waits up to `timeout` for the process to exit; its status, or `None` if it runs on.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let start = Instant::now();
         loop {
             if !self.is_running() {

@@ -139,6 +139,16 @@ fn write_state(path: &Path, st: &StateFile) -> Result<()> {
     crate::fsutil::write_atomic(&state_path(path), &data).map(|_| ())
 }
 
+/// The status and position a follower last recorded for the copy at `copy` (from its
+/// state file); `None` when no follower has written that copy.
+pub fn recorded_status(copy: &Path) -> Result<Option<FollowStatus>> {
+    Ok(read_state(copy)?.map(|st| {
+        let mut s = st.status;
+        s.position = Some(st.pending.unwrap_or(st.committed).pos);
+        s
+    }))
+}
+
 fn read_state(path: &Path) -> Result<Option<StateFile>> {
     let sp = state_path(path);
     match std::fs::read(&sp) {
@@ -172,7 +182,7 @@ fn read_state(path: &Path) -> Result<Option<StateFile>> {
 pub struct Follower {
     status: tokio::sync::watch::Receiver<FollowStatus>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<()>>,
+    task: Option<tokio::task::JoinHandle<Result<()>>>,
 }
 
 impl Follower {
@@ -195,7 +205,7 @@ impl Follower {
         Follower {
             status: rx,
             stop: Some(stop_tx),
-            task,
+            task: Some(task),
         }
     }
 
@@ -219,9 +229,16 @@ impl Follower {
         self.wait().await
     }
 
-    /// Waits until the follower stops on its own (on an error).
-    pub async fn wait(self) -> Result<()> {
-        match self.task.await {
+    /// Waits until the follower stops: on its own (on an error), or after
+    /// [`Follower::shutdown`]. Cancel-safe (it can be a `select!` branch); once it has
+    /// returned, later calls return `Ok(())` at once.
+    pub async fn wait(&mut self) -> Result<()> {
+        let Some(task) = self.task.as_mut() else {
+            return Ok(());
+        };
+        let r = task.await;
+        self.task = None;
+        match r {
             Ok(r) => r,
             Err(e) => Err(Error::Config(format!("follower task failed: {e}"))),
         }
@@ -293,11 +310,13 @@ async fn run(
         let before = f.status.clone();
         let more = match f.step().await {
             Ok(more) => {
-                if f.failures > 0 {
-                    tracing::info!(copy = %output.display(), "follow: replica readable again");
-                }
+                let recovered = f.failures > 0;
                 f.failures = 0;
                 f.status.last_error = None;
+                if recovered {
+                    tracing::info!(copy = %output.display(), "follow: replica readable again");
+                    f.persist_status();
+                }
                 f.status.checked_at = Some(SystemTime::now());
                 more
             }
@@ -308,12 +327,16 @@ async fn run(
             }
             Err(Step::Retry(e)) => {
                 let msg = e.to_string();
-                if f.status.last_error.as_deref() != Some(&msg) {
+                let first = f.status.last_error.as_deref() != Some(&msg);
+                if first {
                     tracing::warn!(copy = %output.display(), error = %msg,
                         "follow: cannot update from the replica; the copy keeps its last state, retrying with backoff");
                 }
                 f.failures += 1;
                 f.status.last_error = Some(msg);
+                if first {
+                    f.persist_status();
+                }
                 false
             }
         };
@@ -486,6 +509,23 @@ impl Follow {
         Ok(())
     }
 
+    /// Writes the status into the state file (positions unchanged), so `walship status`
+    /// shows the last error. Best effort: a failure is logged.
+    fn persist_status(&self) {
+        let Some(at) = &self.at else {
+            return;
+        };
+        let st = StateFile {
+            version: 1,
+            committed: at.saved.clone(),
+            pending: None,
+            status: self.status.clone(),
+        };
+        if let Err(e) = write_state(&self.output, &st) {
+            tracing::warn!(error = %e, "follow: cannot write the state file");
+        }
+    }
+
     /// One look at the replica, applying what is new. `Ok(true)`: more is waiting.
     async fn step(&mut self) -> std::result::Result<bool, Step> {
         let Some(at) = &self.at else {
@@ -590,14 +630,9 @@ impl Follow {
             Err(e) => return Err(fatal(e)),
         };
         self.at = Some(at);
-        let (newest, saved) = res?;
-        let now = SystemTime::now();
-        self.status.position = Some(saved.pos.clone());
-        self.status.updated_at = Some(now);
-        self.status.replica_time = Some(newest);
-        self.status.apply_delay = now.duration_since(newest).ok();
-        self.status.updates += 1;
-        self.status.pages = saved.pages;
+        let mut status = res?;
+        status.last_error = None;
+        self.status = status;
         Ok(more)
     }
 
@@ -644,7 +679,15 @@ impl Follow {
         let saved_replay = replay.as_ref().map(|r| r.saved());
         let out = self.output.clone();
         let mut status = self.status.clone();
+        let now = SystemTime::now();
         status.position = Some(pos.clone());
+        status.updated_at = Some(now);
+        status.replica_time = Some(p.end);
+        status.apply_delay = now.duration_since(p.end).ok();
+        status.updates += 1;
+        status.full_restores += 1;
+        status.last_error = None;
+        let status_after = status.clone();
         let at = self.at.take();
         let tmp2 = tmp.clone();
         let res = super::worker(&self.output, move || -> (Option<At>, Result<At>) {
@@ -660,6 +703,8 @@ impl Follow {
                             pages: c.pages(),
                         };
                         drop(c);
+                        let mut status = status;
+                        status.pages = saved.pages;
                         write_state(
                             &out,
                             &StateFile {
@@ -692,6 +737,8 @@ impl Follow {
                             pages,
                         };
                         next = Some(pend.clone());
+                        let mut status = status;
+                        status.pages = pages;
                         write_state(
                             &out,
                             &StateFile {
@@ -725,13 +772,7 @@ impl Follow {
                 return Err(classify_copy_error(e));
             }
         };
-        let now = SystemTime::now();
-        self.status.position = Some(at.saved.pos.clone());
-        self.status.updated_at = Some(now);
-        self.status.replica_time = Some(p.end);
-        self.status.apply_delay = now.duration_since(p.end).ok();
-        self.status.updates += 1;
-        self.status.full_restores += 1;
+        self.status = status_after;
         self.status.pages = at.saved.pages;
         self.known_generations = Some(gens);
         tracing::info!(copy = %self.output.display(), generation = %at.saved.pos.generation,
@@ -758,7 +799,7 @@ fn apply_batch(
     got: &[(WalSegmentInfo, Vec<u8>)],
     objects: &[String],
     status: FollowStatus,
-) -> std::result::Result<(SystemTime, Saved), Step> {
+) -> std::result::Result<FollowStatus, Step> {
     let page_size = at.copy.page_size();
     let pos = &at.saved.pos;
     let mut replay = match &at.saved.replay {
@@ -811,7 +852,13 @@ fn apply_batch(
     let out = at.copy.path().to_path_buf();
     let mut pending = next;
     let mut status = status;
+    let now = SystemTime::now();
     status.position = Some(pending.pos.clone());
+    status.updated_at = Some(now);
+    status.replica_time = Some(newest);
+    status.apply_delay = now.duration_since(newest).ok();
+    status.updates += 1;
+    status.pages = size;
     at.copy
         .apply(&pages, size, |hash| {
             pending.hash = hex(hash);
@@ -821,13 +868,13 @@ fn apply_batch(
                     version: 1,
                     committed,
                     pending: Some(pending.clone()),
-                    status,
+                    status: status.clone(),
                 },
             )
         })
         .map_err(classify_copy_error)?;
-    at.saved = pending.clone();
-    Ok((newest, pending))
+    at.saved = pending;
+    Ok(status)
 }
 
 /// What follows a position in a generation's listing.
