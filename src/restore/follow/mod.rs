@@ -30,11 +30,11 @@
 //! generation's WAL, plus one of the generations when that showed nothing new), and nothing
 //! is downloaded when nothing changed.
 mod copy;
+mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
@@ -273,6 +273,9 @@ pub async fn follow(
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// With inotify on a file replica, it is still listed this often.
 const WATCHED_SAFETY_POLL: Duration = Duration::from_secs(60);
+/// While the replica holds generations other than the followed one and nothing new comes
+/// in the followed one, all generations are weighed again this often.
+const RECHECK_OTHERS: Duration = Duration::from_secs(5);
 /// Most decompressed bytes of segments applied in one transaction; a longer catch-up is
 /// applied in several (each ends on a commit of the primary).
 const BATCH_BYTES: usize = 64 << 20;
@@ -298,13 +301,14 @@ async fn run(
         at: None,
         status: FollowStatus::default(),
         known_generations: None,
+        last_plan: None,
         failures: 0,
     };
     f.resume().await?;
     if f.at.is_some() {
         on_status(&f.status);
     }
-    let (_watcher, wake) = watch_file_replicas(replicas);
+    let mut wake = watch_file_replicas(replicas);
     tokio::pin!(stop);
     loop {
         let before = f.status.clone();
@@ -357,12 +361,8 @@ async fn run(
             _ = &mut stop => return Ok(()),
             _ = tokio::time::sleep(wait) => {}
             _ = async {
-                match &wake {
-                    Some(n) => {
-                        n.notified().await;
-                        // Let a burst of file events (one upload writes and renames) settle.
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
+                match wake.as_mut() {
+                    Some(w) => w.changed().await,
                     None => std::future::pending::<()>().await,
                 }
             }, if f.failures == 0 => {}
@@ -370,39 +370,17 @@ async fn run(
     }
 }
 
-/// Watches the directories of file replicas; the returned notifier wakes on any change.
-fn watch_file_replicas(
-    replicas: &[ReplicaSource],
-) -> (
-    Option<notify::RecommendedWatcher>,
-    Option<Arc<tokio::sync::Notify>>,
-) {
-    use notify::{RecursiveMode, Watcher};
+/// A watch on the replicas when all are local directories.
+fn watch_file_replicas(replicas: &[ReplicaSource]) -> Option<watch::ReplicaWatch> {
     if replicas.iter().any(|r| r.client.type_name() != "file") {
-        return (None, None);
+        return None;
     }
-    let n = Arc::new(tokio::sync::Notify::new());
-    let n2 = n.clone();
-    let mut w = match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok() {
-            n2.notify_one();
-        }
-    }) {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::warn!(error = %e, "follow: no file change notifications; listing every interval");
-            return (None, None);
-        }
-    };
-    for r in replicas {
-        let root = PathBuf::from(r.client.location());
-        if let Err(e) = w.watch(&root, RecursiveMode::Recursive) {
-            tracing::warn!(dir = %root.display(), error = %e,
-                "follow: cannot watch the replica directory; listing every interval");
-            return (None, None);
-        }
-    }
-    (Some(w), Some(n))
+    watch::ReplicaWatch::new(
+        replicas
+            .iter()
+            .map(|r| PathBuf::from(r.client.location()))
+            .collect(),
+    )
 }
 
 /// Why a step stopped.
@@ -440,6 +418,8 @@ struct Follow {
     status: FollowStatus,
     /// Generations listed on the followed replica when the copy last took a new state.
     known_generations: Option<BTreeSet<Generation>>,
+    /// When the replicas were last planned (all generations weighed).
+    last_plan: Option<std::time::Instant>,
     failures: u32,
 }
 
@@ -546,11 +526,21 @@ impl Follow {
                     .await?
                     .into_iter()
                     .collect();
-                if self.known_generations.as_ref() == Some(&gens) && gens.contains(&pos.generation)
+                // The same generations as at the last look: nothing to do, unless others
+                // exist, which are weighed again every RECHECK_OTHERS (a generation that
+                // ties with ours on its last write time, as static servers give times to
+                // the second, wins once it writes again).
+                let others = gens.iter().any(|g| *g != pos.generation);
+                let recheck =
+                    others && self.last_plan.is_none_or(|t| t.elapsed() >= RECHECK_OTHERS);
+                if self.known_generations.as_ref() == Some(&gens)
+                    && gens.contains(&pos.generation)
+                    && !recheck
                 {
                     return Ok(false);
                 }
                 let p = plan(&self.replicas, &self.restore_opts()).await?;
+                self.last_plan = Some(std::time::Instant::now());
                 if p.generation == pos.generation && p.replica == pos.replica {
                     self.known_generations = Some(gens);
                     return Ok(false);
@@ -951,7 +941,10 @@ fn clean_temp_files(output: &Path) {
     let prefix = format!(".{}.follow-", name.to_string_lossy());
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
-            if e.file_name().to_string_lossy().starts_with(&prefix) {
+            let n = e.file_name().to_string_lossy().into_owned();
+            // Also the restore's own temporary file beside ours (`.` + our name + ...).
+            if n.starts_with(&prefix) || n.strip_prefix('.').is_some_and(|r| r.starts_with(&prefix))
+            {
                 let _ = std::fs::remove_file(e.path());
             }
         }
