@@ -1,7 +1,8 @@
 //! The `addr:` HTTP server: `GET /metrics` (Prometheus text format 0.0.4, from
 //! [`crate::metrics`]) and `GET /status` (JSON of
-//! [`EngineHandle::status`](crate::engine::EngineHandle::status)). It sits above the engine:
-//! nothing below imports it.
+//! [`EngineHandle::status`](crate::engine::EngineHandle::status)), or, for a follower
+//! (`walship restore -f -addr`), its [`FollowStatus`] as gauges and JSON. It sits above the
+//! engine: nothing below imports it.
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::event::DbStatus;
 use crate::metrics::{global, rfc3339};
 use crate::pos::Pos;
+use crate::restore::FollowStatus;
 
 // ---------------------------------------------------------------------------------------
 // /status JSON
@@ -142,8 +144,23 @@ impl MetricsListener {
     /// Serves `/metrics` and `/status` for `handle` on a task until the returned server is
     /// stopped (or dropped).
     pub fn serve(self, handle: EngineHandle) -> MetricsServer {
+        self.serve_source(Source::Engine(handle))
+    }
+
+    /// Serves a follower's status: `/metrics` has `walship_follower_*` gauges (and the
+    /// process-wide operation counters), `/status` the [`FollowStatus`] of the copy at
+    /// `copy` as JSON.
+    pub fn serve_follower(
+        self,
+        copy: std::path::PathBuf,
+        status: tokio::sync::watch::Receiver<FollowStatus>,
+    ) -> MetricsServer {
+        self.serve_source(Source::Follower(std::sync::Arc::new((copy, status))))
+    }
+
+    fn serve_source(self, source: Source) -> MetricsServer {
         info!(url = %format!("{}/metrics", self.url), "serving metrics on");
-        let task = tokio::spawn(accept_loop(self.listener, handle));
+        let task = tokio::spawn(accept_loop(self.listener, source));
         MetricsServer { task }
     }
 }
@@ -168,7 +185,97 @@ impl Drop for MetricsServer {
     }
 }
 
-async fn accept_loop(listener: TcpListener, handle: EngineHandle) {
+/// What the server reports on.
+#[derive(Clone)]
+enum Source {
+    Engine(EngineHandle),
+    Follower(
+        std::sync::Arc<(
+            std::path::PathBuf,
+            tokio::sync::watch::Receiver<FollowStatus>,
+        )>,
+    ),
+}
+
+/// The follower's gauges, in the Prometheus text format.
+fn follower_metrics(copy: &std::path::Path, s: &FollowStatus) -> String {
+    use std::fmt::Write as _;
+    let label = format!(
+        "copy=\"{}\"",
+        copy.display()
+            .to_string()
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+    );
+    let secs = |t: Option<std::time::SystemTime>| {
+        t.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0.0, |d| d.as_secs_f64())
+    };
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, kind: &str, v: f64| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let _ = writeln!(out, "{name}{{{label}}} {v}");
+    };
+    let p = s.position.as_ref();
+    gauge(
+        "walship_follower_index",
+        "WAL index of the copy's position.",
+        "gauge",
+        p.map_or(0.0, |p| f64::from(p.index)),
+    );
+    gauge(
+        "walship_follower_offset",
+        "Offset in that WAL index of the copy's position.",
+        "gauge",
+        p.map_or(0.0, |p| p.offset as f64),
+    );
+    gauge(
+        "walship_follower_pages",
+        "Pages in the copy.",
+        "gauge",
+        f64::from(s.pages),
+    );
+    gauge(
+        "walship_follower_updates_total",
+        "Updates of the copy since start.",
+        "counter",
+        s.updates as f64,
+    );
+    gauge(
+        "walship_follower_full_restores_total",
+        "Full restores since start (first restore, new generation, gap).",
+        "counter",
+        s.full_restores as f64,
+    );
+    gauge(
+        "walship_follower_last_update_timestamp_seconds",
+        "When the copy last changed (Unix time; 0: never).",
+        "gauge",
+        secs(s.updated_at),
+    );
+    gauge(
+        "walship_follower_last_check_timestamp_seconds",
+        "When the replica was last read successfully (Unix time; 0: never).",
+        "gauge",
+        secs(s.checked_at),
+    );
+    gauge(
+        "walship_follower_apply_delay_seconds",
+        "From the storage time of the last applied change to its commit into the copy.",
+        "gauge",
+        s.apply_delay.map_or(0.0, |d| d.as_secs_f64()),
+    );
+    gauge(
+        "walship_follower_error",
+        "1 while the follower cannot read the replica (see /status for the error).",
+        "gauge",
+        if s.last_error.is_some() { 1.0 } else { 0.0 },
+    );
+    out
+}
+
+async fn accept_loop(listener: TcpListener, handle: Source) {
     // Connection tasks live in this set, so stopping the loop closes them too.
     let mut conns = tokio::task::JoinSet::new();
     loop {
@@ -200,7 +307,7 @@ async fn accept_loop(listener: TcpListener, handle: EngineHandle) {
     }
 }
 
-fn respond(handle: &EngineHandle, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn respond(source: &Source, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let reply = |code: StatusCode, ctype: &'static str, body: String| {
         let mut r = Response::new(Full::new(Bytes::from(body)));
         *r.status_mut() = code;
@@ -209,6 +316,33 @@ fn respond(handle: &EngineHandle, req: &Request<Incoming>) -> Response<Full<Byte
             header::HeaderValue::from_static(ctype),
         );
         r
+    };
+    if let Source::Follower(f) = source {
+        let (copy, rx) = &**f;
+        let st = rx.borrow().clone();
+        return match req.uri().path() {
+            "/metrics" => reply(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                follower_metrics(copy, &st) + &global().encode(),
+            ),
+            "/status" => {
+                let mut body = serde_json::json!({
+                    "follower": {"copy": copy.display().to_string(), "status": st},
+                })
+                .to_string();
+                body.push('\n');
+                reply(StatusCode::OK, "application/json", body)
+            }
+            _ => reply(
+                StatusCode::NOT_FOUND,
+                "text/plain; charset=utf-8",
+                "404 page not found\n".into(),
+            ),
+        };
+    }
+    let Source::Engine(handle) = source else {
+        unreachable!("follower handled above")
     };
     match req.uri().path() {
         "/metrics" => {

@@ -121,8 +121,11 @@ fn status_exec_and_foreign_writes() {
     assert_eq!(st.code(), Some(7), "{}", f.logs());
     check_db(&copy, &w.model).unwrap();
 
-    // A restart resumes (the copy exists, with its state file), and `status` shows it.
-    let mut f = follower(&t, &["-config", s(&laptop), s(&copy)]);
+    // A restart resumes (the copy exists, with its state file); `status`, and `-addr`'s
+    // /metrics and /status, show where it is.
+    let port = servers::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut f = follower(&t, &["-config", s(&laptop), "-addr", &addr, s(&copy)]);
     assert!(w.insert(3, false));
     wait_until("the follower to catch up", CATCH_UP, || {
         f.assert_running();
@@ -132,6 +135,33 @@ fn status_exec_and_foreign_writes() {
         f.logs().contains("resuming where the copy is"),
         "{}",
         f.logs()
+    );
+    let get = |path: &str| {
+        wait_until(&format!("GET {path}"), CATCH_UP, || {
+            servers::http_request(port, "GET", path, &[], b"", Duration::from_secs(5))
+                .map_err(|e| e.to_string())
+        })
+    };
+    let metrics = get("/metrics").text();
+    for want in [
+        "walship_follower_index{copy=",
+        "walship_follower_updates_total{copy=",
+        "walship_follower_error{copy=",
+    ] {
+        assert!(
+            metrics.contains(want),
+            "{want} missing from /metrics: {metrics}"
+        );
+    }
+    let status: serde_json::Value = serde_json::from_str(&get("/status").text()).unwrap();
+    assert_eq!(
+        status["follower"]["copy"].as_str(),
+        Some(s(&copy)),
+        "{status}"
+    );
+    assert!(
+        status["follower"]["status"]["position"]["generation"].is_string(),
+        "{status}"
     );
     let out = walship(&["status", "-config", s(&laptop)], t.path());
     out.assert_ok();

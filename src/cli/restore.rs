@@ -63,6 +63,10 @@ pub struct RestoreArgs {
     /// program) stops the command with SIGTERM.
     #[arg(long = "exec", value_name = "CMD", requires = "follow")]
     pub exec: Option<String>,
+    /// Follow mode: serve the follower's metrics (`/metrics`) and status (`/status`) on
+    /// this address, e.g. `:9091` or `127.0.0.1:9091`.
+    #[arg(long = "addr", value_name = "ADDR", requires = "follow")]
+    pub addr: Option<String>,
     /// DB_PATH (looked up in the config) or REPLICA_URL (or a replica directory).
     #[arg(value_name = "DB_PATH|REPLICA_URL")]
     pub target: Option<String>,
@@ -157,6 +161,7 @@ pub async fn run(args: RestoreArgs) -> Result<()> {
             &opts,
             &args.interval,
             args.exec.as_deref(),
+            args.addr.as_deref(),
         )
         .await?;
         if code != 0 {
@@ -206,6 +211,7 @@ async fn follow(
     opts: &RestoreOptions,
     interval_text: &str,
     exec: Option<&str>,
+    addr: Option<&str>,
 ) -> Result<i32> {
     use restore::{FollowOptions, Follower};
     let interval = walship::config::parse_go_duration(interval_text)
@@ -229,6 +235,14 @@ async fn follow(
         }
         None => None,
     };
+    // Bound before following starts, so a bad or busy address fails at once.
+    let listener = match addr.filter(|a| !a.is_empty()) {
+        #[cfg(feature = "server")]
+        Some(a) => Some(walship::server::MetricsListener::bind(a).await?),
+        #[cfg(not(feature = "server"))]
+        Some(_) => bail!("-addr: this walship was built without the server feature"),
+        None => None,
+    };
     info!(path = %output.display(), ?interval, "following replica");
     let mut follower = Follower::start(
         target.replicas.clone(),
@@ -239,6 +253,10 @@ async fn follow(
         },
     );
     let mut updates = follower.subscribe();
+    #[cfg(feature = "server")]
+    let _server = listener.map(|l| l.serve_follower(output.to_path_buf(), follower.subscribe()));
+    #[cfg(not(feature = "server"))]
+    let _ = listener;
     let mut child: Option<tokio::process::Child> = None;
     let mut ready = false;
     let code = loop {
