@@ -32,6 +32,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 TICK = os.sysconf("SC_CLK_TCK")
 TOOLS = ("walship", "litestream")
+# With Litestream v0.5.17 available ($LITESTREAM05_BIN), scenarios 1-3 run it too, as a
+# third column; ratios for the targets stay walship / v0.3.13.
+TOOLS_1_3 = TOOLS
 
 SIZES = {
     "quick": dict(T=3000, lag_s=15, embedded_tx=300, restore_rows=50_000, restore_tx=2000, tail_segments=1000,
@@ -107,8 +110,11 @@ def tree_state(root):
 
 
 def has_snapshot(replica):
-    for _, _, fs in os.walk(replica):
+    """A v0.3 snapshot (`*.snapshot.lz4`) or a v0.5 snapshot (an LTX file of level 9)."""
+    for d, _, fs in os.walk(replica):
         if any(f.endswith(".snapshot.lz4") for f in fs):
+            return True
+        if os.path.basename(d) == "9" and any(f.endswith(".ltx") for f in fs):
             return True
     return False
 
@@ -274,8 +280,9 @@ def record(scenario, measure, unit, values):
     RESULTS.append((scenario, measure, unit, values))
 
 
-def order(rep):
-    return TOOLS if rep % 2 == 0 else TOOLS[::-1]
+def order(rep, tools=None):
+    tools = tools or TOOLS
+    return tools if rep % 2 == 0 else tools[::-1]
 
 
 def check_run(r, what):
@@ -293,17 +300,18 @@ def check_run(r, what):
 def scenario_writer(work, S, reps):
     T = S["T"]
     log(f"scenario 1/2: writer overhead, {T} transactions x 10 rows x 1 KB")
-    wall = {"none": [], "walship": [], "litestream": []}
-    cpu = {t: [] for t in TOOLS}
-    hwm = {t: [] for t in TOOLS}
-    stored = {t: [] for t in TOOLS}
-    trickle = {t: [] for t in TOOLS}
+    tools = TOOLS_1_3
+    wall = {"none": [], **{t: [] for t in tools}}
+    cpu = {t: [] for t in tools}
+    hwm = {t: [] for t in tools}
+    stored = {t: [] for t in tools}
+    trickle = {t: [] for t in tools}
     d = tempfile.mkdtemp(dir=work, prefix="w-warmup-")
     new_db(os.path.join(d, "db.sqlite"))
     write_txs(os.path.join(d, "db.sqlite"), T)  # untimed warm-up (page cache, allocator, CPU clocks)
     shutil.rmtree(d, ignore_errors=True)
     for rep in range(reps):
-        seq = ["none"] + list(order(rep)) if rep % 2 == 0 else list(order(rep)) + ["none"]
+        seq = ["none"] + list(order(rep, tools)) if rep % 2 == 0 else list(order(rep, tools)) + ["none"]
         for tool in seq:
             d = tempfile.mkdtemp(dir=work, prefix=f"w-{tool}-")
             db, rep_dir, cfg = os.path.join(d, "db.sqlite"), os.path.join(d, "replica"), os.path.join(d, "cfg.yml")
@@ -344,9 +352,9 @@ def scenario_writer(work, S, reps):
             shutil.rmtree(d, ignore_errors=True)
     none = statistics.median(wall["none"])
     sc = f"1 writer ({T} tx)"
-    record(sc, "writer wall, no replicator (s)", "s", {"walship": wall["none"], "litestream": wall["none"]})
-    record(sc, "writer wall with replicator (s)", "s", {t: wall[t] for t in TOOLS})
-    record(sc, "slowdown (with / none)", "x", {t: [w / none for w in wall[t]] for t in TOOLS})
+    record(sc, "writer wall, no replicator (s)", "s", {t: wall["none"] for t in tools})
+    record(sc, "writer wall with replicator (s)", "s", {t: wall[t] for t in tools})
+    record(sc, "slowdown (with / none)", "x", {t: [w / none for w in wall[t]] for t in tools})
     sc = f"2 replicator cost ({T} tx)"
     record(sc, "CPU user+sys (s)", "s", cpu)
     record(sc, "peak RSS VmHWM (MB)", "MB", hwm)
@@ -357,7 +365,8 @@ def scenario_writer(work, S, reps):
 # ---------------------------------------------------------------- scenario 3
 
 class Poller(threading.Thread):
-    """First-seen time of every *.wal.lz4 file under root, polled every `period` s."""
+    """First-seen time of every *.wal.lz4 (v0.3) or *.ltx (v0.5) file under root, polled
+    every `period` s."""
 
     def __init__(self, root, period=0.01):
         super().__init__(daemon=True)
@@ -369,7 +378,7 @@ class Poller(threading.Thread):
         now = time.monotonic()
         for d, _, fs in os.walk(self.root):
             for f in fs:
-                if f.endswith(".wal.lz4"):
+                if f.endswith(".wal.lz4") or f.endswith(".ltx"):
                     p = os.path.join(d, f)
                     if p not in self.seen:
                         self.seen[p] = now
@@ -399,11 +408,12 @@ def scenario_lag(work, S, reps, monitor_1s=False):
         # sync-interval 100ms the monitor interval is lowered to match (unless --lag-monitor-1s).
         monitor = "1s" if monitor_1s else sync
         log(f"scenario 3: lag, one commit every 50 ms for {D}s, sync-interval {sync}, monitor-interval {monitor}")
-        p50 = {t: [] for t in TOOLS}
-        p99 = {t: [] for t in TOOLS}
-        cpu = {t: [] for t in TOOLS}
+        tools = TOOLS_1_3
+        p50 = {t: [] for t in tools}
+        p99 = {t: [] for t in tools}
+        cpu = {t: [] for t in tools}
         for rep in range(reps):
-            for tool in order(rep):
+            for tool in order(rep, tools):
                 d = tempfile.mkdtemp(dir=work, prefix=f"lag-{tool}-")
                 db, rep_dir, cfg = os.path.join(d, "db.sqlite"), os.path.join(d, "replica"), os.path.join(d, "cfg.yml")
                 new_db(db)
@@ -1009,10 +1019,14 @@ def main():
     args = ap.parse_args()
     S = SIZES[args.size]
     only = set(args.only.split(","))
+    global TOOLS_1_3
+    b05 = bin_for("litestream05")
+    if b05 and os.path.exists(b05) and only & {"1", "2", "3"}:
+        TOOLS_1_3 = TOOLS + ("litestream05",)
     needed = ["walship"]
     if only & {"1", "2", "3", "4", "5"}:
         needed.append("litestream")
-    if "6" in only:
+    if "6" in only or "litestream05" in TOOLS_1_3:
         needed.append("litestream05")
     for tool in needed:
         b = bin_for(tool)

@@ -171,6 +171,14 @@ fn status_exec_and_foreign_writes() {
         "status does not show the follower: {}",
         out.describe()
     );
+    // Caught up: the replica holds nothing past the copy's position.
+    let row = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(s(&copy)) && l.contains(&gen_dir[0]))
+        .unwrap_or_else(|| panic!("no follower row: {}", out.describe()));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells.get(3), Some(&"0"), "behind: {row}");
 
     // Another program writes to the copy: the next update stops the follower.
     rusqlite::Connection::open(&copy)

@@ -80,7 +80,7 @@ pub async fn run(args: StatusArgs) -> Result<()> {
         None => rows.extend(disk_rows(&config).await),
     }
     print!("{}", tabulate(&rows));
-    let followers = follower_rows(&config);
+    let followers = follower_rows(&config).await;
     if followers.len() > 1 {
         println!();
         print!("{}", tabulate(&followers));
@@ -91,12 +91,13 @@ pub async fn run(args: StatusArgs) -> Result<()> {
 /// One row per database of the config that is a follower copy (`walship restore -f`
 /// wrote its state file): where the copy is, when it last changed, how long that change
 /// took to reach it from the replica, and the follower's last error.
-fn follower_rows(config: &Config) -> Vec<Vec<String>> {
+async fn follower_rows(config: &Config) -> Vec<Vec<String>> {
     let mut rows = vec![
         [
             "follower copy",
             "replica",
             "position",
+            "behind",
             "updated",
             "delay",
             "last-error",
@@ -111,10 +112,20 @@ fn follower_rows(config: &Config) -> Vec<Vec<String>> {
             Ok(None) => {}
             Ok(Some(st)) => {
                 let p = st.position.as_ref();
+                let behind = match p {
+                    Some(p) => {
+                        let rc = dbc.replicas.iter().find(|r| r.name == p.replica);
+                        tokio::time::timeout(REPLICA_TIMEOUT, behind(rc, p))
+                            .await
+                            .unwrap_or_else(|_| format!("? (no answer within {REPLICA_TIMEOUT:?})"))
+                    }
+                    None => "-".into(),
+                };
                 rows.push(vec![
                     path,
                     dash(p.map(|p| p.replica.clone())),
                     dash(p.map(|p| Pos::new(p.generation, p.index, p.offset).to_string())),
+                    behind,
                     dash(st.updated_at.map(format_time)),
                     dash(st.apply_delay.map(|d| format!("{:.3}s", d.as_secs_f64()))),
                     dash(st.last_error.clone()),
@@ -126,11 +137,56 @@ fn follower_rows(config: &Config) -> Vec<Vec<String>> {
                 "-".into(),
                 "-".into(),
                 "-".into(),
+                "-".into(),
                 format!("{e:#}"),
             ]),
         }
     }
     rows
+}
+
+/// How far the replica is ahead of a follower copy at `p`: `0` when it holds nothing past
+/// the copy's position in its generation, else the segments waiting and how long the
+/// oldest has been there; other generations on the replica are mentioned.
+async fn behind(rc: Option<&ReplicaConfig>, p: &walship::restore::FollowPosition) -> String {
+    let Some(rc) = rc else {
+        return format!("? (replica {:?} not in the config)", p.replica);
+    };
+    let res = async {
+        let client = engine::replica_client(rc)?;
+        let segs = backend::wal_segments(client.as_ref(), p.generation).await?;
+        let gens = backend::generations(client.as_ref()).await?;
+        anyhow::Ok((segs, gens))
+    }
+    .await;
+    let (segs, gens) = match res {
+        Ok(v) => v,
+        Err(e) => return format!("? ({e:#})"),
+    };
+    let waiting: Vec<_> = segs
+        .iter()
+        .filter(|s| (s.index, u64::from(s.offset)) >= (p.index, p.offset))
+        .collect();
+    let mut out = match waiting.iter().map(|s| s.created).min() {
+        None => "0".to_string(),
+        Some(oldest) => format!(
+            "{} segment(s), oldest {:.1}s",
+            waiting.len(),
+            SystemTime::now()
+                .duration_since(oldest)
+                .unwrap_or_default()
+                .as_secs_f64()
+        ),
+    };
+    if !gens.contains(&p.generation) {
+        out.push_str("; its generation is gone from the replica");
+    } else if gens.len() > 1 {
+        out.push_str(&format!(
+            "; {} other generation(s) on the replica",
+            gens.len() - 1
+        ));
+    }
+    out
 }
 
 /// `GET /status` from a running walship at `addr` (loopback when the host is empty or a
