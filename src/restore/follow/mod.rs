@@ -198,7 +198,14 @@ impl Follower {
                 let _ = stop_rx.await;
             };
             run(&replicas, &copy, &opts, stop, &|s: &FollowStatus| {
-                tx.send_replace(s.clone());
+                // A look that found nothing new changes only `checked_at`: kept for
+                // `status()`, but subscribers are not woken every interval for it.
+                tx.send_if_modified(|cur| {
+                    let mut old = cur.clone();
+                    old.checked_at = s.checked_at;
+                    *cur = s.clone();
+                    old != *s
+                });
             })
             .await
         });
@@ -215,7 +222,7 @@ impl Follower {
     }
 
     /// A receiver that is told of each status change (every update of the copy, every
-    /// error).
+    /// error; not of a look at the replica that found nothing new).
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<FollowStatus> {
         self.status.clone()
     }
@@ -246,7 +253,8 @@ impl Follower {
 }
 
 /// Keeps `output` following the latest state of `replicas` until `stop` completes (see the
-/// module docs); `on_status` is called on every status change. Only `opts.parallelism` of
+/// module docs); `on_status` is called on every status change (including `checked_at`
+/// after each look at the replica). Only `opts.parallelism` of
 /// `opts` is used; `generation`, `index` and `timestamp` are refused (a follower follows
 /// the latest state).
 pub async fn follow(
