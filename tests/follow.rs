@@ -7,7 +7,9 @@
 //!   what to do, and a restart refuses the copy;
 //! - a follower that was down while retention removed the segments it needed restores the
 //!   latest snapshot into the copy (in one transaction) and goes on;
-//! - an unreachable replica: the copy keeps serving and the follower says so once.
+//! - an unreachable replica: the copy keeps serving and the follower says so once;
+//! - a follower back after a long absence restores the latest snapshot instead of
+//!   downloading more segments than that costs.
 mod common;
 #[path = "common/servers.rs"]
 mod servers;
@@ -19,6 +21,13 @@ use common::*;
 use servers::StaticHttp;
 
 const CATCH_UP: Duration = Duration::from_secs(30);
+
+/// Rows of `t` in the copy, read without creating it.
+fn rows(copy: &Path) -> Result<i64, String> {
+    rusqlite::Connection::open_with_flags(copy, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|c| c.query_row("SELECT count(*) FROM t", [], |r| r.get(0)))
+        .map_err(|e| e.to_string())
+}
 
 fn follower(t: &TestDir, args: &[&str]) -> Proc {
     let mut a = vec!["restore", "-f", "-interval", "200ms"];
@@ -314,6 +323,90 @@ fn an_unreachable_replica_keeps_the_copy_and_is_reported_once() {
         out.stdout.contains("follower copy") && out.stdout.contains("http"),
         "status shows the error: {}",
         out.describe()
+    );
+    f.stop();
+    rep.stop();
+}
+
+#[test]
+fn a_long_absence_restores_a_snapshot_when_that_downloads_less() {
+    let t = TestDir::new("follow-absence");
+    let db = t.join("app.db");
+    let replica = t.join("replica");
+    let copy = t.join("copy.db");
+    let cfg = t.join("cfg.yml");
+    // Snapshots every second, no retention to speak of: while the follower is away the
+    // replica collects many segments that rewrite the same few rows, and newer snapshots
+    // that are far smaller than those segments together.
+    std::fs::write(
+        &cfg,
+        format!(
+            "dbs:\n  - path: {}\n    monitor-interval: 100ms\n    replicas:\n      - path: {}\n        sync-interval: 100ms\n        snapshot-interval: 1s\n        retention: 1h\n",
+            db.display(),
+            replica.display()
+        ),
+    )
+    .unwrap();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);
+         INSERT INTO t(id, v) VALUES (1, randomblob(2000)), (2, randomblob(2000));",
+    )
+    .unwrap();
+    let mut rep = Proc::replicate(t.path(), &Tool::Walship, &cfg);
+    wait_until("a first snapshot", CATCH_UP, || {
+        rep.assert_running();
+        if !replica.join("generations").is_dir()
+            || dir_entries(&replica.join("generations")).is_empty()
+        {
+            Err("no generation yet".into())
+        } else {
+            Ok(())
+        }
+    });
+    let mut f = follower(&t, &["-o", s(&copy), s(&replica)]);
+    wait_until("the first copy", CATCH_UP, || {
+        f.assert_running();
+        rows(&copy).and_then(|n| {
+            if n == 2 {
+                Ok(())
+            } else {
+                Err(format!("{n} rows"))
+            }
+        })
+    });
+    f.stop();
+    // Away: about 12 MB of incompressible row versions, in small commits.
+    for i in 0..3000 {
+        conn.execute(
+            "UPDATE t SET v = randomblob(4000) WHERE id = ?1",
+            [1 + i % 2],
+        )
+        .unwrap();
+        if i % 100 == 0 {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    conn.execute("INSERT INTO t(id, v) VALUES (3, x'00')", [])
+        .unwrap();
+    // Let a snapshot be taken after the last write.
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut f = follower(&t, &["-o", s(&copy), s(&replica)]);
+    wait_until("the follower to catch up", CATCH_UP, || {
+        f.assert_running();
+        rows(&copy).and_then(|n| {
+            if n == 3 {
+                Ok(())
+            } else {
+                Err(format!("{n} rows"))
+            }
+        })
+    });
+    let logs = f.logs();
+    assert!(logs.contains("resuming where the copy is"), "{logs}");
+    assert!(
+        logs.contains("a full restore downloads less than the segments"),
+        "{logs}"
     );
     f.stop();
     rep.stop();
