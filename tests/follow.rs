@@ -67,7 +67,21 @@ fn follower_stays_consistent_and_catches_up() {
         &mut rep,
         CATCH_UP,
     );
-    let mut fol = follower(&t, &["-o", s(&copy), s(&replica)]);
+    // Litestream v0.5's spelling of the interval flag, Go style.
+    let mut fol = Proc::spawn(
+        t.path(),
+        "walship-follow",
+        Path::new(WALSHIP),
+        &[
+            "restore",
+            "-f",
+            "-follow-interval",
+            "200ms",
+            "-o",
+            s(&copy),
+            s(&replica),
+        ],
+    );
     let mut consistent_reads = 0;
     for _ in 0..30 {
         w.step();

@@ -244,6 +244,7 @@ const LONG_FLAGS: &[&str] = &[
     "if-replica-exists",
     "follow",
     "interval",
+    "follow-interval",
     "help",
     "version",
 ];
