@@ -1,22 +1,35 @@
 //! Checkpoint policy: when walship checkpoints, in which mode, and how it keeps the
-//! application's writer out of the way (walship's read mark follows each sync, the bulk of a
+//! application's writer out of the way (walship's read mark moves only when walship
+//! checkpoints, so the writer's auto-checkpoints find nothing to copy; the bulk of a
 //! checkpoint runs without the write lock, which is only tried; a RESTART only when a
 //! locked PASSIVE could not finish).
 use super::*;
 
 impl Db {
-    /// After a copy: moves walship's read mark to the end of the WAL when frames were
-    /// committed after the current mark, so checkpoints (the application's too) are never
-    /// held far behind a busy writer. See [`DbConn::move_read_mark`].
-    pub(super) fn move_read_mark(&self, inner: &mut Inner) -> Result<()> {
+    /// After each copy: remembers where the shadow ended at the first copy made since the
+    /// current read transaction began (walship's read mark is at or before that point).
+    /// With `move_now`, and when frames were committed after that point, moves walship's
+    /// read mark to the end of the WAL (see [`DbConn::move_read_mark`]).
+    ///
+    /// The mark is moved only right before walship's own checkpoint, not after every sync.
+    /// While it stays put, the application's auto-checkpoints cannot copy frames past it, so
+    /// the writer's commits do no checkpoint work (the page copies and the database fsync);
+    /// walship does that work itself every `min-checkpoint-page-count` pages, as Litestream
+    /// does with its long read transaction. Moving it after every sync let each of the
+    /// writer's commits past 1000 pages backfill and fsync (compare.py scenario 1: writer
+    /// 1.27x slower with walship, 0.65x with Litestream v0.3.13). The WAL stays bounded: a
+    /// checkpoint that cannot get the write lock still moves the mark and copies up to it.
+    pub(super) fn note_read_mark(&self, inner: &mut Inner, move_now: bool) -> Result<()> {
         let (Some(sh), Some(conn)) = (&inner.shadow, &inner.conn) else {
             return Ok(());
         };
         let epoch = conn.read_epoch();
         match inner.read_bound {
             Some((e, header, size)) if e == epoch && header == sh.header && sh.size > size => {
-                conn.move_read_mark()?;
-                inner.read_bound = None;
+                if move_now {
+                    conn.move_read_mark()?;
+                    inner.read_bound = None;
+                }
             }
             Some((e, header, _)) if e == epoch && header == sh.header => {}
             // The first copy since this read transaction began: the mark is at or before it.
@@ -83,14 +96,21 @@ impl Db {
             .ok_or_else(|| Error::Config("internal: connection missing".into()))?;
         // First the bulk of the work, without the write lock: with walship's read
         // transaction still open, this copies frames into the database only up to walship's
-        // read mark (moved up by each sync, see `move_read_mark`) and cannot let anyone
+        // read mark (moved up just before, see `note_read_mark`) and cannot let anyone
         // restart the WAL. Then the write lock, if the application leaves it: waiting for
         // it behind a stream of writes would hold the read mark back, and the frames
         // committed during the wait would all be copied and checkpointed while the writer
         // waits in turn. A busy writer defers the rest to a later sync.
+        // Between the two, copy what the writer committed meanwhile, still without the lock:
+        // the part under the lock then copies (and fsyncs) only the last moments' frames.
         let r = conn
             .checkpoint(CheckpointMode::Passive)
-            .and_then(|_| conn.try_lock(LOCK_PROBE))
+            .and_then(|_| self.advance(inner))
+            .and_then(|adv| match adv {
+                Advance::Ok { .. } => conn.try_lock(LOCK_PROBE),
+                // The next sync starts the new generation (the shadow is left as it was).
+                Advance::NewGeneration(_) => Ok(false),
+            })
             .and_then(|locked| {
                 if !locked {
                     return Ok(None);
@@ -153,11 +173,7 @@ impl Db {
         let res = match pre {
             Ok(Advance::Ok { .. }) => {
                 crate::fault::point("checkpoint.before");
-                let r = conn.end_read().and_then(|()| conn.checkpoint(mode));
-                if under_lock {
-                    let _ = conn.unlock();
-                }
-                r
+                conn.end_read().and_then(|()| conn.checkpoint(mode))
             }
             Ok(other) => {
                 if under_lock {
@@ -172,46 +188,57 @@ impl Db {
                     other,
                 ));
             }
-            Err(e) => {
-                if under_lock {
-                    let _ = conn.unlock();
-                }
-                return Err(e);
-            }
+            Err(e) => Err(e),
         };
         let res = match res {
             Ok(r) => r,
             Err(e) => {
+                if under_lock {
+                    let _ = conn.unlock();
+                }
                 let _ = conn.begin_read();
                 return Err(e);
             }
         };
         crate::fault::point("checkpoint.after");
-        // Restart the WAL now, before the application can: after a complete checkpoint,
-        // take the write lock again and, if nobody wrote in between, make the first write
-        // of the new cycle ourselves. Then the old cycle provably ends at the shadow's end.
+        // Restart the WAL now, before the application can, still under the write lock taken
+        // for the checkpoint: after a complete checkpoint, if nobody wrote, make the first
+        // write of the new cycle ourselves. Then the old cycle provably ends at the shadow's
+        // end. (Keeping the lock from the checkpoint to the restart means one hand-over of
+        // the lock instead of two, and no writer slips in between to spoil the restart.)
         let complete = !res.busy && res.log_frames == res.checkpointed_frames;
         let mut restarted = false;
-        if under_lock && complete {
-            restarted = self.restart_wal(inner, conn)?;
+        if under_lock {
+            if complete {
+                restarted = self.restart_wal_locked(inner, conn)?;
+            } else {
+                conn.unlock()?;
+            }
         }
         if !restarted {
             conn.bump_seq()?;
         }
         conn.begin_read()?;
-        let adv = conn.with_write_lock(|| self.advance(inner))?;
+        // After our own restart the new cycle holds our frame and our read mark is on it, so
+        // nobody can restart the WAL again before we look: copy without the write lock (the
+        // old cycle's end is known, see `restarted`). Otherwise, the WAL may have restarted
+        // under our write above: copy under the lock so no second restart slips by.
+        let adv = if inner.restarted.is_some() {
+            self.advance(inner)?
+        } else {
+            conn.with_write_lock(|| self.advance(inner))?
+        };
         inner.restarted = None;
         Ok((res, adv))
     }
 
-    /// Under the write lock: if the WAL still ends exactly where the shadow does (nobody
+    /// With the write lock held (it is released in every case): if the WAL still ends exactly where the shadow does (nobody
     /// wrote since the checkpoint), writes `_litestream_seq` so SQLite restarts the WAL, and
     /// records the new header in `inner.restarted`. Returns whether the restart happened.
-    pub(super) fn restart_wal(&self, inner: &mut Inner, conn: &DbConn) -> Result<bool> {
+    pub(super) fn restart_wal_locked(&self, inner: &mut Inner, conn: &DbConn) -> Result<bool> {
         let Some(sh) = inner.shadow.clone() else {
             return Ok(false);
         };
-        conn.lock()?;
         let r = (|| {
             let wal_file = File::open(&self.wal_path).map_err(Error::io("open", &self.wal_path))?;
             let mut header = [0u8; HEADER_SIZE];

@@ -395,11 +395,10 @@ impl Db {
         if let Some(reason) = reason {
             self.create_generation(inner, &reason)?;
             changed = true;
-        } else {
-            self.move_read_mark(inner)?;
         }
-
-        if let Some(mode) = self.checkpoint_mode(inner)? {
+        let mode = self.checkpoint_mode(inner)?;
+        self.note_read_mark(inner, mode.is_some())?;
+        if let Some(mode) = mode {
             self.checkpoint(inner, mode)?;
             changed = true;
         }

@@ -171,6 +171,10 @@ fn set_persist_wal(conn: &Connection) -> rusqlite::Result<()> {
 impl DbConn {
     /// Opens the database, puts it in WAL mode, turns off auto-checkpoints on the engine's
     /// connections, creates Litestream's helper tables, and starts the read transaction.
+    /// The writing connection only ever writes `_litestream_seq` (to make SQLite restart the
+    /// WAL): `synchronous = NORMAL` there, so that write does not fsync the WAL while walship
+    /// holds the write lock (the application's writer waits meanwhile). Nothing depends on
+    /// that row being durable; the checkpoint connection keeps SQLite's default syncs.
     pub fn open(path: &Path) -> Result<DbConn> {
         let write = open_one(path)?;
         let ctx = |what: &str| format!("{what} on {}", path.display());
@@ -186,6 +190,7 @@ impl DbConn {
         write
             .execute_batch(
                 "PRAGMA wal_autocheckpoint = 0;
+                 PRAGMA synchronous = NORMAL;
                  CREATE TABLE IF NOT EXISTS _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER);
                  CREATE TABLE IF NOT EXISTS _litestream_lock (id INTEGER);",
             )
