@@ -626,14 +626,44 @@ impl Db {
 
     /// Appends the committed, valid frames of the real WAL after `sh.size` to the shadow
     /// file. Returns true if anything was appended.
+    ///
+    /// One pass: each chunk read is checked (salt and the checksum chain) and its frames up
+    /// to the last commit are written as they are; frames after it wait in memory for their
+    /// commit. Checked bytes are written, never re-read, so the WAL changing meanwhile cannot
+    /// slip in unchecked bytes (a frame of a new cycle or a torn one fails the chain). The
+    /// WAL used to be read twice (scan, then copy with a second check): under a bulk writer
+    /// that was a third of walship's reads (`compare.py` scenario 1, /proc/PID/io rchar).
+    /// A transaction that leaves more than `SCAN_CHUNK` uncommitted frames behind is not
+    /// kept in memory: its frames are re-read and re-checked once its commit is found.
     fn copy_frames(&self, wal_file: &File, real_len: u64, sh: &mut Shadow) -> Result<bool> {
         let fs = sh.hdr.frame_size();
         let end = wal::align(real_len, sh.hdr.page_size);
-        // Pass 1: find the last commit frame of the valid chain.
+        let path = self.shadow_path(sh.generation, sh.index);
+        let mut out: Option<File> = None;
+        let open_out = |out: &mut Option<File>| -> Result<()> {
+            if out.is_none() {
+                *out = Some(
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .map_err(Error::io("open", &path))?,
+                );
+            }
+            Ok(())
+        };
+        // Read position and the chain's checksum there.
         let mut cur = sh.size;
         let mut ck = sh.checksum;
+        // Written to the shadow so far (always ends on a commit frame).
+        let mut written = sh.size;
+        let mut written_ck = sh.checksum;
+        // The last commit found, written or not (see `spilled`).
         let mut commit_end = sh.size;
         let mut commit_ck = sh.checksum;
+        // Valid frames between `written` and `cur`, waiting for a commit.
+        let mut pending: Vec<u8> = Vec::new();
+        // `pending` outgrew SCAN_CHUNK and was dropped: from `written` on, only scan.
+        let mut spilled = false;
         let mut buf = Vec::new();
         // The WAL file is often much longer than its valid frames (stale frames of earlier
         // cycles stay behind): start with a few frames and grow the read only while the
@@ -648,16 +678,39 @@ impl Db {
             let n = read_exact_at(wal_file, &mut buf, cur, &self.wal_path)?;
             buf.truncate(n);
             let scan = wal::scan_frames(&buf, &sh.hdr, ck);
+            let committed = scan.committed_len as usize;
+            let valid = scan.valid_len as usize;
             if scan.commits > 0 {
                 commit_end = cur + scan.committed_len;
                 commit_ck = scan.committed_checksum;
+                if !spilled {
+                    open_out(&mut out)?;
+                    let f = out.as_ref().expect("opened");
+                    if !pending.is_empty() {
+                        f.write_all_at(&pending, written)
+                            .map_err(Error::io("write", &path))?;
+                        written += pending.len() as u64;
+                        pending.clear();
+                    }
+                    f.write_all_at(&buf[..committed], written)
+                        .map_err(Error::io("write", &path))?;
+                    written = commit_end;
+                    written_ck = commit_ck;
+                    pending.extend_from_slice(&buf[committed..valid]);
+                }
+            } else if !spilled {
+                pending.extend_from_slice(&buf[..valid]);
+            }
+            if !spilled && pending.len() as u64 > SCAN_CHUNK {
+                spilled = true;
+                pending = Vec::new();
             }
             if scan.valid_len == 0 {
                 break;
             }
             ck = scan.valid_checksum;
             cur += scan.valid_len;
-            if scan.stop != wal::StopReason::End || (scan.valid_len as usize) < buf.len() {
+            if scan.stop != wal::StopReason::End || valid < buf.len() {
                 break;
             }
         }
@@ -667,43 +720,44 @@ impl Db {
         if commit_end > MAX_SHADOW_SIZE && sh.size <= MAX_SHADOW_SIZE {
             warn!(db = %self.opts.path.display(), "shadow wal passed 3 GiB; a checkpoint will start a new index");
         }
-        // Pass 2: copy, re-verifying the chain on the bytes actually written.
-        let path = self.shadow_path(sh.generation, sh.index);
-        let out = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .map_err(Error::io("open", &path))?;
-        let mut cur = sh.size;
-        let mut ck = sh.checksum;
-        while cur < commit_end {
-            let len = (commit_end - cur).min((SCAN_CHUNK / fs).max(1) * fs);
-            buf.resize(len as usize, 0);
-            let n = read_exact_at(wal_file, &mut buf, cur, &self.wal_path)?;
-            if (n as u64) < len {
-                return Err(Error::corrupt(
-                    self.wal_path.display().to_string(),
-                    "wal shrank while copying",
-                ));
+        if written < commit_end {
+            // A long uncommitted stretch was not kept: copy it now, re-reading and
+            // re-checking the chain on the bytes actually written.
+            open_out(&mut out)?;
+            let f = out.as_ref().expect("opened");
+            let mut cur = written;
+            let mut ck = written_ck;
+            while cur < commit_end {
+                let len = (commit_end - cur).min(max_frames * fs);
+                buf.resize(len as usize, 0);
+                let n = read_exact_at(wal_file, &mut buf, cur, &self.wal_path)?;
+                if (n as u64) < len {
+                    return Err(Error::corrupt(
+                        self.wal_path.display().to_string(),
+                        "wal shrank while copying",
+                    ));
+                }
+                let scan = wal::scan_frames(&buf, &sh.hdr, ck);
+                if scan.valid_len != len {
+                    return Err(Error::corrupt(
+                        self.wal_path.display().to_string(),
+                        "wal changed while copying",
+                    ));
+                }
+                ck = scan.valid_checksum;
+                f.write_all_at(&buf, cur)
+                    .map_err(Error::io("write", &path))?;
+                cur += len;
             }
-            let scan = wal::scan_frames(&buf, &sh.hdr, ck);
-            if scan.valid_len != len {
+            if ck != commit_ck {
                 return Err(Error::corrupt(
                     self.wal_path.display().to_string(),
                     "wal changed while copying",
                 ));
             }
-            ck = scan.valid_checksum;
-            out.write_all_at(&buf, cur)
-                .map_err(Error::io("write", &path))?;
-            cur += len;
         }
-        if ck != commit_ck {
-            return Err(Error::corrupt(
-                self.wal_path.display().to_string(),
-                "wal changed while copying",
-            ));
-        }
-        out.sync_data().map_err(Error::io("fsync", &path))?;
+        let f = out.as_ref().expect("opened: something was written");
+        f.sync_data().map_err(Error::io("fsync", &path))?;
         crate::fault::point("shadow.after_copy");
         self.metrics.total_wal_bytes.inc_by(commit_end - sh.size);
         sh.size = commit_end;
