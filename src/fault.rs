@@ -29,6 +29,7 @@ pub const POINTS: &[&str] = &[
     "checkpoint.before",
     "checkpoint.after",
     "restart_wal.after_commit",
+    "clean_stop.after_record",
     "snapshot.after_checkpoint",
     // replica.rs: uploads and their bookkeeping.
     "sync.before_upload",

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 mod checkpoint;
+mod clean_stop;
 mod read;
 mod snapshot;
 
@@ -346,6 +347,16 @@ impl Db {
                 // The engine says "initialized db" when it starts the database's tasks.
                 debug!(db = %self.opts.path.display(), "loaded shadow state");
             }
+            if let Some(proof) = self.take_clean_stop()? {
+                match self.resume_clean_stop(inner, &proof)? {
+                    clean_stop::Resume::Refused(why) => {
+                        info!(db = %self.opts.path.display(), why, "not going on from the clean stop");
+                    }
+                    how => {
+                        info!(db = %self.opts.path.display(), ?how, "going on with the generation after a clean stop: the database file is as walship left it");
+                    }
+                }
+            }
         }
 
         // Ensure a WAL exists: SQLite creates it on the first write.
@@ -555,7 +566,10 @@ impl Db {
                         return Ok(Advance::NewGeneration(format!("wal header invalid: {e}")));
                     }
                 };
-                if sh.size <= HEADER_SIZE as u64 {
+                // A restart walship made itself, or the first cycle after a proven clean
+                // stop: the old cycle ended exactly at our size.
+                let own_restart = inner.restarted == Some((sh.index, sh.size, real_header));
+                if sh.size <= HEADER_SIZE as u64 && !own_restart {
                     return Ok(Advance::NewGeneration("wal header only, mismatched".into()));
                 }
                 if new_hdr.page_size != sh.hdr.page_size {
@@ -565,7 +579,9 @@ impl Db {
                 // restart; anything else means a whole WAL cycle went by unseen. The
                 // checkpoint sequence is no help: each connection writes its own counter, so
                 // it jumps about when the application and walship take turns restarting.
-                if new_hdr.salt.0 != sh.hdr.salt.0.wrapping_add(1) {
+                // After a clean stop the new WAL may be a new file with random salts; the
+                // proof stands in for this rule there.
+                if new_hdr.salt.0 != sh.hdr.salt.0.wrapping_add(1) && !own_restart {
                     return Ok(Advance::NewGeneration(format!(
                         "wal restarted more than once since last sync (salt-1 {} -> {})",
                         sh.hdr.salt.0, new_hdr.salt.0
@@ -829,9 +845,20 @@ impl Db {
         r
     }
 
-    /// Closes the engine's connections (the final sync must have run).
+    /// Closes the engine's connections (the final sync must have run). On the way, records
+    /// that the database file holds exactly the shadow's last position when that can be
+    /// proven, so the next start goes on with the same generation (see `clean_stop`).
     pub fn close(&self) {
         let mut inner = self.lock();
+        match self.record_clean_stop(&mut inner) {
+            Ok(true) => debug!(db = %self.opts.path.display(), "clean stop recorded"),
+            Ok(false) => {
+                debug!(db = %self.opts.path.display(), "clean stop not recorded: the next start checks the WAL as usual")
+            }
+            Err(e) => {
+                warn!(db = %self.opts.path.display(), error = %e, "clean stop not recorded: the next start checks the WAL as usual")
+            }
+        }
         inner.conn = None;
     }
 }
