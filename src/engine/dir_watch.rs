@@ -26,25 +26,19 @@ fn absent(path: &Path) -> bool {
 fn start_dir_watcher(
     dc: &DirConfig,
     tx: tokio::sync::mpsc::UnboundedSender<PathBuf>,
-) -> Option<notify::RecommendedWatcher> {
-    use notify::{RecursiveMode, Watcher};
-    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(ev) = res {
-            for p in ev.paths {
-                let _ = tx.send(p);
-            }
-        }
-    })
-    .and_then(|mut w| {
-        let mode = if dc.recursive {
-            RecursiveMode::Recursive
-        } else {
-            RecursiveMode::NonRecursive
-        };
-        w.watch(&dc.dir, mode).map(|()| w)
+) -> Option<super::fs_watch::FsWatch> {
+    let on_change: super::fs_watch::OnChange = Arc::new(move |p: PathBuf| {
+        let _ = tx.send(p);
     });
-    match watcher {
-        Ok(w) => Some(w),
+    let dirs = [dc.dir.clone()];
+    match super::fs_watch::FsWatch::new(&dirs, dc.recursive, on_change) {
+        Ok((w, results)) => match results.into_iter().find_map(|(_, e)| e) {
+            None => Some(w),
+            Some(e) => {
+                warn!(dir = %dc.dir.display(), error = %e, "cannot watch directory; looking for new databases at every rescan only");
+                None
+            }
+        },
         Err(e) => {
             warn!(dir = %dc.dir.display(), error = %e, "cannot watch directory; looking for new databases at every rescan only");
             None

@@ -31,6 +31,7 @@
 //! ```
 mod build;
 mod dir_watch;
+mod fs_watch;
 
 use build::replicas_for;
 pub use build::{client_for, db_options, replica_client, replica_options};
@@ -290,7 +291,7 @@ struct Shared {
     /// their own signal in `db_tasks`.
     stop_tx: watch::Sender<bool>,
     tasks: tokio::sync::Mutex<Option<tokio::task::JoinSet<()>>>,
-    watcher: Mutex<Option<notify::RecommendedWatcher>>,
+    watcher: Mutex<Option<fs_watch::FsWatch>>,
 }
 
 /// Controls a running engine: force syncs, wait for durability, read status, subscribe to
@@ -640,40 +641,34 @@ fn start_watcher(
     dbs: &[DbHandle],
     wakers: HashMap<PathBuf, Arc<Notify>>,
 ) -> (
-    Option<notify::RecommendedWatcher>,
+    Option<fs_watch::FsWatch>,
     std::collections::HashSet<PathBuf>,
 ) {
     let mut watched = std::collections::HashSet::new();
-    use notify::{RecursiveMode, Watcher};
-    let mut watcher = match notify::recommended_watcher(
-        move |res: notify::Result<notify::Event>| {
-            if let Ok(ev) = res {
-                for p in &ev.paths {
-                    if let Some(n) = wakers.get(p) {
-                        n.notify_one();
-                    }
-                }
-            }
-        },
-    ) {
-        Ok(w) => w,
-        Err(e) => {
-            warn!(error = %e, "file change notifications unavailable; polling at monitor-interval only");
-            return (None, watched);
-        }
-    };
     let mut dirs: Vec<PathBuf> = dbs
         .iter()
         .filter_map(|h| h.db.path().parent().map(|p| p.to_path_buf()))
         .collect();
     dirs.sort();
     dirs.dedup();
-    for d in dirs {
-        match watcher.watch(&d, RecursiveMode::NonRecursive) {
-            Ok(()) => {
+    let on_change: fs_watch::OnChange = Arc::new(move |p: PathBuf| {
+        if let Some(n) = wakers.get(&p) {
+            n.notify_one();
+        }
+    });
+    let (watcher, results) = match fs_watch::FsWatch::new(&dirs, false, on_change) {
+        Ok(w) => w,
+        Err(e) => {
+            warn!(error = %e, "file change notifications unavailable; polling at monitor-interval only");
+            return (None, watched);
+        }
+    };
+    for (d, err) in results {
+        match err {
+            None => {
                 watched.insert(d);
             }
-            Err(e) => {
+            Some(e) => {
                 warn!(dir = %d.display(), error = %e, "cannot watch directory; polling at monitor-interval only");
             }
         }
