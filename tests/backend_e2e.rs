@@ -474,7 +474,8 @@ fn guide_central_server_and_laptop_configs() {
 
 /// A file replica with several generations, several snapshots in each and many WAL
 /// segments: walship replicates in three runs (snapshot-interval 1s, sync-interval 200ms),
-/// and a TRUNCATE checkpoint while it is down between runs starts a new generation.
+/// and a TRUNCATE checkpoint while it is down between runs (its clean-stop proof removed)
+/// starts a new generation.
 fn replica_with_history(t: &TestDir, test: &str, db: &Path, replica: &Path) -> Workload {
     let cfg = write_config(t.path(), "file.yml", db, replica, &ConfigOpts::default());
     let mut yaml = fs::read_to_string(&cfg).expect("read config");
@@ -484,6 +485,15 @@ fn replica_with_history(t: &TestDir, test: &str, db: &Path, replica: &Path) -> W
     assert!(w.insert(5, true));
     for run in 0..3 {
         if run > 0 {
+            // As after a crash: a clean stop's proof would (rightly) let walship go on with
+            // the generation (tests/clean_stop.rs); this history wants new ones.
+            let proof = db
+                .with_file_name(format!(
+                    ".{}-litestream",
+                    db.file_name().unwrap().to_string_lossy()
+                ))
+                .join("walship-clean-stop.json");
+            fs::remove_file(&proof).unwrap_or_else(|e| panic!("{}: {e}", proof.display()));
             let ck = w
                 .checkpoint("TRUNCATE")
                 .expect("checkpoint while walship is down");
