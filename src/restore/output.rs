@@ -143,8 +143,13 @@ pub(crate) fn snapshot_header(data: &[u8], object: &str) -> Result<SnapshotHeade
     Ok(SnapshotHeader { page_size, pages })
 }
 
-/// Copies a decompressing reader of a snapshot into `file` (empty, at offset 0) through a
-/// 1 MiB buffer: the snapshot is never held in memory. Returns the header and the bytes
+/// Size of the buffers a snapshot is written in, and how many go round at once.
+const SNAPSHOT_BUFFER: usize = 1 << 20;
+const SNAPSHOT_BUFFERS: usize = 4;
+
+/// Copies a decompressing reader of a snapshot into `file` (empty, at offset 0) through
+/// [`SNAPSHOT_BUFFERS`] buffers of 1 MiB, written by a second thread while this one
+/// decompresses: the snapshot is never held in memory. Returns the header and the bytes
 /// written. `read_err` turns a read error into the restore's error.
 ///
 /// With `header_bound` (the store gave no size for the object, so nothing else bounds the
@@ -159,7 +164,7 @@ pub(crate) fn write_snapshot(
     read_err: &dyn Fn(std::io::Error) -> Error,
     cancelled: &std::sync::atomic::AtomicBool,
 ) -> Result<(SnapshotHeader, u64)> {
-    let mut buf = vec![0u8; 1 << 20];
+    let mut buf = vec![0u8; SNAPSHOT_BUFFER];
     let mut fill = |buf: &mut [u8]| -> Result<usize> {
         // The restore was dropped: stop downloading a snapshot nobody will use.
         if cancelled.load(std::sync::atomic::Ordering::Relaxed) {
@@ -187,28 +192,67 @@ pub(crate) fn write_snapshot(
         _ => None,
     };
     let mut total = n as u64;
-    file.write_all(&buf[..n])
-        .map_err(Error::io("write snapshot to", path))?;
-    loop {
-        let n = fill(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        total += n as u64;
-        if let Some(l) = limit
-            && total > l
-        {
-            return Err(Error::corrupt(
-                object,
-                format!(
-                    "snapshot runs past the {} pages its header announces; refusing the rest",
-                    l / u64::from(header.page_size)
-                ),
-            ));
-        }
-        file.write_all(&buf[..n])
-            .map_err(Error::io("write snapshot to", path))?;
+    // Decompression (this thread) and the file writes (a second one) overlap: on a large
+    // snapshot each is about half of the work, and they run on different cores. Buffers
+    // go round between the two threads, so memory stays at a few of them.
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(SNAPSHOT_BUFFERS);
+    let (free_tx, free_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    for _ in 1..SNAPSHOT_BUFFERS {
+        let _ = free_tx.send(vec![0u8; SNAPSHOT_BUFFER]);
     }
+    // The header's bytes are the first buffer written.
+    buf.truncate(n);
+    let _ = full_tx.send(buf);
+    std::thread::scope(|scope| {
+        let out: &mut File = file;
+        let writer = scope.spawn(move || -> Result<()> {
+            for b in full_rx {
+                out.write_all(&b)
+                    .map_err(Error::io("write snapshot to", path))?;
+                // The reader may have stopped (an error): nobody wants the buffer back.
+                let _ = free_tx.send(b);
+            }
+            Ok(())
+        });
+        let read = (|| -> Result<()> {
+            loop {
+                // The writer gives buffers back until it fails; then its error is the one
+                // to report, below.
+                let Ok(mut b) = free_rx.recv() else {
+                    return Ok(());
+                };
+                b.resize(SNAPSHOT_BUFFER, 0);
+                let n = fill(&mut b)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                total += n as u64;
+                if let Some(l) = limit
+                    && total > l
+                {
+                    return Err(Error::corrupt(
+                        object,
+                        format!(
+                            "snapshot runs past the {} pages its header announces; refusing the rest",
+                            l / u64::from(header.page_size)
+                        ),
+                    ));
+                }
+                b.truncate(n);
+                if full_tx.send(b).is_err() {
+                    return Ok(());
+                }
+            }
+        })();
+        drop(full_tx);
+        let wrote = writer.join().unwrap_or_else(|_| {
+            Err(Error::io("write snapshot to", path)(std::io::Error::other(
+                "snapshot writer thread panicked",
+            )))
+        });
+        // A write error explains a reader that stopped early; otherwise the reader's own.
+        wrote.and(read)
+    })?;
     if !total.is_multiple_of(u64::from(header.page_size)) {
         return Err(Error::corrupt(
             object,
@@ -396,14 +440,18 @@ impl DbWriter {
         Ok(Some(applied))
     }
 
-    /// Writes the buffered pages, fsyncs and closes the file; returns its size and the
-    /// number of pages written from WAL frames.
-    pub(crate) fn sync(&mut self) -> Result<(u64, u64)> {
+    /// Writes the buffered pages (no fsync); returns the file's size and the number of
+    /// pages written from WAL frames. The file then holds the restored database.
+    pub(crate) fn write_out(&mut self) -> Result<(u64, u64)> {
         let b = &mut self.pages;
         b.flush()?;
-        b.file.sync_all().map_err(Error::io("fsync", &b.path))?;
         let len = b.file.metadata().map_err(Error::io("stat", &b.path))?.len();
         Ok((len, b.pages_written))
+    }
+
+    /// The file, for the caller's fsync after [`DbWriter::write_out`].
+    pub(crate) fn into_file(self) -> File {
+        self.pages.file
     }
 }
 
@@ -611,6 +659,65 @@ mod tests {
         assert!(err.to_string().contains("whole number"), "{err}");
     }
 
+    /// A snapshot of several buffers goes through the writer thread intact, and an error
+    /// on either side (the store's read, the file's write) ends the copy with that error.
+    #[test]
+    fn a_snapshot_of_many_buffers_is_written_whole_and_errors_stop_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        // 1,400 pages of 4 KiB: five full buffers and a partial one, every page different.
+        let mut db: Vec<u8> = (0..1400u32 * 4096)
+            .map(|i| ((i / 4096) ^ (i % 251)) as u8)
+            .collect();
+        db[..16].copy_from_slice(SQLITE_MAGIC);
+        db[16..18].copy_from_slice(&4096u16.to_be_bytes());
+        db[28..32].copy_from_slice(&1400u32.to_be_bytes());
+        db[24..28].copy_from_slice(&[0, 0, 0, 7]);
+        db[92..96].copy_from_slice(&[0, 0, 0, 7]);
+        let io_err = |e: std::io::Error| Error::corrupt("x", e.to_string());
+        let no = std::sync::atomic::AtomicBool::new(false);
+        let mut f = File::create(&path).unwrap();
+        let (h, n) = write_snapshot(&mut f, &path, &db[..], "s", true, &io_err, &no).unwrap();
+        assert_eq!((h.pages, n), (Some(1400), db.len() as u64));
+        assert!(
+            std::fs::read(&path).unwrap() == db,
+            "the file holds the snapshot"
+        );
+
+        // The store fails after 3 MiB.
+        struct FailAfter<'a>(&'a [u8], usize);
+        impl std::io::Read for FailAfter<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                if self.1 == 0 {
+                    return Err(std::io::Error::other("connection reset"));
+                }
+                let n = buf.len().min(self.1).min(self.0.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                self.1 -= n;
+                Ok(n)
+            }
+        }
+        let mut f = File::create(&path).unwrap();
+        let err = write_snapshot(
+            &mut f,
+            &path,
+            FailAfter(&db, 3 << 20),
+            "s",
+            true,
+            &io_err,
+            &no,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("connection reset"), "{err}");
+
+        // The file refuses writes (opened read-only): the write error, not a hang.
+        std::fs::write(&path, b"").unwrap();
+        let mut f = File::open(&path).unwrap();
+        let err = write_snapshot(&mut f, &path, &db[..], "s", true, &io_err, &no).unwrap_err();
+        assert!(err.to_string().contains("write snapshot to"), "{err}");
+    }
+
     /// One index's WAL (a single segment): frames `(pgno, commit db size)`, page bytes
     /// `fill`.
     fn wal(ps: u32, salt: u32, frames: &[(u32, u32, u8)]) -> Vec<u8> {
@@ -663,7 +770,7 @@ mod tests {
         w.apply_segment(&seg(1), &i1, "s1").unwrap();
         w.apply_segment(&seg(2), &i2, "s2").unwrap();
         w.finish_index().unwrap();
-        let (len, written) = w.sync().unwrap();
+        let (len, written) = w.write_out().unwrap();
         let got = std::fs::read(&path).unwrap();
         assert_eq!(len, 5 * u64::from(PS));
         let page = |n: usize| got[(n - 1) * PS as usize];
