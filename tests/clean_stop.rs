@@ -67,6 +67,21 @@ impl Setup {
         p
     }
 
+    /// A new setup after a first run of walship and the application, stopped cleanly:
+    /// walship has recorded its proof.
+    fn stopped_cleanly(test: &str) -> Setup {
+        let mut s = Setup::new(test);
+        let mut p = s.replicate();
+        s.write_and_wait(&mut p, 60);
+        p.stop();
+        assert!(
+            s.clean_stop_record().exists(),
+            "a clean stop records its proof\n{}",
+            p.logs()
+        );
+        s
+    }
+
     /// Some commits, then waits until walship's restore holds them.
     fn write_and_wait(&mut self, p: &mut Proc, steps: usize) {
         self.app.run(steps, Duration::from_millis(5));
@@ -81,16 +96,14 @@ impl Setup {
         );
     }
 
-    /// Closes the application's connection. With walship stopped it is the last one:
-    /// SQLite checkpoints and deletes the -wal file.
-    fn close_app(&mut self) {
+    /// Closes the application's connection (with walship stopped it is the last one:
+    /// SQLite checkpoints and deletes the -wal file), runs `while_closed`, and opens it
+    /// again; its rows must be the ones it committed.
+    fn restart_app(&mut self, tag: &str, while_closed: impl FnOnce(&Setup)) {
+        let model = self.app.model.clone();
         let other = Workload::open(&self.t.join("other.db"), 1);
         drop(std::mem::replace(&mut self.app, other));
-    }
-
-    /// Opens the application again; its rows must be the ones it committed.
-    fn open_app(&mut self, tag: &str) {
-        let model = self.app.model.clone();
+        while_closed(self);
         self.app = Workload::open(&self.db, test_seed(tag));
         assert_eq!(
             self.app.model, model,
@@ -98,14 +111,33 @@ impl Setup {
         );
     }
 
+    /// Starts walship again after the proof could not hold: it must say why (every one
+    /// of `why` in its log), start a second generation, and both tools must restore
+    /// exactly the application's rows.
+    fn expect_new_generation(&mut self, why: &[&str]) {
+        let mut p = self.replicate();
+        self.write_and_wait(&mut p, 20);
+        p.stop();
+        let logs = p.logs();
+        assert!(
+            why.iter().all(|w| logs.contains(w)),
+            "walship must refuse the proof, saying {why:?}\n{logs}"
+        );
+        assert_eq!(
+            self.generations().len(),
+            2,
+            "a new generation: {:?}",
+            self.generations()
+        );
+        self.assert_restores();
+    }
+
     fn generations(&self) -> Vec<String> {
         dir_entries(&self.replica.join("generations"))
     }
 
     fn clean_stop_record(&self) -> PathBuf {
-        self.t
-            .join(".app.db-litestream")
-            .join("walship-clean-stop.json")
+        clean_stop_proof(&self.db)
     }
 
     fn assert_restores(&self) {
@@ -129,25 +161,15 @@ fn wal_exists(db: &Path) -> bool {
 
 #[test]
 fn a_clean_stop_goes_on_with_the_generation() {
-    let mut s = Setup::new("clean_stop_same_generation");
-    let mut p = s.replicate();
-    s.write_and_wait(&mut p, 60);
-    p.stop();
-    assert!(
-        s.clean_stop_record().exists(),
-        "a clean stop records its proof\n{}",
-        p.logs()
-    );
+    let mut s = Setup::stopped_cleanly("clean_stop_same_generation");
     // The application stops after walship, as a service manager stopping both may do: its
     // last connection deletes the -wal file, which used to start a new generation.
-    let model = s.app.model.clone();
-    s.close_app();
-    assert!(
-        !wal_exists(&s.db),
-        "the application's last close removes the -wal file"
-    );
-    s.app.model = model;
-    s.open_app("clean_stop_same_generation/2");
+    s.restart_app("clean_stop_same_generation/2", |s| {
+        assert!(
+            !wal_exists(&s.db),
+            "the application's last close removes the -wal file"
+        );
+    });
 
     let mut p = s.replicate();
     s.write_and_wait(&mut p, 60);
@@ -176,67 +198,26 @@ fn a_clean_stop_goes_on_with_the_generation() {
 
 #[test]
 fn a_database_changed_while_walship_was_down_starts_a_new_generation() {
-    let mut s = Setup::new("clean_stop_changed");
-    let mut p = s.replicate();
-    s.write_and_wait(&mut p, 60);
-    p.stop();
-    assert!(s.clean_stop_record().exists());
+    let mut s = Setup::stopped_cleanly("clean_stop_changed");
     // The application goes on alone and checkpoints into the database file.
     s.app.run(30, Duration::ZERO);
     s.app.checkpoint("TRUNCATE").expect("checkpoint");
-    let model = s.app.model.clone();
-    s.close_app();
-    s.app.model = model;
-    s.open_app("clean_stop_changed/2");
-
-    let mut p = s.replicate();
-    s.write_and_wait(&mut p, 20);
-    p.stop();
-    let logs = p.logs();
-    assert!(
-        logs.contains("not going on from the clean stop")
-            && logs.contains("the database file changed"),
-        "walship must refuse the proof\n{logs}"
-    );
-    assert_eq!(
-        s.generations().len(),
-        2,
-        "a new generation: {:?}",
-        s.generations()
-    );
-    s.assert_restores();
+    s.restart_app("clean_stop_changed/2", |_| {});
+    s.expect_new_generation(&[
+        "not going on from the clean stop",
+        "the database file changed",
+    ]);
 }
 
 #[test]
 fn a_replaced_database_file_starts_a_new_generation() {
-    let mut s = Setup::new("clean_stop_replaced");
-    let mut p = s.replicate();
-    s.write_and_wait(&mut p, 60);
-    p.stop();
-    assert!(s.clean_stop_record().exists());
+    let mut s = Setup::stopped_cleanly("clean_stop_replaced");
     // Close the application, put a copy of the file in place (same bytes, another file:
     // walship cannot know what a replacement holds), and start again.
-    let model = s.app.model.clone();
-    s.close_app();
-    let copy = s.t.join("app.db.copy");
-    std::fs::copy(&s.db, &copy).unwrap();
-    std::fs::rename(&copy, &s.db).unwrap();
-    s.app.model = model;
-    s.open_app("clean_stop_replaced/2");
-
-    let mut p = s.replicate();
-    s.write_and_wait(&mut p, 20);
-    p.stop();
-    let logs = p.logs();
-    assert!(
-        logs.contains("not going on from the clean stop"),
-        "walship must refuse the proof\n{logs}"
-    );
-    assert_eq!(
-        s.generations().len(),
-        2,
-        "a new generation: {:?}",
-        s.generations()
-    );
-    s.assert_restores();
+    s.restart_app("clean_stop_replaced/2", |s| {
+        let copy = s.t.join("app.db.copy");
+        std::fs::copy(&s.db, &copy).unwrap();
+        std::fs::rename(&copy, &s.db).unwrap();
+    });
+    s.expect_new_generation(&["not going on from the clean stop"]);
 }

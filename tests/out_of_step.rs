@@ -57,7 +57,7 @@ impl Env {
 
     /// Removes the proof a clean stop left (`walship-clean-stop.json`), which must exist.
     fn forget_clean_stop(&self) {
-        let p = self.meta_dir().join("walship-clean-stop.json");
+        let p = common::clean_stop_proof(&self.db);
         std::fs::remove_file(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     }
 

@@ -82,6 +82,12 @@ impl DbOptions {
     pub fn meta_dir(&self) -> PathBuf {
         shadow::meta_dir(&self.path, self.meta_path.as_deref())
     }
+
+    /// The proof a clean stop leaves in the meta directory: while it is there and holds,
+    /// the next start goes on with the generation instead of starting a new one.
+    pub fn clean_stop_proof(&self) -> PathBuf {
+        self.meta_dir().join(clean_stop::FILE)
+    }
 }
 
 /// State of the current shadow WAL file.

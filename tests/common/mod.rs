@@ -1459,3 +1459,8 @@ pub fn build_fixture(dir: &Path, seed: u64) -> Fixture {
         base,
     }
 }
+
+/// Where walship keeps the proof of a clean stop for `db` (default meta directory).
+pub fn clean_stop_proof(db: &Path) -> PathBuf {
+    walship::db::DbOptions::new(db).clean_stop_proof()
+}

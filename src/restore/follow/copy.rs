@@ -239,15 +239,9 @@ impl Copy {
                 put.execute(params![pgno, data])
                     .map_err(sql(&path, "write page"))?;
             }
-            if db_pages < self.pages {
-                // Truncation must be the transaction's last write (sqlite_dbpage forgets it
-                // on any later page write).
-                put.execute(params![db_pages + 1, None::<Vec<u8>>])
-                    .map_err(sql(&path, "truncate"))?;
-            }
+            truncate(&mut put, &path, self.pages, db_pages)?;
         }
-        before_commit(hash)?;
-        tx.commit().map_err(sql(&path, "commit"))?;
+        commit(tx, &path, hash, before_commit)?;
         self.pages = db_pages;
         self.hash = hash;
         Ok(())
@@ -311,17 +305,41 @@ impl Copy {
                     .map_err(sql(&path, "write page"))?;
                 written += 1;
             }
-            if new_pages < self.pages {
-                put.execute(params![new_pages + 1, None::<Vec<u8>>])
-                    .map_err(sql(&path, "truncate"))?;
-            }
+            truncate(&mut put, &path, self.pages, new_pages)?;
         }
-        before_commit(hash)?;
-        tx.commit().map_err(sql(&path, "commit"))?;
+        commit(tx, &path, hash, before_commit)?;
         self.pages = new_pages;
         self.hash = hash;
         Ok(written)
     }
+}
+
+/// Cuts the copy from `pages` down to `new_pages` pages, if smaller, through `put` (the
+/// `sqlite_dbpage` insert). Must be the transaction's last write: `sqlite_dbpage` forgets
+/// a truncation on any later page write.
+fn truncate(
+    put: &mut rusqlite::CachedStatement<'_>,
+    path: &Path,
+    pages: u32,
+    new_pages: u32,
+) -> Result<()> {
+    if new_pages < pages {
+        put.execute(params![new_pages + 1, None::<Vec<u8>>])
+            .map_err(sql(path, "truncate"))?;
+    }
+    Ok(())
+}
+
+/// Runs `before_commit` with the copy's new content hash (an error rolls back), then
+/// commits.
+fn commit(
+    tx: rusqlite::Transaction<'_>,
+    path: &Path,
+    hash: u64,
+    before_commit: impl FnOnce(u64) -> Result<()>,
+) -> Result<()> {
+    before_commit(hash)?;
+    tx.commit().map_err(sql(path, "commit"))
 }
 
 /// The error for a copy that something other than walship wrote to.
