@@ -195,19 +195,19 @@ pub(crate) fn write_snapshot(
     // Decompression (this thread) and the file writes (a second one) overlap: on a large
     // snapshot each is about half of the work, and they run on different cores. Buffers
     // go round between the two threads, so memory stays at a few of them.
-    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(SNAPSHOT_BUFFERS);
+    // Full buffers travel with the length they hold, so none is ever resized (and zeroed).
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(SNAPSHOT_BUFFERS);
     let (free_tx, free_rx) = std::sync::mpsc::channel::<Vec<u8>>();
     for _ in 1..SNAPSHOT_BUFFERS {
         let _ = free_tx.send(vec![0u8; SNAPSHOT_BUFFER]);
     }
     // The header's bytes are the first buffer written.
-    buf.truncate(n);
-    let _ = full_tx.send(buf);
+    let _ = full_tx.send((buf, n));
     std::thread::scope(|scope| {
         let out: &mut File = file;
         let writer = scope.spawn(move || -> Result<()> {
-            for b in full_rx {
-                out.write_all(&b)
+            for (b, n) in full_rx {
+                out.write_all(&b[..n])
                     .map_err(Error::io("write snapshot to", path))?;
                 // The reader may have stopped (an error): nobody wants the buffer back.
                 let _ = free_tx.send(b);
@@ -221,7 +221,6 @@ pub(crate) fn write_snapshot(
                 let Ok(mut b) = free_rx.recv() else {
                     return Ok(());
                 };
-                b.resize(SNAPSHOT_BUFFER, 0);
                 let n = fill(&mut b)?;
                 if n == 0 {
                     return Ok(());
@@ -238,8 +237,7 @@ pub(crate) fn write_snapshot(
                         ),
                     ));
                 }
-                b.truncate(n);
-                if full_tx.send(b).is_err() {
+                if full_tx.send((b, n)).is_err() {
                     return Ok(());
                 }
             }
