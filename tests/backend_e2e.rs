@@ -487,8 +487,7 @@ fn replica_with_history(t: &TestDir, test: &str, db: &Path, replica: &Path) -> W
         if run > 0 {
             // As after a crash: a clean stop's proof would (rightly) let walship go on with
             // the generation (tests/clean_stop.rs); this history wants new ones.
-            let proof = clean_stop_proof(db);
-            fs::remove_file(&proof).unwrap_or_else(|e| panic!("{}: {e}", proof.display()));
+            forget_clean_stop(db);
             let ck = w
                 .checkpoint("TRUNCATE")
                 .expect("checkpoint while walship is down");

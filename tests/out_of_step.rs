@@ -55,12 +55,6 @@ impl Env {
         side(&self.db, suffix)
     }
 
-    /// Removes the proof a clean stop left (`walship-clean-stop.json`), which must exist.
-    fn forget_clean_stop(&self) {
-        let p = common::clean_stop_proof(&self.db);
-        std::fs::remove_file(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    }
-
     /// Directories under `<replica>/generations`.
     fn generations(&self) -> usize {
         match std::fs::read_dir(self.replica.join("generations")) {
@@ -325,7 +319,7 @@ async fn truncate_checkpoint_while_down_starts_generation() {
     // As after a crash: a clean stop's proof would (rightly) let walship go on with the
     // generation here (tests/clean_stop.rs); without one, the truncated WAL cannot be
     // told from a lost one.
-    env.forget_clean_stop();
+    common::forget_clean_stop(&env.db);
     let busy: i64 = app
         .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
         .unwrap();
@@ -348,7 +342,7 @@ async fn wal_deleted_while_down_starts_generation() {
 
     // The last connection closes (SQLite checkpoints and removes the WAL); remove any
     // leftover WAL too. As after a crash (see above), without a clean stop's proof.
-    env.forget_clean_stop();
+    common::forget_clean_stop(&env.db);
     drop(app);
     let _ = std::fs::remove_file(env.side("-wal"));
     assert!(!env.side("-wal").exists());

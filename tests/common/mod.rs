@@ -1464,3 +1464,10 @@ pub fn build_fixture(dir: &Path, seed: u64) -> Fixture {
 pub fn clean_stop_proof(db: &Path) -> PathBuf {
     walship::db::DbOptions::new(db).clean_stop_proof()
 }
+
+/// Removes the proof a clean stop of walship left for `db`, which must exist: walship then
+/// treats its next start as after a crash.
+pub fn forget_clean_stop(db: &Path) {
+    let p = clean_stop_proof(db);
+    fs::remove_file(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+}
