@@ -132,9 +132,7 @@ impl Db {
             debug!(db = %self.opts.path.display(), "clean stop: a reader kept the checkpoint from finishing; no proof");
             return Ok(false);
         }
-        conn.db_file()
-            .sync_all()
-            .map_err(Error::io("fsync", &self.opts.path))?;
+        conn.main_file()?.sync()?;
         let md = std::fs::metadata(&self.opts.path).map_err(Error::io("stat", &self.opts.path))?;
         let stamp = FileStamp::of(&md);
         // Let the clock pass the file's mtime before anyone else may write (see CLOCK_MARGIN).

@@ -137,7 +137,7 @@ struct Inner {
 struct ChangeKey {
     wal_ino: u64,
     wal_len: u64,
-    shm_header: [u8; 136],
+    shm_header: [u8; crate::sqlite::file::SHM_HEADER_SIZE],
 }
 
 /// What one sync did.
@@ -451,12 +451,7 @@ impl Db {
     }
 
     fn change_key(inner: &Inner, wal_md: &std::fs::Metadata) -> Option<ChangeKey> {
-        let f = inner.conn.as_ref()?.shm_file()?;
-        let mut hdr = [0u8; 136];
-        let n = f.read_at(&mut hdr, 0).ok()?;
-        if n < hdr.len() {
-            return None;
-        }
+        let hdr = inner.conn.as_ref()?.main_file().ok()?.shm_header()?;
         Some(ChangeKey {
             wal_ino: wal_md.ino(),
             wal_len: wal_md.len(),
@@ -867,12 +862,4 @@ impl Db {
         }
         inner.conn = None;
     }
-}
-
-fn conn_file(inner: &Inner) -> Result<&File> {
-    inner
-        .conn
-        .as_ref()
-        .map(DbConn::db_file)
-        .ok_or_else(|| Error::Config("internal: database connection not open".into()))
 }

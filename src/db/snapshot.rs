@@ -59,13 +59,10 @@ impl Db {
         let tmp_path = tmp.path().to_path_buf();
         // Read through the connection's own handle: opening and closing another descriptor
         // of the database file would drop SQLite's POSIX locks.
-        let f = conn_file(&inner)?;
+        let f = self.conn(&mut inner)?.main_file()?;
         let db_len = match overlay.db_pages {
             Some(n) => u64::from(n) * page_size,
-            None => wal::align(
-                f.metadata().map_err(Error::io("stat", path))?.len(),
-                sh.hdr.page_size,
-            ),
+            None => wal::align(f.size()?, sh.hdr.page_size),
         };
         let mut enc = compress::encoder(std::io::BufWriter::with_capacity(1 << 20, tmp));
         // A whole number of pages per read.
@@ -74,7 +71,7 @@ impl Db {
         let mut at = 0u64;
         while at < db_len {
             let want = chunk.min(db_len - at) as usize;
-            let n = read_exact_at(f, &mut buf[..want], at, path)?;
+            let n = f.read_at(&mut buf[..want], at)?;
             // Pages past the end of the file exist only in the WAL (the overlay must have
             // them; checked below).
             buf[n..want].fill(0);

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
+use super::file::MainFile;
 use crate::error::{Error, Result};
 
 /// How long the engine's connections wait for a lock before giving up.
@@ -63,13 +64,6 @@ pub struct DbConn {
     read_epoch: std::cell::Cell<u64>,
     /// Page size of the database, from `PRAGMA page_size`.
     pub page_size: u32,
-    /// A handle on the database file for reading snapshots. It must stay open as long as
-    /// the connections: closing any descriptor of a file drops every POSIX lock this
-    /// process holds on it, SQLite's included, which would let another process delete the
-    /// WAL under us. Declared last so it is dropped after the connections.
-    db_file: std::fs::File,
-    /// The `-shm` file, read for the cheap change check; held open for the same reason.
-    shm_file: Option<std::fs::File>,
 }
 
 /// The error for a file SQLite will not read: say what it means and what to do.
@@ -202,10 +196,7 @@ impl DbConn {
             .map_err(Error::sqlite(ctx("read page_size")))?;
         let read = open_reader(path)?;
         let ckpt = open_reader(path)?;
-        let db_file = std::fs::File::open(path).map_err(Error::io("open", path))?;
-        let mut c = DbConn {
-            db_file,
-            shm_file: None,
+        let c = DbConn {
             path: path.to_path_buf(),
             read,
             read_alt: std::cell::OnceCell::new(),
@@ -217,20 +208,15 @@ impl DbConn {
             page_size,
         };
         c.begin_read()?;
-        let mut shm = path.as_os_str().to_owned();
-        shm.push("-shm");
-        c.shm_file = std::fs::File::open(std::path::PathBuf::from(shm)).ok();
         Ok(c)
     }
 
-    /// The database file, for positioned reads (never close it separately).
-    pub fn db_file(&self) -> &std::fs::File {
-        &self.db_file
-    }
-
-    /// The `-shm` file, if it could be opened (never close it separately).
-    pub fn shm_file(&self) -> Option<&std::fs::File> {
-        self.shm_file.as_ref()
+    /// The database file as SQLite has it open, for reads, its size, fsync and the `-shm`
+    /// header. walship never opens a descriptor of its own on the database or its `-shm`:
+    /// closing one would drop every POSIX lock the process holds on the file, an
+    /// embedding application's included (see [`super::file`]).
+    pub fn main_file(&self) -> Result<MainFile<'_>> {
+        MainFile::of(&self.read, &self.path)
     }
 
     /// Starts the long-lived read transaction (no-op if open).

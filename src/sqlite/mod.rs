@@ -1,5 +1,6 @@
 //! SQLite file formats and the engine's own connection.
 pub mod conn;
+pub mod file;
 pub mod wal;
 
 /// Stops SQLite from pre-allocating 20 pages (about 88 KB at 4 KiB pages) of page cache for
