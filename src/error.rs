@@ -67,6 +67,10 @@ pub enum Error {
     /// A configuration or usage error.
     #[error("{0}")]
     Config(String),
+    /// An encrypted object this client holds no key for: an `age` replica configured with
+    /// recipients only (or with identities that do not match) can write but not read.
+    #[error("{0}")]
+    NoKey(String),
     /// Restore refused to overwrite an existing file.
     #[error("cannot restore, output path already exists: {}", .0.display())]
     OutputExists(PathBuf),

@@ -104,9 +104,9 @@ impl AgeClient {
         let object = self.object(path);
         match e {
             age::DecryptError::NoMatchingKeys if self.identities.is_empty() => {
-                Error::Config(missing_identity(&object))
+                Error::NoKey(missing_identity(&object))
             }
-            age::DecryptError::NoMatchingKeys => Error::Config(format!(
+            age::DecryptError::NoMatchingKeys => Error::NoKey(format!(
                 "{object} is age-encrypted to a key that none of this replica's {} \
                  age.identities matches; add the identity that belongs to the recipients the \
                  replica was written with",
@@ -175,7 +175,7 @@ pub fn missing_identity(object: &str) -> String {
     format!(
         "{object} is age-encrypted and this replica has no age.identities: add the identity \
          (AGE-SECRET-KEY-1...) that belongs to the replica's recipients under age: identities: \
-         in the config (restore, and replicate resuming after a restart, need it)"
+         in the config (restore needs it)"
     )
 }
 

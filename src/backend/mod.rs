@@ -415,6 +415,16 @@ pub async fn replica_position(
     c: &dyn ReplicaClient,
     generation: Generation,
 ) -> Result<Option<crate::Pos>> {
+    replica_position_known(c, generation, |_, _| None).await
+}
+
+/// [`replica_position`], where `known_end(index, offset)` may already know where the
+/// segment starting there ends (the writer recorded it): then the segment is not read.
+pub async fn replica_position_known(
+    c: &dyn ReplicaClient,
+    generation: Generation,
+    known_end: impl Fn(u32, u64) -> Option<u64>,
+) -> Result<Option<crate::Pos>> {
     let snaps = snapshots(c, generation).await?;
     let Some(max_snap) = snaps.iter().map(|s| s.index).max() else {
         return Ok(None);
@@ -422,12 +432,14 @@ pub async fn replica_position(
     let segs = wal_segments(c, generation).await?;
     match segs.last() {
         Some(last) if last.index >= max_snap => {
-            let data = read_decompressed_sized(c, &last.path(), last.size).await?;
-            Ok(Some(crate::Pos::new(
-                generation,
-                last.index,
-                u64::from(last.offset) + data.len() as u64,
-            )))
+            let end = match known_end(last.index, u64::from(last.offset)) {
+                Some(end) => end,
+                None => {
+                    let data = read_decompressed_sized(c, &last.path(), last.size).await?;
+                    u64::from(last.offset) + data.len() as u64
+                }
+            };
+            Ok(Some(crate::Pos::new(generation, last.index, end)))
         }
         _ => Ok(Some(crate::Pos::new(generation, max_snap, 0))),
     }

@@ -537,6 +537,8 @@ impl EngineHandle {
                     if let Err(e) = r.sync().await {
                         error!(db = %h.db.path().display(), replica = r.name(), error = %e, "final replica sync failed");
                         failed.push(format!("{} -> {}: {e}", h.db.path().display(), r.name()));
+                    } else if let Err(e) = r.save_segment_log() {
+                        warn!(db = %h.db.path().display(), replica = r.name(), error = %e, "cannot record the replica's last segments; the next start reads them back");
                     }
                 }
             }

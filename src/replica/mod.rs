@@ -1,4 +1,5 @@
 //! [`Replica`]: ships one database's shadow WAL to one destination.
+mod segments;
 mod upkeep;
 
 use std::sync::{Arc, Mutex};
@@ -72,6 +73,8 @@ pub struct Replica {
     snapshot_index: Mutex<Option<(crate::Generation, u32, Option<u64>)>>,
     events: std::sync::OnceLock<tokio::sync::broadcast::Sender<Event>>,
     metrics: crate::metrics::ReplicaMetrics,
+    /// Where the segments this replica uploaded end (see [`segments`]).
+    segments: Mutex<segments::SegmentLog>,
 }
 
 /// How far syncs may upload while a validation runs.
@@ -118,7 +121,9 @@ impl Replica {
     pub fn new(db: Arc<Db>, client: Arc<dyn ReplicaClient>, opts: ReplicaOptions) -> Arc<Replica> {
         db.set_replica_pos(&opts.name, None);
         let metrics = crate::metrics::global().replica(db.path(), &opts.name);
+        let segments = Mutex::new(segments::SegmentLog::take(db.meta_dir(), &opts.name));
         Arc::new(Replica {
+            segments,
             opts,
             db,
             client,
@@ -347,11 +352,20 @@ impl Replica {
                         self.note_snapshot(g, i, None);
                     }
                 }
-                let p = backend::replica_position(self.client.as_ref(), g)
-                    .await?
-                    .ok_or_else(|| {
+                let known = |index, offset| {
+                    self.segments
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .end_of(g, index, offset)
+                };
+                let p = match backend::replica_position_known(self.client.as_ref(), g, known).await
+                {
+                    Ok(p) => p.ok_or_else(|| {
                         Error::NoSnapshots(format!(" for generation {g} right after writing one"))
-                    })?;
+                    })?,
+                    Err(Error::NoKey(why)) => return self.restart_unreadable(&why).await,
+                    Err(e) => return Err(e),
+                };
                 // A snapshot taken just now may name a newer index than the position read
                 // before it: compare with the database as it is now.
                 match self.db.pos() {
@@ -458,6 +472,11 @@ impl Replica {
             ))
         })?;
         let path = layout::wal_segment_path(at.generation, at.index, offset);
+        // Recorded before the put: a put that fails may still have landed.
+        self.segments
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(at, at.offset + len);
         {
             let _permit = upload_permit(self.client.type_name()).await;
             crate::fault::point("sync.before_upload");
@@ -471,6 +490,33 @@ impl Replica {
         self.metrics.wal_bytes.inc_by(len);
         debug!(db = %self.db.path().display(), replica = %self.opts.name, position = %at, sz = len, "wal segment written");
         Ok(Pos::new(at.generation, at.index, at.offset + len))
+    }
+
+    /// The replica cannot read its own last WAL segment (an `age` replica with recipients
+    /// only), so its position is unknown: rather than stop shipping, start a new generation,
+    /// whose snapshot and segments this process records as it uploads them.
+    async fn restart_unreadable(&self, why: &str) -> Result<()> {
+        warn!(db = %self.db.path().display(), replica = %self.opts.name, reason = why, "the replica's last WAL segment cannot be read back, so its position is unknown; starting a new generation");
+        let db = self.db.clone();
+        let reason = format!(
+            "replica {} cannot read its last WAL segment",
+            self.opts.name
+        );
+        tokio::task::spawn_blocking(move || db.force_new_generation(&reason))
+            .await
+            .map_err(|e| Error::Config(format!("new generation task failed: {e}")))??;
+        self.set_pos(None);
+        Ok(())
+    }
+
+    /// Leaves where this replica's last segments end in the meta directory, for the next
+    /// start to go on without reading them back (a clean stop calls it after the final
+    /// sync).
+    pub fn save_segment_log(&self) -> Result<()> {
+        self.segments
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .save(self.db.meta_dir(), &self.opts.name)
     }
 
     /// Remembers that the replica holds a snapshot of `index` in `generation`, holding the

@@ -699,9 +699,10 @@ impl Resolver<'_> {
         };
         if !age.recipients.is_empty() && age.identities.is_empty() {
             self.warnings.push(format!(
-                "{keys}: age.recipients without age.identities: the replica can be written but \
-                 not read back (restore, and resuming after a restart, need the identity); add \
-                 the matching age.identities entry"
+                "{keys}: age.recipients without age.identities: this machine can write the \
+                 replica but not read it; restore needs the identity, so keep it safe elsewhere \
+                 (after a crash, replicate starts a new generation instead of reading its last \
+                 segment back)"
             ));
         }
         if !age.identities.is_empty() && age.recipients.is_empty() {
