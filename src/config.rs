@@ -139,6 +139,11 @@ pub struct Config {
     /// `exec:` — a command line to run as a child process during `replicate`; split with
     /// shell-words rules by the CLI. `None` by default.
     pub exec: Option<String>,
+    /// `stall-intervals:` (walship's own; Litestream ignores it) — a replica that has held
+    /// less than its database for longer than this many of its sync intervals, without a
+    /// successful sync, makes `/healthz` answer 503 (see [`crate::event::stalls`]). Default
+    /// [`crate::event::DEFAULT_STALL_INTERVALS`] (30); 0 turns the check off.
+    pub stall_intervals: u32,
     /// `logging:`.
     pub logging: LoggingConfig,
 }

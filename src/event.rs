@@ -69,6 +69,56 @@ pub struct ReplicaStatus {
     pub last_sync: Option<SystemTime>,
     /// The last error, cleared by the next successful sync.
     pub last_error: Option<String>,
+    /// While the replica holds less than the database: how long since its last successful
+    /// sync (since the replica started, when it has not synced yet). `None` while it is up
+    /// to date: an idle database's replica is never "unshipped", however old its last
+    /// upload.
+    pub unshipped_for: Option<Duration>,
+    /// The replica's `sync-interval`, the unit of [`stalls`]' threshold.
+    pub sync_interval: Duration,
+}
+
+/// The default of `stall-intervals:` (see [`stalls`]): a replica is stalled once it has
+/// not shipped for 30 of its sync intervals (30 s at Litestream's default of 1 s).
+pub const DEFAULT_STALL_INTERVALS: u32 = 30;
+
+/// A replica that has not shipped what the database holds for too long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stall {
+    /// The database file.
+    pub db: PathBuf,
+    /// The replica's name.
+    pub replica: String,
+    /// How long it has not shipped (see [`ReplicaStatus::unshipped_for`]).
+    pub unshipped_for: Duration,
+    /// Its last error, if a sync failed.
+    pub last_error: Option<String>,
+}
+
+/// The replicas of `status` that have held less than their database, without a successful
+/// sync, for longer than `intervals` of their sync intervals (`intervals` 0: never). What
+/// `/healthz` and [`EngineHandle::health`](crate::engine::EngineHandle::health) report.
+pub fn stalls(status: &[DbStatus], intervals: u32) -> Vec<Stall> {
+    if intervals == 0 {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for d in status {
+        for r in &d.replicas {
+            let Some(unshipped_for) = r.unshipped_for else {
+                continue;
+            };
+            if unshipped_for > r.sync_interval.saturating_mul(intervals) {
+                out.push(Stall {
+                    db: d.path.clone(),
+                    replica: r.name.clone(),
+                    unshipped_for,
+                    last_error: r.last_error.clone(),
+                });
+            }
+        }
+    }
+    out
 }
 
 /// The state of one database and its replicas.
@@ -80,4 +130,42 @@ pub struct DbStatus {
     pub pos: Option<Pos>,
     /// One entry per replica, in configuration order.
     pub replicas: Vec<ReplicaStatus>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replica(name: &str, unshipped: Option<u64>, error: Option<&str>) -> ReplicaStatus {
+        ReplicaStatus {
+            name: name.into(),
+            kind: "file".into(),
+            pos: None,
+            lag_bytes: None,
+            lag: Duration::ZERO,
+            last_sync: None,
+            last_error: error.map(str::to_string),
+            unshipped_for: unshipped.map(Duration::from_secs),
+            sync_interval: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn a_replica_stalls_after_its_intervals_and_idle_ones_never_do() {
+        let status = vec![DbStatus {
+            path: "/data/app.db".into(),
+            pos: None,
+            replicas: vec![
+                replica("idle", None, None),
+                replica("slow", Some(30), None),
+                replica("broken", Some(31), Some("403 forbidden")),
+            ],
+        }];
+        let s = stalls(&status, 30);
+        assert_eq!(s.len(), 1, "{s:?}");
+        assert_eq!(s[0].replica, "broken");
+        assert_eq!(s[0].last_error.as_deref(), Some("403 forbidden"));
+        assert_eq!(stalls(&status, 10).len(), 2);
+        assert!(stalls(&status, 0).is_empty(), "0 turns the check off");
+    }
 }

@@ -41,6 +41,7 @@ pub struct Metrics {
     operation_bytes: IntCounterVec,
     lag_bytes: IntGaugeVec,
     lag_seconds: GaugeVec,
+    unshipped_seconds: GaugeVec,
 }
 
 static GLOBAL: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -174,6 +175,19 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            unshipped_seconds: reg(
+                &r,
+                GaugeVec::new(
+                    Opts::new(
+                        "walship_replica_unshipped_seconds",
+                        "Seconds since the replica's last successful sync while it holds less \
+                         than the database (0 while it is up to date); /healthz fails past \
+                         stall-intervals sync intervals",
+                    ),
+                    dbn,
+                )
+                .expect("valid metric"),
+            ),
             registry: r,
         }
     }
@@ -240,6 +254,9 @@ impl Metrics {
                 self.lag_seconds
                     .with_label_values(l)
                     .set(r.lag.as_secs_f64());
+                self.unshipped_seconds
+                    .with_label_values(l)
+                    .set(r.unshipped_for.map_or(0.0, |d| d.as_secs_f64()));
             }
         }
     }

@@ -1,6 +1,8 @@
 //! The `addr:` HTTP server: `GET /metrics` (Prometheus text format 0.0.4, from
-//! [`crate::metrics`]) and `GET /status` (JSON of
-//! [`EngineHandle::status`](crate::engine::EngineHandle::status)), or, for a follower
+//! [`crate::metrics`]), `GET /status` (JSON of
+//! [`EngineHandle::status`](crate::engine::EngineHandle::status)) and `GET /healthz` (200,
+//! or 503 naming the replicas that stopped shipping: [`EngineHandle::health`]), or, for a
+//! follower
 //! (`walship restore -f -addr`), its [`FollowStatus`] as gauges and JSON. It sits above the
 //! engine: nothing below imports it.
 use std::convert::Infallible;
@@ -15,7 +17,7 @@ use tracing::{debug, info};
 
 use crate::engine::EngineHandle;
 use crate::error::{Error, Result};
-use crate::event::DbStatus;
+use crate::event::{DbStatus, Stall};
 use crate::metrics::{global, rfc3339};
 use crate::pos::Pos;
 use crate::restore::FollowStatus;
@@ -36,8 +38,9 @@ fn pos_json(p: Option<Pos>) -> serde_json::Value {
 
 /// The engine's status as JSON (the body of `GET /status`):
 /// `{"dbs":[{"path","position","replicas":[{"name","type","position","lag_bytes",
-/// "lag_seconds","last_sync","last_error"}]}]}`; a position is
-/// `{"generation","index","offset"}` or `null`.
+/// "lag_seconds","last_sync","last_error","unshipped_seconds"}]}]}`; a position is
+/// `{"generation","index","offset"}` or `null`; `unshipped_seconds` is `null` while the
+/// replica is up to date.
 pub fn status_json(status: &[DbStatus]) -> serde_json::Value {
     let dbs: Vec<serde_json::Value> = status
         .iter()
@@ -54,6 +57,7 @@ pub fn status_json(status: &[DbStatus]) -> serde_json::Value {
                         "lag_seconds": r.lag.as_secs_f64(),
                         "last_sync": r.last_sync.map(rfc3339),
                         "last_error": r.last_error,
+                        "unshipped_seconds": r.unshipped_for.map(|d| d.as_secs_f64()),
                     })
                 })
                 .collect();
@@ -65,6 +69,26 @@ pub fn status_json(status: &[DbStatus]) -> serde_json::Value {
         })
         .collect();
     serde_json::json!({ "dbs": dbs })
+}
+
+/// The body of `GET /healthz`: `{"status":"ok"}`, or `{"status":"stalled","stalled":[{"db",
+/// "replica","unshipped_seconds","last_error"}]}` (served with 503).
+pub fn health_json(stalls: &[Stall]) -> serde_json::Value {
+    if stalls.is_empty() {
+        return serde_json::json!({"status": "ok"});
+    }
+    let stalled: Vec<serde_json::Value> = stalls
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "db": s.db.display().to_string(),
+                "replica": s.replica,
+                "unshipped_seconds": s.unshipped_for.as_secs_f64(),
+                "last_error": s.last_error,
+            })
+        })
+        .collect();
+    serde_json::json!({"status": "stalled", "stalled": stalled})
 }
 
 // ---------------------------------------------------------------------------------------
@@ -334,6 +358,17 @@ fn respond(source: &Source, req: &Request<Incoming>) -> Response<Full<Bytes>> {
                 body.push('\n');
                 reply(StatusCode::OK, "application/json", body)
             }
+            // A follower is unhealthy while it cannot read the replica.
+            "/healthz" => {
+                let (code, body) = match &st.last_error {
+                    None => (StatusCode::OK, serde_json::json!({"status": "ok"})),
+                    Some(e) => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        serde_json::json!({"status": "failing", "last_error": e}),
+                    ),
+                };
+                reply(code, "application/json", format!("{body}\n"))
+            }
             _ => reply(
                 StatusCode::NOT_FOUND,
                 "text/plain; charset=utf-8",
@@ -358,6 +393,17 @@ fn respond(source: &Source, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             let mut body = status_json(&handle.status()).to_string();
             body.push('\n');
             reply(StatusCode::OK, "application/json", body)
+        }
+        "/healthz" => {
+            let stalls = handle.health();
+            let code = if stalls.is_empty() {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            let mut body = health_json(&stalls).to_string();
+            body.push('\n');
+            reply(code, "application/json", body)
         }
         _ => reply(
             StatusCode::NOT_FOUND,

@@ -417,3 +417,99 @@ fn status_reports_an_unreachable_replica_and_exits_zero() {
     assert_eq!(rows[1][3], "-");
     assert!(rows[1][6].contains("s3"), "{stdout}");
 }
+
+/// A replica that fails every sync (its directory replaced by a file, as a revoked key or
+/// a full bucket would) is loud: `/healthz` answers 503 and names it with its error once it
+/// has not shipped for `stall-intervals` sync intervals, `/metrics` shows how long, `/status`
+/// carries the error; and all of it clears once the replica ships again.
+#[test]
+fn a_replica_that_ships_nothing_fails_healthz_until_it_ships_again() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let db = tmp.path().join("app.db");
+    let replica = tmp.path().join("replica");
+    let cfg = tmp.path().join("cfg.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "addr: 127.0.0.1:{port}\nstall-intervals: 5\ndbs:\n  - path: {}\n    monitor-interval: 100ms\n    \
+             replicas:\n      - name: backup\n        path: {}\n        sync-interval: 100ms\n",
+            db.display(),
+            replica.display()
+        ),
+    )
+    .expect("write config");
+    let conn = rusqlite::Connection::open(&db).expect("open db");
+    conn.execute_batch("PRAGMA journal_mode=wal; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+        .expect("create table");
+    let insert = |n: usize| {
+        for _ in 0..n {
+            conn.execute("INSERT INTO t(v) VALUES (randomblob(300))", [])
+                .expect("insert");
+        }
+    };
+    let log = std::fs::File::create(tmp.path().join("replicate.log")).expect("log file");
+    let mut proc = Proc(Some(
+        Command::new(WALSHIP)
+            .args(["replicate", "-config"])
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn walship replicate"),
+    ));
+    insert(20);
+    let healthy = || {
+        let (code, body) = http_get(port, "/healthz").ok()?;
+        let st = http_get(port, "/status").ok()?.1;
+        (code == 200 && st.contains("\"unshipped_seconds\":null")).then_some(body)
+    };
+    let body = wait_for(30, "a healthy, up-to-date replica", healthy);
+    assert_eq!(body.trim(), r#"{"status":"ok"}"#);
+
+    // Break the replica: every sync fails from here on.
+    let moved = tmp.path().join("replica-moved");
+    std::fs::rename(&replica, &moved).expect("move replica");
+    std::fs::write(&replica, b"not a directory").expect("block replica");
+    insert(20);
+    let body = wait_for(30, "/healthz to report the stalled replica", || {
+        let (code, body) = http_get(port, "/healthz").ok()?;
+        (code == 503).then_some(body)
+    });
+    let v: serde_json::Value = serde_json::from_str(&body).expect("healthz JSON");
+    assert_eq!(v["status"], "stalled", "{body}");
+    let s = &v["stalled"][0];
+    assert_eq!(s["replica"], "backup", "{body}");
+    assert_eq!(s["db"], db.display().to_string(), "{body}");
+    assert!(s["unshipped_seconds"].as_f64().unwrap() > 0.5, "{body}");
+    assert!(
+        s["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
+    let (_, metrics) = http_get(port, "/metrics").expect("metrics");
+    let series = format!(
+        "walship_replica_unshipped_seconds{{db=\"{}\",name=\"backup\"}}",
+        db.display()
+    );
+    let unshipped = sample(&metrics, &series).unwrap_or_else(|| panic!("no {series}"));
+    assert!(unshipped > 0.5, "{series} = {unshipped}");
+    let (_, status) = http_get(port, "/status").expect("status");
+    let st: serde_json::Value = serde_json::from_str(&status).expect("status JSON");
+    let r = &st["dbs"][0]["replicas"][0];
+    assert!(r["last_error"].is_string(), "{status}");
+    assert!(r["unshipped_seconds"].as_f64().unwrap() > 0.5, "{status}");
+
+    // Mend it: the replica ships again and /healthz clears.
+    std::fs::remove_file(&replica).expect("unblock replica");
+    std::fs::rename(&moved, &replica).expect("move replica back");
+    insert(1);
+    wait_for(
+        60,
+        "/healthz to clear once the replica ships again",
+        healthy,
+    );
+    let (_, metrics) = http_get(port, "/metrics").expect("metrics");
+    assert_eq!(sample(&metrics, &series), Some(0.0), "{metrics}");
+    assert!(proc.stop().success());
+}

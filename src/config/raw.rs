@@ -22,6 +22,9 @@ pub(crate) struct RawConfig {
     pub addr: Option<String>,
     #[serde(default)]
     pub exec: Option<String>,
+    /// walship's own: see `Config::stall_intervals`.
+    #[serde(default)]
+    pub stall_intervals: Option<u32>,
     #[serde(default)]
     pub access_key_id: Option<String>,
     #[serde(default)]
@@ -316,6 +319,7 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "dbs",
     "addr",
     "exec",
+    "stall-intervals",
     "access-key-id",
     "secret-access-key",
     "logging",

@@ -81,6 +81,8 @@ pub struct Engine {
     /// Directory entries with `watch: true`: watched for new databases while running.
     watched_dirs: Vec<DirWatch>,
     events: broadcast::Sender<Event>,
+    /// See [`Engine::set_stall_intervals`].
+    stall_intervals: u32,
 }
 
 /// A watched directory entry, the databases it found at start-up and the files already
@@ -98,6 +100,7 @@ impl Default for Engine {
             dbs: Vec::new(),
             watched_dirs: Vec::new(),
             events: broadcast::channel(1024).0,
+            stall_intervals: crate::event::DEFAULT_STALL_INTERVALS,
         }
     }
 }
@@ -122,6 +125,7 @@ impl Engine {
     /// for new databases once the engine runs.
     pub fn from_config(config: &Config) -> Result<Engine> {
         let mut e = Engine::new();
+        e.set_stall_intervals(config.stall_intervals);
         for dbc in &config.dbs {
             e.add_db(db_options(dbc), replicas_for(dbc)?);
         }
@@ -181,6 +185,13 @@ impl Engine {
         h
     }
 
+    /// How many of its sync intervals a replica may hold less than its database, without
+    /// a successful sync, before [`EngineHandle::health`] (and `/healthz`) reports it
+    /// stalled. Default [`crate::event::DEFAULT_STALL_INTERVALS`]; 0 never reports one.
+    pub fn set_stall_intervals(&mut self, intervals: u32) {
+        self.stall_intervals = intervals;
+    }
+
     /// The databases.
     pub fn dbs(&self) -> &[DbHandle] {
         &self.dbs
@@ -213,6 +224,7 @@ impl Engine {
             stop_tx,
             tasks: tokio::sync::Mutex::new(None),
             watcher: Mutex::new(watcher),
+            stall_intervals: self.stall_intervals,
         });
         for d in self.watched_dirs {
             tasks.spawn(watch_dir(d, Arc::downgrade(&shared), stop_rx.clone()));
@@ -292,6 +304,7 @@ struct Shared {
     stop_tx: watch::Sender<bool>,
     tasks: tokio::sync::Mutex<Option<tokio::task::JoinSet<()>>>,
     watcher: Mutex<Option<fs_watch::FsWatch>>,
+    stall_intervals: u32,
 }
 
 /// Controls a running engine: force syncs, wait for durability, read status, subscribe to
@@ -425,6 +438,13 @@ impl EngineHandle {
                 replicas: h.replicas.iter().map(|r| r.status()).collect(),
             })
             .collect()
+    }
+
+    /// The replicas that have not shipped what their database holds for longer than the
+    /// engine's stall intervals ([`Engine::set_stall_intervals`]): empty when every replica
+    /// is shipping. `/healthz` answers 503 while this is not empty.
+    pub fn health(&self) -> Vec<crate::event::Stall> {
+        crate::event::stalls(&self.status(), self.inner.stall_intervals)
     }
 
     /// Copies everything committed so far into the shadow WAL now and returns the position.

@@ -107,10 +107,14 @@ impl Drop for CapGuard<'_> {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct RunState {
+    /// When the replica was made.
+    started: Instant,
     behind_since: Option<Instant>,
     last_sync: Option<SystemTime>,
+    /// When the last sync succeeded (monotonic, for [`ReplicaStatus::unshipped_for`]).
+    last_ok: Option<Instant>,
     /// When the run loop will next be free to upload (its last upload + `sync-interval`).
     next_upload: Option<Instant>,
     last_error: Option<String>,
@@ -131,7 +135,14 @@ impl Replica {
             last_snapshot: Mutex::new(None),
             wake: tokio::sync::Notify::new(),
             urgent: std::sync::atomic::AtomicBool::new(false),
-            state: Mutex::new(RunState::default()),
+            state: Mutex::new(RunState {
+                started: Instant::now(),
+                behind_since: None,
+                last_sync: None,
+                last_ok: None,
+                next_upload: None,
+                last_error: None,
+            }),
             validation_cap: Mutex::new(ValidationCap::Off),
             snapshot_index: Mutex::new(None),
             events: std::sync::OnceLock::new(),
@@ -220,6 +231,8 @@ impl Replica {
             },
             last_sync: st.last_sync,
             last_error: st.last_error.clone(),
+            unshipped_for: (!self.up_to_date()).then(|| st.last_ok.unwrap_or(st.started).elapsed()),
+            sync_interval: self.opts.sync_interval,
         }
     }
 
@@ -300,6 +313,7 @@ impl Replica {
             match &r {
                 Ok(()) => {
                     st.last_sync = Some(SystemTime::now());
+                    st.last_ok = Some(Instant::now());
                     st.last_error = None;
                 }
                 Err(Error::NoGeneration) => {}

@@ -235,6 +235,9 @@ impl Resolver<'_> {
             dirs,
             addr: non_empty(raw.addr),
             exec: non_empty(raw.exec),
+            stall_intervals: raw
+                .stall_intervals
+                .unwrap_or(crate::event::DEFAULT_STALL_INTERVALS),
             logging,
         })
     }
