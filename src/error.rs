@@ -67,6 +67,10 @@ pub enum Error {
     /// A configuration or usage error.
     #[error("{0}")]
     Config(String),
+    /// Another replicator holds what this one needs (the database's meta directory): the
+    /// message names it and says how to go on.
+    #[error("{0}")]
+    InUse(String),
     /// An encrypted object this client holds no key for: an `age` replica configured with
     /// recipients only (or with identities that do not match) can write but not read.
     #[error("{0}")]

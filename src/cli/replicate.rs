@@ -83,6 +83,7 @@ pub fn build(args: &ReplicateArgs) -> Result<(Engine, Option<String>, Option<Str
 pub async fn run(args: ReplicateArgs) -> Result<u8> {
     let (engine, exec, addr) = build(&args)?;
     info!(version = env!("CARGO_PKG_VERSION"), "walship");
+    engine.claim().await?;
     engine.check_writable().await?;
     // Bound before the engine starts, so a bad or busy address fails at once.
     let listener = match addr.as_deref().filter(|a| !a.is_empty()) {

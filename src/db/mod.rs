@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 mod checkpoint;
 mod clean_stop;
+mod meta_lock;
 mod read;
 mod snapshot;
 
@@ -165,6 +166,9 @@ pub struct Db {
     metrics: crate::metrics::DbMetrics,
     /// Length of the `-wal` file at the last sync (see [`Db::wal_grew_a_lot`]).
     wal_len_at_sync: std::sync::atomic::AtomicU64,
+    /// Held from the first sync (or [`Db::claim`]) until [`Db::close`]: one replicator per
+    /// database.
+    meta_lock: Mutex<Option<meta_lock::MetaLock>>,
 }
 
 impl std::fmt::Debug for Db {
@@ -212,7 +216,19 @@ impl Db {
             events: std::sync::OnceLock::new(),
             metrics,
             wal_len_at_sync: std::sync::atomic::AtomicU64::new(0),
+            meta_lock: Mutex::new(None),
         })
+    }
+
+    /// Takes the meta directory's lock for this process (see `meta_lock`), or fails with
+    /// [`Error::InUse`] naming the walship that holds it. Idempotent; the first sync takes it
+    /// too. Blocking.
+    pub fn claim(&self) -> Result<()> {
+        let mut held = self.meta_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if held.is_none() {
+            *held = Some(meta_lock::MetaLock::take(&self.meta_dir, &self.opts.path)?);
+        }
+        Ok(())
     }
 
     /// The database path.
@@ -322,6 +338,7 @@ impl Db {
     }
 
     fn sync_locked(&self, inner: &mut Inner) -> Result<SyncOutcome> {
+        self.claim()?;
         let db_md = match std::fs::metadata(&self.opts.path) {
             Ok(md) => md,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -861,5 +878,7 @@ impl Db {
             }
         }
         inner.conn = None;
+        drop(inner);
+        *self.meta_lock.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }

@@ -236,6 +236,21 @@ impl Engine {
         EngineHandle { inner: shared }
     }
 
+    /// Takes every database's meta-directory lock, so that a second replicator of the same
+    /// database (another process, or another engine in this one) is refused now with an
+    /// error naming the first ([`Error::InUse`]), rather than at its first sync. Databases
+    /// are also claimed at their first sync; [`Engine::run`] calls this. Call it before
+    /// [`Engine::start`].
+    pub async fn claim(&self) -> Result<()> {
+        for h in &self.dbs {
+            let db = h.db.clone();
+            tokio::task::spawn_blocking(move || db.claim())
+                .await
+                .map_err(|e| Error::Config(format!("claim task failed: {e}")))??;
+        }
+        Ok(())
+    }
+
     /// Refuses replicas that can only be read from (a plain static HTTP server): replicating
     /// to one would fail at every sync. Each replica is asked once, at most
     /// [`WRITABLE_CHECK_TIMEOUT`] each and all at once; one that cannot be reached now is
@@ -284,6 +299,7 @@ impl Engine {
     /// Returns an error if the final sync of any replica failed (so a supervisor can tell).
     /// Refuses read-only replicas first ([`Engine::check_writable`]).
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        self.claim().await?;
         self.check_writable().await?;
         let handle = self.start();
         shutdown.await;
