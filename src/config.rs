@@ -268,6 +268,22 @@ impl DbConfig {
     }
 }
 
+/// The default TTL of the replica lease (Litestream v0.5's leaser uses the same).
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
+
+/// A replica's `lease:` setting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LeaseConfig {
+    /// Not written: on with [`DEFAULT_LEASE_TTL`] where the backend supports it.
+    #[default]
+    Default,
+    /// `lease: off`.
+    Off,
+    /// `lease: on` or `lease: <ttl>`: required; a backend without conditional writes is an
+    /// error.
+    Ttl(Duration),
+}
+
 /// One replica of a database: a destination and how often to ship, snapshot and prune.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReplicaConfig {
@@ -292,6 +308,11 @@ pub struct ReplicaConfig {
     pub validation_interval: Option<Duration>,
     /// `age:` — client-side encryption; off when both lists are empty.
     pub age: AgeConfig,
+    /// `lease:` (walship's own; Litestream ignores it) — the replica lease that fences a
+    /// second writer off the replica (see `walship::replica` and the README's Reliability
+    /// section). Default: on with [`DEFAULT_LEASE_TTL`] where the backend has conditional
+    /// writes (file, S3, Azure), off elsewhere.
+    pub lease: LeaseConfig,
 }
 
 impl ReplicaConfig {
@@ -306,6 +327,7 @@ impl ReplicaConfig {
             retention_check_interval: DEFAULT_RETENTION_CHECK_INTERVAL,
             snapshot_interval: None,
             validation_interval: None,
+            lease: LeaseConfig::Default,
             age: AgeConfig::default(),
         }
     }

@@ -38,6 +38,16 @@ pub enum Event {
         /// The replica's new position.
         pos: Pos,
     },
+    /// Another writer took the replica's lease: this engine uploads nothing more to it
+    /// (see `walship::replica::lease`). Its syncs fail from here on with the same message.
+    LeaseLost {
+        /// The database file.
+        db: PathBuf,
+        /// The replica's name.
+        replica: String,
+        /// Who holds the lease now, and what to do.
+        message: String,
+    },
     /// A replica sync failed; it will be retried with backoff.
     ReplicaError {
         /// The database file.

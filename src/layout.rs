@@ -12,6 +12,10 @@ use crate::pos::Generation;
 /// The directory that holds all generations.
 pub const GENERATIONS_DIR: &str = "generations";
 
+/// The replica lease (walship's own, at the replica root; see `crate::replica::lease`).
+/// Litestream reads only `generations/`, so it never sees it.
+pub const LEASE_PATH: &str = "walship-lease.json";
+
 /// `generations/<g>`.
 pub fn generation_dir(g: Generation) -> String {
     format!("{GENERATIONS_DIR}/{g}")

@@ -133,8 +133,13 @@ fn walship_encrypts_and_litestream_and_age_decrypt() {
         "replicate logged a secret key"
     );
 
-    // Every object is an age file; age itself decrypts one to an LZ4 frame.
-    let objects = files(&replica);
+    // Every object of the replica's generations is an age file; age itself decrypts one to
+    // an LZ4 frame. (The lease at the root is walship's bookkeeping, never encrypted.)
+    let objects = files(&replica.join("generations"));
+    assert!(
+        replica.join("walship-lease.json").exists(),
+        "the replica lease is at the root"
+    );
     assert!(objects.len() >= 2, "{objects:?}");
     for o in &objects {
         let head = fs::read(o).unwrap();

@@ -1,12 +1,21 @@
-//! Guards "one replicator per database": a second walship on the same database (another
-//! `replicate` process, or a second engine inside one application) is refused at start
-//! with an error that names the first, and starts normally once the first has stopped.
-//! Two replicators sharing a meta directory would overwrite each other's shadow WAL and
-//! generations.
+//! Guards fencing:
+//! - one replicator per database: a second walship on the same database (another
+//!   `replicate` process, or a second engine inside one application) is refused at start
+//!   with an error that names the first, and starts normally once the first has stopped
+//!   (two replicators sharing a meta directory would overwrite each other's shadow WAL);
+//! - one writer per replica (the replica lease): two databases pointed at one replica path
+//!   (a copy-pasted config, a rolling deploy): the second writer is refused while the
+//!   first holds the lease, takes over once the first was killed and its lease expired,
+//!   and a first writer that was paused (SIGSTOP) past its lease uploads nothing after the
+//!   new writer's claim; the replica restores (walship and Litestream v0.3.13) to the new
+//!   writer's database. On a file replica and on S3 (moto) and Azure Blob (Azurite).
 mod common;
+#[path = "common/servers.rs"]
+mod servers;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use common::*;
 use walship::backend::file::FileClient;
@@ -108,4 +117,252 @@ async fn a_second_engine_on_the_same_database_is_refused_in_the_same_process() {
         .claim()
         .await
         .expect("free once the first engine shut down");
+}
+
+/// The lease TTL of these tests: long enough that a writer renewing before each upload
+/// (every 100 ms here) always has more than a second left, short enough to wait out.
+const TTL: &str = "4s";
+
+/// A config for `db` whose one replica is `item` (a YAML list item), with the lease TTL.
+fn lease_config(dir: &Path, name: &str, db: &Path, item: &str) -> PathBuf {
+    let y = format!(
+        "dbs:\n  - path: \"{}\"\n    monitor-interval: 100ms\n    replicas:\n{item}        lease: {TTL}\n",
+        s(db)
+    );
+    let p = dir.join(name);
+    std::fs::write(&p, y).expect("write config");
+    p
+}
+
+/// Writes a row to `w` every 50 ms for `d`, so its replicator keeps uploading (and renewing).
+fn keep_writing(w: &mut Workload, d: Duration) {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        assert!(w.insert(1, false));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Starts `replicate -config cfg` until it stays up (the lease it waits for expired).
+fn start_when_free(t: &TestDir, cfg: &Path, within: Duration) -> Proc {
+    let end = Instant::now() + within;
+    loop {
+        let mut p = Proc::replicate(t.path(), &Tool::Walship, cfg);
+        if p.wait_timeout(Duration::from_millis(700)).is_none() {
+            return p;
+        }
+        assert!(
+            Instant::now() < end,
+            "the second writer never got the lease:\n{}",
+            p.logs()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Every file under `dir` with its modification time.
+fn files_with_mtimes(dir: &Path) -> Vec<(PathBuf, SystemTime)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_with_mtimes(&p));
+        } else if let Ok(m) = e.metadata().and_then(|m| m.modified()) {
+            out.push((p, m));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The generation a database's meta directory names.
+fn generation_of(db: &Path) -> String {
+    let meta = DbOptions::new(db).meta_dir();
+    std::fs::read_to_string(meta.join("generation"))
+        .expect("generation file")
+        .trim()
+        .to_string()
+}
+
+/// Two writers on the replica `item`: the second is refused naming the first, takes over
+/// after the first is killed and its lease expires, and the replica restores to the
+/// second's database.
+fn second_writer_refused_then_takes_over(t: &TestDir, ls: &Path, tag: &str, item: &str) {
+    let a_db = t.join(format!("{tag}-a.db"));
+    let b_db = t.join(format!("{tag}-b.db"));
+    let a_cfg = lease_config(t.path(), &format!("{tag}-a.yml"), &a_db, item);
+    let b_cfg = lease_config(t.path(), &format!("{tag}-b.yml"), &b_db, item);
+    let mut a_w = Workload::open(&a_db, test_seed(&format!("{tag}-a")));
+    let mut b_w = Workload::open(&b_db, test_seed(&format!("{tag}-b")));
+    assert!(a_w.insert(20, false) && b_w.insert(30, false));
+    let mut a = Proc::replicate(t.path(), &Tool::Walship, &a_cfg);
+    wait_replicated_cfg(
+        &Tool::Walship,
+        &a_cfg,
+        &a_db,
+        t.path(),
+        &a_w.model,
+        &mut a,
+        Duration::from_secs(30),
+    );
+    keep_writing(&mut a_w, Duration::from_millis(500));
+
+    let refused = walship(&["replicate", "-config", s(&b_cfg)], t.path());
+    refused.assert_fails_with(1, &format!("is being written by walship pid {}", a.pid()));
+    assert!(
+        refused.combined().contains(s(&a_db)),
+        "{}",
+        refused.describe()
+    );
+
+    keep_writing(&mut a_w, Duration::from_millis(300));
+    a.kill9();
+    let killed_at = Instant::now();
+    let mut b = start_when_free(t, &b_cfg, Duration::from_secs(20));
+    assert!(
+        killed_at.elapsed() > Duration::from_secs(1),
+        "the second writer did not wait for the killed holder's lease"
+    );
+    assert!(
+        b.logs().contains("taking over an expired replica lease"),
+        "{}",
+        b.logs()
+    );
+    assert!(b_w.insert(10, false));
+    wait_replicated_cfg(
+        &Tool::Walship,
+        &b_cfg,
+        &b_db,
+        t.path(),
+        &b_w.model,
+        &mut b,
+        Duration::from_secs(30),
+    );
+    b.stop();
+    assert_restore(
+        &Tool::Litestream(ls.to_path_buf()),
+        s(&b_db),
+        &["-config", s(&b_cfg)],
+        t.path(),
+        &b_w.model,
+    );
+}
+
+#[test]
+fn a_second_writer_on_one_replica_is_refused_until_the_first_lease_expires() {
+    let test = "fence_replica";
+    let Some(ls) = litestream(test) else { return };
+    let t = TestDir::new("fence-replica");
+    let file = format!(
+        "      - type: file\n        path: \"{}\"\n        sync-interval: 100ms\n",
+        s(&t.join("replica"))
+    );
+    second_writer_refused_then_takes_over(&t, &ls, "file", &file);
+
+    let Some(moto) = servers::MotoServer::start(test, t.path()) else {
+        return;
+    };
+    moto.create_bucket("fenced");
+    let s3 = servers::s3_replica_yaml(moto.port(), "fenced", "app", "100ms");
+    second_writer_refused_then_takes_over(&t, &ls, "s3", &s3);
+
+    let Some(azurite) = servers::Azurite::start(test, t.path()) else {
+        return;
+    };
+    azurite.create_container("fenced");
+    let abs = servers::abs_replica_yaml(&azurite.endpoint(), "fenced", "app", "100ms");
+    second_writer_refused_then_takes_over(&t, &ls, "abs", &abs);
+}
+
+#[test]
+fn a_writer_paused_past_its_lease_uploads_nothing_after_the_new_claim() {
+    let test = "fence_sigstop";
+    let Some(ls) = litestream(test) else { return };
+    let t = TestDir::new("fence-sigstop");
+    let replica = t.join("replica");
+    let item = format!(
+        "      - type: file\n        path: \"{}\"\n        sync-interval: 100ms\n",
+        s(&replica)
+    );
+    let a_db = t.join("a.db");
+    let b_db = t.join("b.db");
+    let a_cfg = lease_config(t.path(), "a.yml", &a_db, &item);
+    let b_cfg = lease_config(t.path(), "b.yml", &b_db, &item);
+    let mut a_w = Workload::open(&a_db, test_seed("fence-sigstop-a"));
+    let mut b_w = Workload::open(&b_db, test_seed("fence-sigstop-b"));
+    assert!(a_w.insert(20, false) && b_w.insert(30, false));
+    let mut a = Proc::replicate(t.path(), &Tool::Walship, &a_cfg);
+    wait_replicated_cfg(
+        &Tool::Walship,
+        &a_cfg,
+        &a_db,
+        t.path(),
+        &a_w.model,
+        &mut a,
+        Duration::from_secs(30),
+    );
+
+    a.signal(libc::SIGSTOP);
+    let mut b = start_when_free(&t, &b_cfg, Duration::from_secs(20));
+    assert!(b_w.insert(10, false));
+    wait_replicated_cfg(
+        &Tool::Walship,
+        &b_cfg,
+        &b_db,
+        t.path(),
+        &b_w.model,
+        &mut b,
+        Duration::from_secs(30),
+    );
+    let a_gen = replica.join("generations").join(generation_of(&a_db));
+    let before = files_with_mtimes(&a_gen);
+    assert!(
+        !before.is_empty(),
+        "the first writer's generation is on the replica"
+    );
+
+    // The first writer wakes with new data to ship.
+    assert!(a_w.insert(20, false));
+    a.signal(libc::SIGCONT);
+    wait_until(
+        "the first writer to notice it lost the lease",
+        Duration::from_secs(20),
+        || {
+            let logs = a.logs();
+            if logs.contains("lost the lease of replica") {
+                Ok(())
+            } else {
+                Err(logs)
+            }
+        },
+    );
+    a.assert_running();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        files_with_mtimes(&a_gen),
+        before,
+        "the paused writer uploaded after the new claim"
+    );
+
+    assert!(b_w.insert(5, false));
+    wait_replicated_cfg(
+        &Tool::Walship,
+        &b_cfg,
+        &b_db,
+        t.path(),
+        &b_w.model,
+        &mut b,
+        Duration::from_secs(30),
+    );
+    b.stop();
+    // Its final sync cannot ship either: it says so and exits 1.
+    let st = a.terminate();
+    assert_eq!(st.code(), Some(1), "{}", a.logs());
+    assert_restore(
+        &Tool::Litestream(ls),
+        s(&b_db),
+        &["-config", s(&b_cfg)],
+        t.path(),
+        &b_w.model,
+    );
 }

@@ -246,6 +246,25 @@ impl ReplicaClient for AgeClient {
         Ok(ObjectStream { size: None, body })
     }
 
+    // The lease is the replica's own bookkeeping, never encrypted: a replica with
+    // recipients only must read it back.
+    fn conditional_writes(&self) -> bool {
+        self.inner.conditional_writes()
+    }
+
+    async fn get_versioned(&self, path: &str) -> Result<Option<(Bytes, String)>> {
+        self.inner.get_versioned(path).await
+    }
+
+    async fn put_if(
+        &self,
+        path: &str,
+        data: Bytes,
+        expected: Option<&str>,
+    ) -> Result<Option<String>> {
+        self.inner.put_if(path, data, expected).await
+    }
+
     async fn put(&self, path: &str, data: Bytes) -> Result<ObjectInfo> {
         if !self.encrypts() {
             return self.inner.put(path, data).await;

@@ -52,6 +52,11 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     })?
 }
 
+/// The version of a file's content for [`ReplicaClient::put_if`]: its 64-bit xxHash3.
+fn content_version(data: &[u8]) -> String {
+    format!("{:016x}", twox_hash::XxHash3_64::oneshot(data))
+}
+
 /// Chunk size of streamed reads and copies.
 const CHUNK: usize = 1 << 20;
 
@@ -178,6 +183,64 @@ impl ReplicaClient for FileClient {
                 modified: md.modified().map_err(Error::io("read mtime", &p))?,
                 is_dir: false,
             })
+        })
+        .await
+    }
+
+    fn conditional_writes(&self) -> bool {
+        true
+    }
+
+    async fn get_versioned(&self, path: &str) -> Result<Option<(Bytes, String)>> {
+        let p = self.full(path)?;
+        blocking(move || match std::fs::read(&p) {
+            Ok(data) => {
+                let v = content_version(&data);
+                Ok(Some((Bytes::from(data), v)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("read", &p)(e)),
+        })
+        .await
+    }
+
+    /// The compare and the swap happen under an exclusive `flock` of `<path>.lock` (a file
+    /// that is never replaced), which every walship writing this replica takes, on this
+    /// machine or, where the file system passes `flock` on (NFS does), another one.
+    async fn put_if(
+        &self,
+        path: &str,
+        data: Bytes,
+        expected: Option<&str>,
+    ) -> Result<Option<String>> {
+        let p = self.full(path)?;
+        let expected = expected.map(str::to_string);
+        blocking(move || {
+            let mut lock_path = p.clone().into_os_string();
+            lock_path.push(".lock");
+            let lock_path = PathBuf::from(lock_path);
+            if let Some(dir) = p.parent() {
+                crate::fsutil::create_dir_all_synced(dir)?;
+            }
+            let lock = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&lock_path)
+                .map_err(Error::io("open", &lock_path))?;
+            lock.lock().map_err(Error::io("lock", &lock_path))?;
+            let current = match std::fs::read(&p) {
+                Ok(d) => Some(content_version(&d)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(Error::io("read", &p)(e)),
+            };
+            if current != expected {
+                return Ok(None);
+            }
+            write_atomic(&p, &data)?;
+            Ok(Some(content_version(&data)))
+            // `lock` closes here, which releases the flock.
         })
         .await
     }

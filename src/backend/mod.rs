@@ -109,6 +109,29 @@ pub trait ReplicaClient: Send + Sync + fmt::Debug {
     fn bodies_match_listed_sizes(&self) -> bool {
         true
     }
+    /// Whether [`ReplicaClient::get_versioned`] and [`ReplicaClient::put_if`] work: the
+    /// replica lease (`crate::replica::lease`) needs them. The default: no.
+    fn conditional_writes(&self) -> bool {
+        false
+    }
+    /// Reads the small object at `path` with the version a conditional write names (the
+    /// ETag on object stores, a content hash for files); `None` when it does not exist.
+    async fn get_versioned(&self, path: &str) -> Result<Option<(Bytes, String)>> {
+        Err(no_conditional_writes(self.type_name(), path))
+    }
+    /// Compare-and-swap: writes `data` to `path` only if the object is still at version
+    /// `expected` (`None`: only if it does not exist), atomically with respect to every
+    /// other writer that uses this method. Returns the new version, or `None` when the
+    /// condition did not hold (someone else wrote first).
+    async fn put_if(
+        &self,
+        path: &str,
+        data: Bytes,
+        expected: Option<&str>,
+    ) -> Result<Option<String>> {
+        let _ = (data, expected);
+        Err(no_conditional_writes(self.type_name(), path))
+    }
     /// Deletes many objects; missing ones are not an error. Backends that can delete in
     /// batches override this (S3: DeleteObjects, up to 1,000 keys per request); the default
     /// deletes one object at a time, 16 concurrently.
@@ -120,6 +143,15 @@ pub trait ReplicaClient: Send + Sync + fmt::Debug {
         }
         Ok(())
     }
+}
+
+/// The error of a conditional read or write on a backend that has none.
+fn no_conditional_writes(backend: &str, path: &str) -> Error {
+    Error::backend(
+        backend,
+        BackendErrorKind::Other,
+        format!("{path}: the {backend} backend has no conditional writes"),
+    )
 }
 
 /// An object being read (see [`ReplicaClient::get_stream`]).

@@ -99,6 +99,9 @@ pub(crate) struct RawReplica {
     pub snapshot_interval: Option<RawDuration>,
     #[serde(default)]
     pub validation_interval: Option<RawDuration>,
+    /// walship's own: the replica lease (`off`, `on`, or its TTL).
+    #[serde(default)]
+    pub lease: Option<RawLease>,
     // S3
     #[serde(default)]
     pub access_key_id: Option<String>,
@@ -150,6 +153,46 @@ pub(crate) struct RawAge {
     pub identities: Option<Vec<String>>,
     #[serde(default)]
     pub recipients: Option<Vec<String>>,
+}
+
+/// `lease:`: a switch (`off`/`on`, `false`/`true`) or a TTL (a Go duration).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum RawLease {
+    Switch(bool),
+    Ttl(GoDuration),
+}
+
+impl<'de> Deserialize<'de> for RawLease {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = RawLease;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("off, on, or the lease's TTL as a Go duration such as 30s")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawLease, E> {
+                Ok(RawLease::Switch(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawLease, E> {
+                Err(E::custom(format!(
+                    "lease: {v} needs a unit; write e.g. {v}s, or off"
+                )))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawLease, E> {
+                Err(E::custom(format!(
+                    "lease: {v} needs a unit; write e.g. {v}s, or off"
+                )))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawLease, E> {
+                match v.trim().to_ascii_lowercase().as_str() {
+                    "off" | "false" | "no" => Ok(RawLease::Switch(false)),
+                    "on" | "true" | "yes" => Ok(RawLease::Switch(true)),
+                    _ => parse_go_duration(v).map(RawLease::Ttl).map_err(E::custom),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// A duration key's value: a Go duration string or a YAML integer (nanoseconds).
@@ -349,6 +392,7 @@ pub(crate) const REPLICA_KEYS: &[&str] = &[
     "sync-interval",
     "snapshot-interval",
     "validation-interval",
+    "lease",
     "access-key-id",
     "secret-access-key",
     "region",

@@ -2,6 +2,7 @@
 //! (age-encrypted where the config says so) and the options of each database and
 //! replica. The defaults live in `config`; this is the one conversion.
 use super::*;
+use crate::config::LeaseConfig;
 
 /// Builds the storage client for a replica target.
 pub fn client_for(target: &ReplicaTarget) -> Result<Arc<dyn ReplicaClient>> {
@@ -102,6 +103,11 @@ pub fn replica_options(rc: &ReplicaConfig) -> ReplicaOptions {
         retention: rc.retention,
         retention_check_interval: rc.retention_check_interval,
         validation_interval: rc.validation_interval,
+        lease_ttl: match rc.lease {
+            LeaseConfig::Default => Some(crate::config::DEFAULT_LEASE_TTL),
+            LeaseConfig::Off => None,
+            LeaseConfig::Ttl(ttl) => Some(ttl),
+        },
     }
 }
 
@@ -118,6 +124,16 @@ pub(super) fn replicas_for(
                 rc.name
             ))
         })?;
+        if matches!(rc.lease, LeaseConfig::Ttl(_)) && !client.conditional_writes() {
+            return Err(Error::Config(format!(
+                "db {}: replica {:?}: lease: the {} backend cannot hold a replica lease (it \
+                 has no conditional writes), so it cannot fence a second writer; remove lease: \
+                 or write lease: off",
+                dbc.path.display(),
+                rc.name,
+                client.type_name()
+            )));
+        }
         replicas.push((client, replica_options(rc)));
     }
     Ok(replicas)

@@ -236,17 +236,21 @@ impl Engine {
         EngineHandle { inner: shared }
     }
 
-    /// Takes every database's meta-directory lock, so that a second replicator of the same
-    /// database (another process, or another engine in this one) is refused now with an
-    /// error naming the first ([`Error::InUse`]), rather than at its first sync. Databases
-    /// are also claimed at their first sync; [`Engine::run`] calls this. Call it before
-    /// [`Engine::start`].
+    /// Takes every database's meta-directory lock and checks every replica's lease, so that
+    /// a second replicator of the same database (another process, or another engine in this
+    /// one), or a second writer of a replica whose lease is live, is refused now with an
+    /// error naming the first ([`Error::InUse`]), rather than at its first sync or upload
+    /// (where they are checked too; the lease is taken at the first upload).
+    /// [`Engine::run`] calls this. Call it before [`Engine::start`].
     pub async fn claim(&self) -> Result<()> {
         for h in &self.dbs {
             let db = h.db.clone();
             tokio::task::spawn_blocking(move || db.claim())
                 .await
                 .map_err(|e| Error::Config(format!("claim task failed: {e}")))??;
+            for r in &h.replicas {
+                r.check_lease().await?;
+            }
         }
         Ok(())
     }
@@ -576,6 +580,7 @@ impl EngineHandle {
                     } else if let Err(e) = r.save_segment_log() {
                         warn!(db = %h.db.path().display(), replica = r.name(), error = %e, "cannot record the replica's last segments; the next start reads them back");
                     }
+                    r.release_lease().await;
                 }
             }
             h.db.close();

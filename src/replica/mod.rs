@@ -1,4 +1,5 @@
 //! [`Replica`]: ships one database's shadow WAL to one destination.
+pub mod lease;
 mod segments;
 mod upkeep;
 
@@ -35,6 +36,10 @@ pub struct ReplicaOptions {
     /// Restore the replica and compare it with the database this often (see
     /// `crate::validate`); `None` (the default) never validates.
     pub validation_interval: Option<Duration>,
+    /// The replica lease's TTL (see [`lease`]); `None` turns the lease off. Default
+    /// [`config::DEFAULT_LEASE_TTL`]. A backend without conditional writes (SFTP, WebDAV,
+    /// GCS for now) takes none; `config` refuses a lease asked for explicitly there.
+    pub lease_ttl: Option<Duration>,
 }
 
 impl ReplicaOptions {
@@ -47,6 +52,7 @@ impl ReplicaOptions {
             retention: Some(config::DEFAULT_RETENTION),
             retention_check_interval: config::DEFAULT_RETENTION_CHECK_INTERVAL,
             validation_interval: None,
+            lease_ttl: Some(config::DEFAULT_LEASE_TTL),
         }
     }
 }
@@ -75,6 +81,8 @@ pub struct Replica {
     metrics: crate::metrics::ReplicaMetrics,
     /// Where the segments this replica uploaded end (see [`segments`]).
     segments: Mutex<segments::SegmentLog>,
+    /// The replica lease, where the options ask for one and the backend can hold it.
+    lease: Option<lease::Lease>,
 }
 
 /// How far syncs may upload while a validation runs.
@@ -126,7 +134,18 @@ impl Replica {
         db.set_replica_pos(&opts.name, None);
         let metrics = crate::metrics::global().replica(db.path(), &opts.name);
         let segments = Mutex::new(segments::SegmentLog::take(db.meta_dir(), &opts.name));
+        let lease = match opts.lease_ttl {
+            Some(ttl) if client.conditional_writes() => {
+                Some(lease::Lease::new(client.clone(), ttl, db.path()))
+            }
+            Some(_) => {
+                debug!(replica = %opts.name, backend = client.type_name(), "no replica lease: the backend has no conditional writes");
+                None
+            }
+            None => None,
+        };
         Arc::new(Replica {
+            lease,
             segments,
             opts,
             db,
@@ -269,6 +288,7 @@ impl Replica {
             Box::pin(self.sync_capped(None)).await?;
         }
         let path = layout::snapshot_path(pos.generation, pos.index);
+        self.ensure_lease().await?;
         info!(db = %self.db.path().display(), replica = %self.opts.name, position = %pos, "write snapshot");
         let info = {
             let _permit = upload_permit(self.client.type_name()).await;
@@ -486,6 +506,7 @@ impl Replica {
             ))
         })?;
         let path = layout::wal_segment_path(at.generation, at.index, offset);
+        self.ensure_lease().await?;
         // Recorded before the put: a put that fails may still have landed.
         self.segments
             .lock()
@@ -504,6 +525,43 @@ impl Replica {
         self.metrics.wal_bytes.inc_by(len);
         debug!(db = %self.db.path().display(), replica = %self.opts.name, position = %at, sz = len, "wal segment written");
         Ok(Pos::new(at.generation, at.index, at.offset + len))
+    }
+
+    /// Makes sure this writer holds the replica's lease for a while more before it writes
+    /// (see [`lease`]): renews it when due; fails with [`Error::InUse`] once another writer
+    /// has it. No lease (off, or a backend without one): always fine.
+    pub async fn ensure_lease(&self) -> Result<()> {
+        let Some(l) = &self.lease else {
+            return Ok(());
+        };
+        match l.ensure().await? {
+            lease::Ensure::Held => Ok(()),
+            lease::Ensure::LostNow(why) => {
+                error!(db = %self.db.path().display(), replica = %self.opts.name, "{why}");
+                self.emit(Event::LeaseLost {
+                    db: self.db.path().to_path_buf(),
+                    replica: self.opts.name.clone(),
+                    message: why.clone(),
+                });
+                Err(Error::InUse(why))
+            }
+        }
+    }
+
+    /// Fails with [`Error::InUse`] when another live writer holds the replica's lease;
+    /// writes nothing (the lease is taken at the first upload).
+    pub async fn check_lease(&self) -> Result<()> {
+        match &self.lease {
+            Some(l) => l.check().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Gives the replica lease up, so the next writer starts at once (a clean stop).
+    pub async fn release_lease(&self) {
+        if let Some(l) = &self.lease {
+            l.release().await;
+        }
     }
 
     /// The replica cannot read its own last WAL segment (an `age` replica with recipients

@@ -10,6 +10,8 @@ impl Replica {
         let Some(keep) = self.opts.retention else {
             return Ok(Default::default());
         };
+        // Retention deletes: only the lease's holder may.
+        self.ensure_lease().await?;
         let cutoff = SystemTime::now()
             .checked_sub(keep)
             .unwrap_or(SystemTime::UNIX_EPOCH);

@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use super::env::expand_env_with;
 use super::paths::{absolutize, clean_key_prefix};
-use super::raw::{self, Node, RawAge, RawConfig, RawDb, RawDuration, RawReplica};
+use super::raw::{self, Node, RawAge, RawConfig, RawDb, RawDuration, RawLease, RawReplica};
 use super::url::{KNOWN_SCHEMES, canonical_type, is_url, redact_url, with_default_port};
 use super::{
-    AgeConfig, Config, ConfigError, DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_MAX_CHECKPOINT_PAGE_COUNT,
-    DEFAULT_MIN_CHECKPOINT_PAGE_COUNT, DEFAULT_MONITOR_INTERVAL, DEFAULT_RETENTION,
-    DEFAULT_RETENTION_CHECK_INTERVAL, DEFAULT_SYNC_INTERVAL, DbConfig, DirConfig, EnvLookup,
-    HttpConfig, LoadedConfig, LogFormat, LogLevel, LoggingConfig, ReplicaConfig, ReplicaTarget,
-    S3Config, Secret,
+    AgeConfig, Config, ConfigError, DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_LEASE_TTL,
+    DEFAULT_MAX_CHECKPOINT_PAGE_COUNT, DEFAULT_MIN_CHECKPOINT_PAGE_COUNT, DEFAULT_MONITOR_INTERVAL,
+    DEFAULT_RETENTION, DEFAULT_RETENTION_CHECK_INTERVAL, DEFAULT_SYNC_INTERVAL, DbConfig,
+    DirConfig, EnvLookup, HttpConfig, LeaseConfig, LoadedConfig, LogFormat, LogLevel,
+    LoggingConfig, ReplicaConfig, ReplicaTarget, S3Config, Secret,
 };
 
 /// Expands, parses and resolves config text.
@@ -572,6 +572,22 @@ impl Resolver<'_> {
             .and_then(|d| self.optional(keys, "validation-interval", d));
 
         let age = self.age(keys, r.age);
+        let lease = match r.lease {
+            None => LeaseConfig::Default,
+            Some(RawLease::Switch(false)) => LeaseConfig::Off,
+            Some(RawLease::Switch(true)) => LeaseConfig::Ttl(DEFAULT_LEASE_TTL),
+            Some(RawLease::Ttl(d)) => {
+                match d.to_std().filter(|d| *d >= Duration::from_secs(1)) {
+                    Some(ttl) => LeaseConfig::Ttl(ttl),
+                    None => {
+                        return Err(self.invalid(
+                        label,
+                        format!("lease must be at least 1s (got {d}); write lease: off to turn it off"),
+                    ));
+                    }
+                }
+            }
+        };
 
         Ok(ReplicaConfig {
             name,
@@ -582,6 +598,7 @@ impl Resolver<'_> {
             snapshot_interval,
             validation_interval,
             age,
+            lease,
         })
     }
 
