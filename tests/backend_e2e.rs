@@ -197,6 +197,10 @@ fn walship_to_s3_restores_with_walship_and_litestream() {
     let keys = moto.list_keys("e2e", "app/");
     assert!(!keys.is_empty(), "nothing in the bucket");
     for (k, size) in &keys {
+        // The replica lease, beside generations/.
+        if k == "app/walship-lease.json" {
+            continue;
+        }
         let rel = k.strip_prefix("app/generations/").unwrap_or("");
         let parts: Vec<&str> = rel.split('/').collect();
         let ok = parts.len() == 3
@@ -618,13 +622,25 @@ fn file_replica_served_by_nginx_autoindex() {
         let client =
             walship::engine::client_for(&servers::http_target(&srv.url(""))).expect("http client");
         let listed = rt.block_on(client.list("")).expect("list the root");
+        // The replica lease and its lock file sit at the root too (their sizes vary).
         let names: Vec<(&str, u64, bool)> = listed
             .iter()
             .map(|e| (e.name.as_str(), e.size, e.is_dir))
+            .filter(|e| !e.0.starts_with("walship-lease.json"))
             .collect();
         assert_eq!(
             names,
             [(long.as_str(), 5, false), ("generations", 0, true)],
+            "{what}: root listing"
+        );
+        let lease: Vec<&str> = listed
+            .iter()
+            .map(|e| e.name.as_str())
+            .filter(|n| n.starts_with("walship-lease.json"))
+            .collect();
+        assert_eq!(
+            lease,
+            ["walship-lease.json", "walship-lease.json.lock"],
             "{what}: root listing"
         );
     }

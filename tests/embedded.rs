@@ -184,8 +184,10 @@ async fn age_encrypted_replica_through_the_library() {
             .await
             .unwrap();
     }
+    // Every object of the generations is encrypted (the lease at the root is walship's
+    // bookkeeping, not data).
     let mut objects = Vec::new();
-    let mut stack = vec![replica.clone()];
+    let mut stack = vec![replica.join("generations")];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).unwrap().flatten() {
             if e.path().is_dir() {

@@ -103,6 +103,8 @@ async fn a_second_engine_on_the_same_database_is_refused_in_the_same_process() {
     let first = engine("r1");
     first.claim().await.unwrap();
     let handle = first.start();
+    // The first sync opens the database and takes the meta directory's lock.
+    handle.capture(&db).await.unwrap();
     let second = engine("r2");
     let err = second
         .claim()
@@ -365,4 +367,32 @@ fn a_writer_paused_past_its_lease_uploads_nothing_after_the_new_claim() {
         t.path(),
         &b_w.model,
     );
+}
+
+#[test]
+fn a_lease_asked_for_on_a_backend_that_cannot_hold_one_is_refused() {
+    let t = TestDir::new("fence-config");
+    let db = t.join("app.db");
+    let yaml = |lease: &str| {
+        format!(
+            "dbs:\n  - path: {}\n    replicas:\n      - url: http://127.0.0.1:9/replica\n{lease}",
+            s(&db)
+        )
+    };
+    let load = |y: &str| {
+        walship::config::Config::from_yaml(y, &t.join("litestream.yml"), false)
+            .unwrap()
+            .config
+    };
+    // Asked for: an error that says why and what to write.
+    let err = Engine::from_config(&load(&yaml("        lease: 30s\n")))
+        .expect_err("a lease on an HTTP (WebDAV) replica");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("cannot hold a replica lease") && msg.contains("lease: off"),
+        "{msg}"
+    );
+    // Not asked for: no lease, no error; off: the same.
+    Engine::from_config(&load(&yaml(""))).expect("default: no lease where none can be held");
+    Engine::from_config(&load(&yaml("        lease: off\n"))).expect("lease: off");
 }

@@ -187,7 +187,9 @@ impl<'de> Deserialize<'de> for RawLease {
                 match v.trim().to_ascii_lowercase().as_str() {
                     "off" | "false" | "no" => Ok(RawLease::Switch(false)),
                     "on" | "true" | "yes" => Ok(RawLease::Switch(true)),
-                    _ => parse_go_duration(v).map(RawLease::Ttl).map_err(E::custom),
+                    _ => parse_go_duration(v).map(RawLease::Ttl).map_err(|e| {
+                        E::custom(format!("lease: {e}; write off, on, or a TTL such as 30s"))
+                    }),
                 }
             }
         }

@@ -987,3 +987,34 @@ fn directory_form_is_litestream_v05s() {
     let e = load_err("dbs:\n  - dir: /d\n    pattern: \"[\"\n    replicas: [{path: /b}]\n");
     assert!(e.contains("invalid pattern"), "{e}");
 }
+
+#[test]
+fn lease_and_stall_intervals_are_walships_own_keys() {
+    let r = |lease: &str| {
+        one_replica(&format!(
+            "dbs:\n  - path: /d/a.db\n    replicas:\n      - path: /r\n        lease: {lease}\n"
+        ))
+        .lease
+    };
+    assert_eq!(r("off"), LeaseConfig::Off);
+    assert_eq!(r("false"), LeaseConfig::Off);
+    assert_eq!(r("on"), LeaseConfig::Ttl(DEFAULT_LEASE_TTL));
+    assert_eq!(r("45s"), LeaseConfig::Ttl(Duration::from_secs(45)));
+    let default = one_replica("dbs:\n  - path: /d/a.db\n    replicas:\n      - path: /r\n");
+    assert_eq!(default.lease, LeaseConfig::Default);
+    for bad in ["500ms", "30", "soon"] {
+        let e = load_err(&format!(
+            "dbs:\n  - path: /d/a.db\n    replicas:\n      - path: /r\n        lease: {bad}\n"
+        ));
+        assert!(e.contains("lease"), "{bad}: {e}");
+    }
+
+    let c = load("stall-intervals: 5\ndbs:\n  - path: /d/a.db\n    replicas:\n      - path: /r\n");
+    assert_eq!(c.config.stall_intervals, 5);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let c = load("dbs:\n  - path: /d/a.db\n    replicas:\n      - path: /r\n");
+    assert_eq!(
+        c.config.stall_intervals,
+        crate::event::DEFAULT_STALL_INTERVALS
+    );
+}

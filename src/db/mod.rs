@@ -222,8 +222,8 @@ impl Db {
     }
 
     /// Takes the meta directory's lock for this process (see `meta_lock`), or fails with
-    /// [`Error::InUse`] naming the walship that holds it. Idempotent; the first sync takes it
-    /// too. Blocking.
+    /// [`Error::InUse`] naming the walship that holds it. Idempotent; the first sync that
+    /// opens the database takes it too. Blocking.
     pub fn claim(&self) -> Result<()> {
         let mut held = self.meta_lock.lock().unwrap_or_else(|e| e.into_inner());
         if held.is_none() {
@@ -339,7 +339,6 @@ impl Db {
     }
 
     fn sync_locked(&self, inner: &mut Inner) -> Result<SyncOutcome> {
-        self.claim()?;
         let db_md = match std::fs::metadata(&self.opts.path) {
             Ok(md) => md,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -361,6 +360,9 @@ impl Db {
         }
         if inner.conn.is_none() {
             let conn = DbConn::open(&self.opts.path)?;
+            // Before anything is written to the meta directory, and only for a file SQLite
+            // opened: a file that is not a database leaves no meta directory behind.
+            self.claim()?;
             inner.db_id = Some(file_id(&db_md));
             inner.conn = Some(conn);
             inner.wal_id = None;

@@ -244,10 +244,14 @@ impl Engine {
     /// [`Engine::run`] calls this. Call it before [`Engine::start`].
     pub async fn claim(&self) -> Result<()> {
         for h in &self.dbs {
-            let db = h.db.clone();
-            tokio::task::spawn_blocking(move || db.claim())
-                .await
-                .map_err(|e| Error::Config(format!("claim task failed: {e}")))??;
+            // A database walship has not replicated yet is claimed by its first sync, once
+            // SQLite has opened it (a file that is not a database gets no meta directory).
+            if h.db.meta_dir().is_dir() {
+                let db = h.db.clone();
+                tokio::task::spawn_blocking(move || db.claim())
+                    .await
+                    .map_err(|e| Error::Config(format!("claim task failed: {e}")))??;
+            }
             for r in &h.replicas {
                 r.check_lease().await?;
             }

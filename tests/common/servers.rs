@@ -933,6 +933,8 @@ pub struct ProxyStats {
     pub requests: u64,
     /// The same, by method.
     pub by_method: BTreeMap<String, u64>,
+    /// The requests among them on walship's replica lease (`walship-lease.json`).
+    pub lease_requests: u64,
     /// Bytes forwarded client → server.
     pub bytes_up: u64,
     /// Bytes forwarded server → client.
@@ -948,6 +950,7 @@ struct Counters {
     refused_uploads: AtomicU64,
     blackholed_open: AtomicU64,
     requests: AtomicU64,
+    lease_requests: AtomicU64,
     bytes_up: AtomicU64,
     bytes_down: AtomicU64,
     by_method: Mutex<BTreeMap<String, u64>>,
@@ -1039,6 +1042,7 @@ impl FaultProxy {
             blackholed_open: c.blackholed_open.load(Ordering::Relaxed),
             requests: c.requests.load(Ordering::Relaxed),
             by_method: c.by_method.lock().expect("stats lock").clone(),
+            lease_requests: c.lease_requests.load(Ordering::Relaxed),
             bytes_up: c.bytes_up.load(Ordering::Relaxed),
             bytes_down: c.bytes_down.load(Ordering::Relaxed),
         }
@@ -1119,8 +1123,11 @@ async fn proxy_conn(
             let mut parser = RequestCounter::default();
             let mut buf = vec![0u8; 64 * 1024];
             if !first.is_empty() {
-                parser.feed(&first, &mut |method| {
+                parser.feed(&first, &mut |method, target| {
                     c.requests.fetch_add(1, Ordering::Relaxed);
+                    if target.contains("walship-lease.json") {
+                        c.lease_requests.fetch_add(1, Ordering::Relaxed);
+                    }
                     *c.by_method
                         .lock()
                         .expect("stats lock")
@@ -1138,8 +1145,11 @@ async fn proxy_conn(
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 };
-                parser.feed(&buf[..n], &mut |method| {
+                parser.feed(&buf[..n], &mut |method, target| {
                     c.requests.fetch_add(1, Ordering::Relaxed);
+                    if target.contains("walship-lease.json") {
+                        c.lease_requests.fetch_add(1, Ordering::Relaxed);
+                    }
                     *c.by_method
                         .lock()
                         .expect("stats lock")
@@ -1356,7 +1366,7 @@ enum ReqState {
 }
 
 impl RequestCounter {
-    fn feed(&mut self, mut data: &[u8], on_request: &mut dyn FnMut(&str)) {
+    fn feed(&mut self, mut data: &[u8], on_request: &mut dyn FnMut(&str, &str)) {
         while !data.is_empty() {
             match &mut self.state {
                 ReqState::Broken => return,
@@ -1391,7 +1401,7 @@ impl RequestCounter {
                         self.state = ReqState::Broken;
                         return;
                     }
-                    on_request(method);
+                    on_request(method, head.split_whitespace().nth(1).unwrap_or(""));
                     let mut len = 0u64;
                     let mut chunked = false;
                     for h in head.lines().skip(1) {
