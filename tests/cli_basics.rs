@@ -168,7 +168,9 @@ fn restore_from_an_empty_replica_finds_nothing() {
     let out_dir = t.subdir("out");
     let out = out_dir.join("x.db");
     for source in [s(&empty).to_string(), file_url(&empty)] {
-        walship(&["restore", "-o", s(&out), &source], t.path()).assert_fails_with(1, NO_BACKUPS);
+        walship(&["restore", "-o", s(&out), &source], t.path())
+            .assert_fails_with(1, NO_BACKUPS)
+            .assert_fails_with(1, "holds no generations");
         assert!(
             dir_entries(&out_dir).is_empty(),
             "files left: {:?}",
@@ -183,6 +185,21 @@ fn restore_from_an_empty_replica_finds_nothing() {
             );
         }
     }
+}
+
+#[test]
+fn restore_from_a_replica_path_that_does_not_exist_says_so() {
+    let t = TestDir::new("typo-replica");
+    let typo = t.join("bakups");
+    let out = t.join("x.db");
+    // As a URL: the replica location, and that it does not exist.
+    walship(&["restore", "-o", s(&out), &file_url(&typo)], t.path())
+        .assert_fails_with(1, NO_BACKUPS)
+        .assert_fails_with(1, &format!("{} does not exist", s(&typo)));
+    // As a bare path, Litestream takes it for a database of a config; the error says so.
+    walship(&["restore", "-o", s(&out), s(&typo)], t.path())
+        .assert_fails_with(1, "is not a replica URL or directory");
+    assert!(!out.exists());
 }
 
 #[test]

@@ -199,8 +199,38 @@ pub async fn run(args: RestoreArgs) -> Result<()> {
                 }
             ))
         }
+        Err(Error::NoMatchingBackups) => Err(anyhow!(
+            "no matching backups found: {}; check the path or URL (walship generations lists \
+             what a replica holds)",
+            what_is_there(&target).await
+        )),
         Err(e) => Err(e.into()),
     }
+}
+
+/// What each replica of `target` holds, for "no matching backups found": a replica
+/// directory that does not exist (a typo) says so.
+async fn what_is_there(target: &super::Target) -> String {
+    let mut parts = Vec::new();
+    for r in &target.replicas {
+        let loc = r.client.location();
+        let what = match walship::backend::generations(r.client.as_ref()).await {
+            Ok(gs) if gs.is_empty() => {
+                if r.client.type_name() == "file" && !std::path::Path::new(&loc).exists() {
+                    format!("{loc} does not exist")
+                } else {
+                    format!("{loc} holds no generations")
+                }
+            }
+            Ok(gs) => format!(
+                "{loc} has {} generation(s), none with a backup that matches",
+                gs.len()
+            ),
+            Err(e) => format!("{loc} cannot be listed ({e})"),
+        };
+        parts.push(format!("replica {}: {what}", r.name));
+    }
+    parts.join("; ")
 }
 
 /// `restore -f`: keeps `output` following the replica until SIGINT or SIGTERM, or, with
