@@ -33,10 +33,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::backend::ReplicaClient;
 use crate::error::{Error, Result};
+use crate::event::Event;
 use crate::layout;
 
 /// What the lease object holds.
@@ -289,6 +290,45 @@ impl Lease {
             Err(e) => {
                 warn!(replica = %self.client.location(), error = %e, "cannot release the replica lease; the next writer waits for it to expire")
             }
+        }
+    }
+}
+
+impl super::Replica {
+    /// Makes sure this writer holds the replica's lease for a while more before it writes
+    /// (see this module): renews it when due; fails with [`Error::InUse`] once another writer
+    /// has it. No lease (off, or a backend without one): always fine.
+    pub async fn ensure_lease(&self) -> Result<()> {
+        let Some(l) = &self.lease else {
+            return Ok(());
+        };
+        match l.ensure().await? {
+            Ensure::Held => Ok(()),
+            Ensure::LostNow(why) => {
+                error!(db = %self.db.path().display(), replica = %self.opts.name, "{why}");
+                self.emit(Event::LeaseLost {
+                    db: self.db.path().to_path_buf(),
+                    replica: self.opts.name.clone(),
+                    message: why.clone(),
+                });
+                Err(Error::InUse(why))
+            }
+        }
+    }
+
+    /// Fails with [`Error::InUse`] when another live writer holds the replica's lease;
+    /// writes nothing (the lease is taken at the first upload).
+    pub async fn check_lease(&self) -> Result<()> {
+        match &self.lease {
+            Some(l) => l.check().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Gives the replica lease up, so the next writer starts at once (a clean stop).
+    pub async fn release_lease(&self) {
+        if let Some(l) = &self.lease {
+            l.release().await;
         }
     }
 }

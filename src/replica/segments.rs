@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::pos::{Generation, Pos};
 
 /// How many segments are remembered: only the newest ones can be the last on the store.
@@ -114,6 +114,35 @@ impl SegmentLog {
         })?;
         crate::fsutil::write_atomic(&SegmentLog::file(meta_dir, name), &data)?;
         Ok(())
+    }
+}
+
+impl super::Replica {
+    /// The replica cannot read its own last WAL segment (an `age` replica with recipients
+    /// only), so its position is unknown: rather than stop shipping, start a new generation,
+    /// whose snapshot and segments this process records as it uploads them.
+    pub(super) async fn restart_unreadable(&self, why: &str) -> Result<()> {
+        warn!(db = %self.db.path().display(), replica = %self.opts.name, reason = why, "the replica's last WAL segment cannot be read back, so its position is unknown; starting a new generation");
+        let db = self.db.clone();
+        let reason = format!(
+            "replica {} cannot read its last WAL segment",
+            self.opts.name
+        );
+        tokio::task::spawn_blocking(move || db.force_new_generation(&reason))
+            .await
+            .map_err(|e| Error::Config(format!("new generation task failed: {e}")))??;
+        self.set_pos(None);
+        Ok(())
+    }
+
+    /// Leaves where this replica's last segments end in the meta directory, for the next
+    /// start to go on without reading them back (a clean stop calls it after the final
+    /// sync).
+    pub fn save_segment_log(&self) -> Result<()> {
+        self.segments
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .save(self.db.meta_dir(), &self.opts.name)
     }
 }
 
