@@ -148,6 +148,15 @@ async fn assert_reader_still_protects(
     assert_eq!(ok, "ok", "{what}");
 }
 
+/// Commits 50 rows on `app` and waits until the replica has them.
+async fn insert_durably(handle: &EngineHandle, app: &rusqlite::Connection, db: &Path) {
+    insert(app, 50);
+    handle
+        .wait_durable(db, Durability::AllReplicas, Duration::from_secs(10))
+        .await
+        .unwrap();
+}
+
 /// Opens the application's read transaction on `c` and returns the row count it sees.
 fn begin_read(c: &rusqlite::Connection) -> i64 {
     c.execute_batch("BEGIN").unwrap();
@@ -161,11 +170,7 @@ async fn shutdown_keeps_the_applications_locks() {
     let mut app = app_db(&db);
     let handle = engine_for(&db, &t.join("replica")).start();
     handle.attach(&mut app).unwrap();
-    insert(&app, 50);
-    handle
-        .wait_durable(&db, Durability::AllReplicas, Duration::from_secs(10))
-        .await
-        .unwrap();
+    insert_durably(&handle, &app, &db).await;
 
     let seen = begin_read(&app);
     handle.shutdown().await.unwrap();
@@ -179,11 +184,7 @@ async fn a_failed_sync_keeps_the_applications_locks() {
     let app = app_db(&db);
     let writer = app_db(&db);
     let handle = engine_for(&db, &t.join("replica")).start();
-    insert(&app, 50);
-    handle
-        .wait_durable(&db, Durability::AllReplicas, Duration::from_secs(10))
-        .await
-        .unwrap();
+    insert_durably(&handle, &app, &db).await;
 
     let seen = begin_read(&app);
     // Break the meta directory: the next copy of the WAL cannot write the shadow WAL, the

@@ -187,27 +187,67 @@ fn generation_of(db: &Path) -> String {
         .to_string()
 }
 
+/// Waits until the second writer's replica restores to its database.
+fn b_caught_up(dir: &Path, cfg: &Path, db: &Path, w: &Workload, b: &mut Proc) {
+    let patience = Duration::from_secs(30);
+    wait_replicated_cfg(&Tool::Walship, cfg, db, dir, &w.model, b, patience);
+}
+
+/// Two databases, `a` and `b`, configured with the same replica `item`; `a` replicating
+/// (and caught up), `b` not started.
+struct TwoWriters {
+    a_db: PathBuf,
+    b_db: PathBuf,
+    b_cfg: PathBuf,
+    a_w: Workload,
+    b_w: Workload,
+    a: Proc,
+}
+
+impl TwoWriters {
+    fn start(t: &TestDir, tag: &str, item: &str) -> TwoWriters {
+        let a_db = t.join(format!("{tag}-a.db"));
+        let b_db = t.join(format!("{tag}-b.db"));
+        let a_cfg = lease_config(t.path(), &format!("{tag}-a.yml"), &a_db, item);
+        let b_cfg = lease_config(t.path(), &format!("{tag}-b.yml"), &b_db, item);
+        let mut a_w = Workload::open(&a_db, test_seed(&format!("{tag}-a")));
+        let mut b_w = Workload::open(&b_db, test_seed(&format!("{tag}-b")));
+        assert!(a_w.insert(20, false) && b_w.insert(30, false));
+        let mut a = Proc::replicate(t.path(), &Tool::Walship, &a_cfg);
+        let patience = Duration::from_secs(30);
+        wait_replicated_cfg(
+            &Tool::Walship,
+            &a_cfg,
+            &a_db,
+            t.path(),
+            &a_w.model,
+            &mut a,
+            patience,
+        );
+        TwoWriters {
+            a_db,
+            b_db,
+            b_cfg,
+            a_w,
+            b_w,
+            a,
+        }
+    }
+}
+
 /// Two writers on the replica `item`: the second is refused naming the first, takes over
 /// after the first is killed and its lease expires, and the replica restores to the
 /// second's database.
 fn second_writer_refused_then_takes_over(t: &TestDir, ls: &Path, tag: &str, item: &str) {
-    let a_db = t.join(format!("{tag}-a.db"));
-    let b_db = t.join(format!("{tag}-b.db"));
-    let a_cfg = lease_config(t.path(), &format!("{tag}-a.yml"), &a_db, item);
-    let b_cfg = lease_config(t.path(), &format!("{tag}-b.yml"), &b_db, item);
-    let mut a_w = Workload::open(&a_db, test_seed(&format!("{tag}-a")));
-    let mut b_w = Workload::open(&b_db, test_seed(&format!("{tag}-b")));
-    assert!(a_w.insert(20, false) && b_w.insert(30, false));
-    let mut a = Proc::replicate(t.path(), &Tool::Walship, &a_cfg);
-    wait_replicated_cfg(
-        &Tool::Walship,
-        &a_cfg,
-        &a_db,
-        t.path(),
-        &a_w.model,
-        &mut a,
-        Duration::from_secs(30),
-    );
+    let TwoWriters {
+        a_db,
+        b_db,
+        b_cfg,
+        mut a_w,
+        mut b_w,
+        mut a,
+        ..
+    } = TwoWriters::start(t, tag, item);
     keep_writing(&mut a_w, Duration::from_millis(500));
 
     let refused = walship(&["replicate", "-config", s(&b_cfg)], t.path());
@@ -232,15 +272,7 @@ fn second_writer_refused_then_takes_over(t: &TestDir, ls: &Path, tag: &str, item
         b.logs()
     );
     assert!(b_w.insert(10, false));
-    wait_replicated_cfg(
-        &Tool::Walship,
-        &b_cfg,
-        &b_db,
-        t.path(),
-        &b_w.model,
-        &mut b,
-        Duration::from_secs(30),
-    );
+    b_caught_up(t.path(), &b_cfg, &b_db, &b_w, &mut b);
     b.stop();
     assert_restore(
         &Tool::Litestream(ls.to_path_buf()),
@@ -287,36 +319,20 @@ fn a_writer_paused_past_its_lease_uploads_nothing_after_the_new_claim() {
         "      - type: file\n        path: \"{}\"\n        sync-interval: 100ms\n",
         s(&replica)
     );
-    let a_db = t.join("a.db");
-    let b_db = t.join("b.db");
-    let a_cfg = lease_config(t.path(), "a.yml", &a_db, &item);
-    let b_cfg = lease_config(t.path(), "b.yml", &b_db, &item);
-    let mut a_w = Workload::open(&a_db, test_seed("fence-sigstop-a"));
-    let mut b_w = Workload::open(&b_db, test_seed("fence-sigstop-b"));
-    assert!(a_w.insert(20, false) && b_w.insert(30, false));
-    let mut a = Proc::replicate(t.path(), &Tool::Walship, &a_cfg);
-    wait_replicated_cfg(
-        &Tool::Walship,
-        &a_cfg,
-        &a_db,
-        t.path(),
-        &a_w.model,
-        &mut a,
-        Duration::from_secs(30),
-    );
+    let TwoWriters {
+        a_db,
+        b_db,
+        b_cfg,
+        mut a_w,
+        mut b_w,
+        mut a,
+        ..
+    } = TwoWriters::start(&t, "sigstop", &item);
 
     a.signal(libc::SIGSTOP);
     let mut b = start_when_free(&t, &b_cfg, Duration::from_secs(20));
     assert!(b_w.insert(10, false));
-    wait_replicated_cfg(
-        &Tool::Walship,
-        &b_cfg,
-        &b_db,
-        t.path(),
-        &b_w.model,
-        &mut b,
-        Duration::from_secs(30),
-    );
+    b_caught_up(t.path(), &b_cfg, &b_db, &b_w, &mut b);
     let a_gen = replica.join("generations").join(generation_of(&a_db));
     let before = files_with_mtimes(&a_gen);
     assert!(
@@ -348,15 +364,7 @@ fn a_writer_paused_past_its_lease_uploads_nothing_after_the_new_claim() {
     );
 
     assert!(b_w.insert(5, false));
-    wait_replicated_cfg(
-        &Tool::Walship,
-        &b_cfg,
-        &b_db,
-        t.path(),
-        &b_w.model,
-        &mut b,
-        Duration::from_secs(30),
-    );
+    b_caught_up(t.path(), &b_cfg, &b_db, &b_w, &mut b);
     b.stop();
     // Its final sync cannot ship either: it says so and exits 1.
     let st = a.terminate();
