@@ -460,10 +460,14 @@ fn a_replica_that_ships_nothing_fails_healthz_until_it_ships_again() {
             .expect("spawn walship replicate"),
     ));
     insert(20);
+    // Healthy, and shipped: the replica has a position and holds everything.
     let healthy = || {
         let (code, body) = http_get(port, "/healthz").ok()?;
-        let st = http_get(port, "/status").ok()?.1;
-        (code == 200 && st.contains("\"unshipped_seconds\":null")).then_some(body)
+        let st: serde_json::Value =
+            serde_json::from_str(&http_get(port, "/status").ok()?.1).ok()?;
+        let r = &st["dbs"][0]["replicas"][0];
+        (code == 200 && r["position"].is_object() && r["unshipped_seconds"].is_null())
+            .then_some(body)
     };
     let body = wait_for(30, "a healthy, up-to-date replica", healthy);
     assert_eq!(body.trim(), r#"{"status":"ok"}"#);
