@@ -252,9 +252,19 @@ impl Engine {
                     .await
                     .map_err(|e| Error::Config(format!("claim task failed: {e}")))??;
             }
+        }
+        // One read per replica; all at once (a sidecar of many databases on S3 would
+        // otherwise start one round trip at a time), at most 32 in flight.
+        use futures::StreamExt;
+        let mut checks = Vec::new();
+        for h in &self.dbs {
             for r in &h.replicas {
-                r.check_lease().await?;
+                checks.push(r.check_lease());
             }
+        }
+        let mut results = futures::stream::iter(checks).buffer_unordered(32);
+        while let Some(r) = results.next().await {
+            r?;
         }
         Ok(())
     }
