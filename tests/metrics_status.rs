@@ -146,6 +146,21 @@ fn write_config(dir: &Path, port: u16) -> (PathBuf, PathBuf, PathBuf) {
     (cfg, db, replica)
 }
 
+/// Starts `walship replicate -config cfg`, its log in `dir/replicate.log`.
+fn replicate(dir: &Path, cfg: &Path) -> Proc {
+    let log = std::fs::File::create(dir.join("replicate.log")).expect("log file");
+    Proc(Some(
+        Command::new(WALSHIP)
+            .args(["replicate", "-config"])
+            .arg(cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn walship replicate"),
+    ))
+}
+
 /// Polls until `f` returns `Some`, at most `secs` seconds.
 fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -197,17 +212,7 @@ fn metrics_and_status_live_and_from_disk() {
     conn.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
         .expect("create table");
 
-    let log = std::fs::File::create(tmp.path().join("replicate.log")).expect("log file");
-    let mut proc = Proc(Some(
-        Command::new(WALSHIP)
-            .args(["replicate", "-config"])
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn walship replicate"),
-    ));
+    let mut proc = replicate(tmp.path(), &cfg);
     assert!(proc.pid() > 0);
 
     for i in 0..50 {
@@ -448,17 +453,7 @@ fn a_replica_that_ships_nothing_fails_healthz_until_it_ships_again() {
                 .expect("insert");
         }
     };
-    let log = std::fs::File::create(tmp.path().join("replicate.log")).expect("log file");
-    let mut proc = Proc(Some(
-        Command::new(WALSHIP)
-            .args(["replicate", "-config"])
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn walship replicate"),
-    ));
+    let mut proc = replicate(tmp.path(), &cfg);
     insert(20);
     // Healthy, and shipped: the replica has a position and holds everything.
     let healthy = || {
