@@ -1,4 +1,4 @@
-//! An in-process read replica: `walship::restore::Follower` keeps a local copy of a
+//! An in-process read replica: `walship::follow::Follower` keeps a local copy of a
 //! replica's latest state while this program reads it.
 //!
 //! Run: `cargo run --release --example follower -- [DIR] [COMMITS]` (default: a temp dir,
@@ -15,8 +15,9 @@ use walship::backend::ReplicaClient;
 use walship::backend::file::FileClient;
 use walship::db::DbOptions;
 use walship::engine::{Durability, Engine};
+use walship::follow::{FollowOptions, Follower};
 use walship::replica::ReplicaOptions;
-use walship::restore::{FollowOptions, Follower, ReplicaSource};
+use walship::restore::ReplicaSource;
 
 fn rows(path: &std::path::Path) -> rusqlite::Result<Vec<(i64, String)>> {
     let c = rusqlite::Connection::open_with_flags(

@@ -31,15 +31,15 @@
 //! | layer | module | what it holds |
 //! |---|---|---|
 //! | formats | [`pos`], `layout`, `compress`, `sqlite`, [`error`], [`event`], `fault`, `busy`, `secret` | positions, remote path names, LZ4 frames, WAL parsing and checksums (pure, fuzzed); the error type; events; crash points for the crash tests; the locked-database log policy; secrets kept out of logs |
-//! | helpers | `fsutil`, `metrics` | durable local writes; Prometheus metrics (Litestream's names) |
-//! | storage | [`backend`] | the [`ReplicaClient`] trait; one module per backend (file, S3, HTTP: WebDAV or static); knows no config, metrics or engine |
+//! | helpers | `fsutil`, `metrics`, `watch` | durable local writes; Prometheus metrics (Litestream's names); file-change notifications for both directions |
+//! | storage | [`backend`] | the [`ReplicaClient`] trait; one module per backend (file, S3, GCS, Azure Blob, SFTP, HTTP: WebDAV or static) and `age` encryption over any of them; knows no config, metrics or engine |
 //! | config | [`config`] | `litestream.yml` types, defaults, env expansion, validation |
 //! | reading back | [`restore`](mod@restore), `retention`, `validate` | restore plan (pure) and apply, PITR; what retention may delete; restore-and-compare validation |
 //! | local state | `shadow`, `db` | the meta directory on disk (generation file, shadow WAL files, segment cuts); `Db`: tails one database, checkpoints, snapshots |
-//! | shipping | `replica`, [`engine`] | `Replica`: one destination; [`Engine`]: every database and replica of a config |
+//! | running | `replica`, [`engine`], [`follow`] | `Replica`: one destination; [`Engine`]: every database and replica of a config (ships: db -> replica -> backend); [`follow::Follower`]: keeps a local copy of a replica's latest state (applies: backend -> restore -> copy) |
 //! | serving | `server` (feature `server`) | the `addr:` HTTP server: `/metrics` and `/status` |
 //!
-//! The stable API is what the crate root re-exports, with the [`engine`], [`config`],
+//! The stable API is what the crate root re-exports, with the [`engine`], [`follow`], [`config`],
 //! [`restore`](mod@restore), [`backend`] and [`event`] modules it comes from. The modules hidden from
 //! these docs (`db`, `replica`, `shadow`, `compress`, `layout`, `sqlite`, `retention`,
 //! `metrics`, `fault`) are public only for walship's own command line, fuzzers, benches and tests,
@@ -58,6 +58,7 @@ pub mod error;
 pub mod event;
 #[doc(hidden)]
 pub mod fault;
+pub mod follow;
 mod fsutil;
 #[doc(hidden)]
 pub mod layout;
@@ -77,6 +78,7 @@ pub mod shadow;
 #[doc(hidden)]
 pub mod sqlite;
 mod validate;
+mod watch;
 
 pub use backend::ReplicaClient;
 pub use backend::file::FileClient;

@@ -18,9 +18,9 @@ use tracing::{debug, info};
 use crate::engine::EngineHandle;
 use crate::error::{Error, Result};
 use crate::event::{DbStatus, Stall};
+use crate::follow::FollowStatus;
 use crate::metrics::{global, rfc3339};
 use crate::pos::Pos;
-use crate::restore::FollowStatus;
 
 // ---------------------------------------------------------------------------------------
 // /status JSON

@@ -24,6 +24,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("fsutil", 2),
     ("busy", 0),
     ("metrics", 2),
+    ("watch", 2),
     // storage
     ("backend", 3),
     // the config resolves into the backends' settings
@@ -35,9 +36,11 @@ const LAYERS: &[(&str, u32)] = &[
     // the local state of one database
     ("shadow", 4),
     ("db", 6),
-    // one destination, then everything
+    // one destination, then everything: the engine ships (db -> replica -> backend), the
+    // follower applies (backend -> restore -> its copy); neither uses the other
     ("replica", 7),
     ("engine", 8),
+    ("follow", 8),
     // above the engine
     ("server", 9),
 ];

@@ -134,7 +134,7 @@ pub async fn run(args: RestoreArgs) -> Result<()> {
         (None, None) => bail!("output path required (-o PATH)"),
     };
     let output = std::path::absolute(&output).unwrap_or(output);
-    let resume = args.follow && restore::follow_state_path(&output).exists();
+    let resume = args.follow && walship::follow::state_path(&output).exists();
     if output.exists() && !resume {
         if args.if_db_not_exists {
             info!(path = %output.display(), "database already exists, skipping");
@@ -243,7 +243,7 @@ async fn follow(
     exec: Option<&str>,
     addr: Option<&str>,
 ) -> Result<i32> {
-    use restore::{FollowOptions, Follower};
+    use walship::follow::{FollowOptions, Follower};
     let interval = walship::config::parse_go_duration(interval_text)
         .ok()
         .and_then(|d| d.to_std())

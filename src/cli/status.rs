@@ -108,7 +108,7 @@ async fn follower_rows(config: &Config) -> Vec<Vec<String>> {
     ];
     for dbc in &config.all_dbs() {
         let path = dbc.path.display().to_string();
-        match walship::restore::follow_status(&dbc.path) {
+        match walship::follow::recorded_status(&dbc.path) {
             Ok(None) => {}
             Ok(Some(st)) => {
                 let p = st.position.as_ref();
@@ -148,7 +148,7 @@ async fn follower_rows(config: &Config) -> Vec<Vec<String>> {
 /// How far the replica is ahead of a follower copy at `p`: `0` when it holds nothing past
 /// the copy's position in its generation, else the segments waiting and how long the
 /// oldest has been there; other generations on the replica are mentioned.
-async fn behind(rc: Option<&ReplicaConfig>, p: &walship::restore::FollowPosition) -> String {
+async fn behind(rc: Option<&ReplicaConfig>, p: &walship::follow::FollowPosition) -> String {
     let Some(rc) = rc else {
         return format!("? (replica {:?} not in the config)", p.replica);
     };

@@ -26,12 +26,12 @@ fn absent(path: &Path) -> bool {
 fn start_dir_watcher(
     dc: &DirConfig,
     tx: tokio::sync::mpsc::UnboundedSender<PathBuf>,
-) -> Option<super::fs_watch::FsWatch> {
-    let on_change: super::fs_watch::OnChange = Arc::new(move |p: PathBuf| {
+) -> Option<FsWatch> {
+    let on_change: OnChange = Arc::new(move |p: PathBuf| {
         let _ = tx.send(p);
     });
     let dirs = [dc.dir.clone()];
-    match super::fs_watch::FsWatch::new(&dirs, dc.recursive, on_change) {
+    match FsWatch::new(&dirs, dc.recursive, Events::Writes, on_change) {
         Ok((w, results)) => match results.into_iter().find_map(|(_, e)| e) {
             None => Some(w),
             Some(e) => {

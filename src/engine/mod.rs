@@ -31,7 +31,6 @@
 //! ```
 mod build;
 mod dir_watch;
-mod fs_watch;
 
 use build::replicas_for;
 pub use build::{client_for, db_options, replica_client, replica_options};
@@ -57,6 +56,7 @@ use crate::error::{BackendErrorKind, Error, Result};
 use crate::event::{DbStatus, Event};
 use crate::pos::Pos;
 use crate::replica::{Replica, ReplicaOptions};
+use crate::watch::{Events, FsWatch, OnChange};
 
 /// A database with its replicas, as the engine runs them.
 #[derive(Debug, Clone)]
@@ -337,7 +337,7 @@ struct Shared {
     /// their own signal in `db_tasks`.
     stop_tx: watch::Sender<bool>,
     tasks: tokio::sync::Mutex<Option<tokio::task::JoinSet<()>>>,
-    watcher: Mutex<Option<fs_watch::FsWatch>>,
+    watcher: Mutex<Option<FsWatch>>,
     stall_intervals: u32,
 }
 
@@ -697,10 +697,7 @@ fn covers(
 fn start_watcher(
     dbs: &[DbHandle],
     wakers: HashMap<PathBuf, Arc<Notify>>,
-) -> (
-    Option<fs_watch::FsWatch>,
-    std::collections::HashSet<PathBuf>,
-) {
+) -> (Option<FsWatch>, std::collections::HashSet<PathBuf>) {
     let mut watched = std::collections::HashSet::new();
     let mut dirs: Vec<PathBuf> = dbs
         .iter()
@@ -708,12 +705,12 @@ fn start_watcher(
         .collect();
     dirs.sort();
     dirs.dedup();
-    let on_change: fs_watch::OnChange = Arc::new(move |p: PathBuf| {
+    let on_change: OnChange = Arc::new(move |p: PathBuf| {
         if let Some(n) = wakers.get(&p) {
             n.notify_one();
         }
     });
-    let (watcher, results) = match fs_watch::FsWatch::new(&dirs, false, on_change) {
+    let (watcher, results) = match FsWatch::new(&dirs, false, Events::Writes, on_change) {
         Ok(w) => w,
         Err(e) => {
             warn!(error = %e, "file change notifications unavailable; polling at monitor-interval only");

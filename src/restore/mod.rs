@@ -37,18 +37,13 @@ use crate::error::{BackendErrorKind, Error, Result};
 use crate::layout;
 use crate::pos::Generation;
 
-mod follow;
-mod output;
-mod replay;
+pub(crate) mod output;
+pub(crate) mod replay;
 mod segments;
 mod select;
 
 use segments::apply_segments;
 
-pub use follow::{
-    FollowOptions, FollowPosition, FollowStatus, Follower, follow,
-    recorded_status as follow_status, state_path as follow_state_path,
-};
 pub use select::plan_generation;
 
 /// One replica restore may read from.
@@ -221,7 +216,7 @@ pub async fn plan(replicas: &[ReplicaSource], opts: &RestoreOptions) -> Result<P
 }
 
 /// How an object is named in errors: the replica's location and the layout path.
-fn object_name(client: &dyn ReplicaClient, path: &str) -> String {
+pub(crate) fn object_name(client: &dyn ReplicaClient, path: &str) -> String {
     format!("{}/{}", client.location(), path)
 }
 
@@ -288,7 +283,11 @@ fn retryable(e: &Error) -> bool {
 
 /// Downloads and decompresses a WAL segment whole (segments are small; see
 /// [`backend::read_decompressed_sized`]), retrying transient errors.
-async fn download(client: &dyn ReplicaClient, path: &str, listed: u64) -> Result<Vec<u8>> {
+pub(crate) async fn download(
+    client: &dyn ReplicaClient,
+    path: &str,
+    listed: u64,
+) -> Result<Vec<u8>> {
     let mut attempt = 1;
     loop {
         match backend::read_decompressed_sized(client, path, listed).await {
@@ -374,7 +373,7 @@ async fn download_snapshot(
 }
 
 /// Runs `f` on the blocking pool; `path` names the file in the (unlikely) worker failure.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     path: &Path,
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
@@ -383,7 +382,7 @@ async fn blocking<T: Send + 'static>(
 
 /// Runs `f` on the blocking pool and returns what it returns; the only error is the
 /// worker's own failure (a panic), reported against `path`.
-async fn worker<T: Send + 'static>(
+pub(crate) async fn worker<T: Send + 'static>(
     path: &Path,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T> {

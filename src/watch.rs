@@ -1,21 +1,21 @@
-//! File-change notifications for the engine: the databases' directories (to wake a
-//! database whose file or `-wal` changed) and the directory entries watched for new
-//! databases.
+//! File-change notifications, for both directions: the engine watches the databases'
+//! directories (to wake a database whose file or `-wal` changed) and the directories
+//! watched for new databases; the follower watches a file replica's tree.
 //!
 //! On Linux, inotify directly, subscribed to writes and to directory-entry changes only.
-//! notify 8 always subscribes to IN_OPEN as well, so any open or listing in a database's
+//! notify 8 always subscribes to IN_OPEN as well, so any open or listing in a watched
 //! directory woke walship: a web server serving a replica that sits beside the database, a
 //! backup tool, `compare.py`'s 10 ms scan of its replica (`benches/steady20.py --scan`:
-//! 0.45-0.70% of a core instead of 0.30-0.33% without the scan). The follower watches its
-//! replica the same way (`restore/follow/watch.rs`). Elsewhere, notify.
+//! 0.45-0.70% of a core instead of 0.30-0.33% without the scan). Elsewhere, notify (its
+//! access events are dropped). This module is where other systems' watchers go.
 use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Called with the path of each changed entry.
-pub(super) type OnChange = Arc<dyn Fn(PathBuf) + Send + Sync>;
+pub(crate) type OnChange = Arc<dyn Fn(PathBuf) + Send + Sync>;
 
 /// A running watch; dropping it stops the notifications.
-pub(super) struct FsWatch {
+pub(crate) struct FsWatch {
     #[cfg(target_os = "linux")]
     task: tokio::task::JoinHandle<()>,
     #[cfg(not(target_os = "linux"))]
@@ -29,27 +29,40 @@ impl Drop for FsWatch {
     }
 }
 
+/// What wakes a watch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Events {
+    /// Every write (a database and its `-wal` are written in place), and entries created,
+    /// moved or deleted.
+    Writes,
+    /// Files closed after writing (a replica's objects are written whole), entries created,
+    /// moved or deleted, and a watched directory deleted (reported with its own path).
+    Completed,
+}
+
 /// Per directory asked for: `None` when it is watched, else why not.
-pub(super) type DirResults = Vec<(PathBuf, Option<String>)>;
+pub(crate) type DirResults = Vec<(PathBuf, Option<String>)>;
 
 impl FsWatch {
     /// Watches `dirs` (with `recursive`, every directory below too, also those created
     /// later) and calls `on_change` for each changed entry. Must run inside a tokio
     /// runtime. Errs when no watch can be set up at all; a directory that cannot be
     /// watched is reported in the results.
-    pub(super) fn new(
+    pub(crate) fn new(
         dirs: &[PathBuf],
         recursive: bool,
+        events: Events,
         on_change: OnChange,
     ) -> Result<(FsWatch, DirResults), String> {
         #[cfg(target_os = "linux")]
         {
             let (task, results) =
-                linux::start(dirs, recursive, on_change).map_err(|e| e.to_string())?;
+                linux::start(dirs, recursive, events, on_change).map_err(|e| e.to_string())?;
             Ok((FsWatch { task }, results))
         }
         #[cfg(not(target_os = "linux"))]
         {
+            let _ = events;
             use notify::{RecursiveMode, Watcher};
             let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
                 if let Ok(ev) = res
@@ -83,31 +96,35 @@ mod linux {
     use futures::StreamExt;
     use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
 
-    use super::{DirResults, OnChange};
+    use super::{DirResults, Events, OnChange};
 
-    fn mask() -> WatchMask {
-        WatchMask::MODIFY
-            | WatchMask::CLOSE_WRITE
+    fn mask(events: Events) -> WatchMask {
+        let common = WatchMask::CLOSE_WRITE
             | WatchMask::CREATE
             | WatchMask::DELETE
             | WatchMask::MOVED_FROM
             | WatchMask::MOVED_TO
-            | WatchMask::ONLYDIR
+            | WatchMask::ONLYDIR;
+        match events {
+            Events::Writes => common | WatchMask::MODIFY,
+            Events::Completed => common | WatchMask::DELETE_SELF,
+        }
     }
 
     fn add(
         watches: &mut Watches,
         dir: &Path,
         recursive: bool,
+        mask: WatchMask,
         map: &mut HashMap<WatchDescriptor, PathBuf>,
     ) -> std::io::Result<()> {
-        let wd = watches.add(dir, mask())?;
+        let wd = watches.add(dir, mask)?;
         map.insert(wd, dir.to_path_buf());
         if recursive {
             for e in std::fs::read_dir(dir)?.flatten() {
                 if e.file_type().is_ok_and(|t| t.is_dir()) {
                     // A directory that vanished meanwhile is not an error.
-                    let _ = add(watches, &e.path(), true, map);
+                    let _ = add(watches, &e.path(), true, mask, map);
                 }
             }
         }
@@ -117,15 +134,17 @@ mod linux {
     pub(super) fn start(
         dirs: &[PathBuf],
         recursive: bool,
+        events: Events,
         on_change: OnChange,
     ) -> std::io::Result<(tokio::task::JoinHandle<()>, DirResults)> {
+        let mask = mask(events);
         let inotify = Inotify::init()?;
         let mut map = HashMap::new();
         let mut watches = inotify.watches();
         let results = dirs
             .iter()
             .map(|d| {
-                let r = add(&mut watches, d, recursive, &mut map);
+                let r = add(&mut watches, d, recursive, mask, &mut map);
                 (d.clone(), r.err().map(|e| e.to_string()))
             })
             .collect();
@@ -138,6 +157,12 @@ mod linux {
                     map.remove(&ev.wd);
                     continue;
                 }
+                if ev.mask.contains(EventMask::DELETE_SELF) {
+                    if let Some(dir) = map.get(&ev.wd) {
+                        on_change(dir.clone());
+                    }
+                    continue;
+                }
                 let (Some(dir), Some(name)) = (map.get(&ev.wd), ev.name) else {
                     continue;
                 };
@@ -146,7 +171,7 @@ mod linux {
                     && ev.mask.contains(EventMask::ISDIR)
                     && ev.mask.intersects(EventMask::CREATE | EventMask::MOVED_TO)
                 {
-                    let _ = add(&mut stream.watches(), &p, true, &mut map);
+                    let _ = add(&mut stream.watches(), &p, true, mask, &mut map);
                 }
                 on_change(p);
             }

@@ -29,146 +29,38 @@
 //! minute); other replicas are listed every interval (one listing of the followed
 //! generation's WAL, plus one of the generations when that showed nothing new), and nothing
 //! is downloaded when nothing changed.
+mod apply;
 mod copy;
+mod status;
 mod watch;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 
-use super::replay::{IndexReplay, SavedReplay};
-use super::{Plan, ReplicaSource, RestoreOptions, apply_keep, download, object_name, plan};
 use crate::backend::{self, WalSegmentInfo};
 use crate::error::{Error, Result};
 use crate::pos::Generation;
+use crate::restore::{
+    Plan, ReplicaSource, RestoreOptions, apply_keep, blocking, download, object_name, plan, worker,
+};
+use apply::{
+    Next, apply_batch, classify_copy_error, clean_temp_files, next_segments,
+    remove_with_side_files, temp_beside,
+};
 use copy::Copy;
-
-/// How a [`Follower`] follows.
-#[derive(Debug, Clone)]
-pub struct FollowOptions {
-    /// How often a replica is listed (a file replica is watched instead and listed when it
-    /// changes). Default 1 s.
-    pub interval: Duration,
-    /// Segments downloaded at once. Default 8.
-    pub parallelism: usize,
-}
-
-impl Default for FollowOptions {
-    fn default() -> Self {
-        FollowOptions {
-            interval: Duration::from_secs(1),
-            parallelism: 8,
-        }
-    }
-}
-
-/// Where the copy is: the state of the replica it equals.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FollowPosition {
-    /// The replica followed.
-    pub replica: String,
-    /// The generation followed.
-    pub generation: Generation,
-    /// The WAL index the next segment belongs to.
-    pub index: u32,
-    /// Where in that index's WAL the next segment starts (bytes).
-    pub offset: u64,
-}
-
-/// What a follower is doing, for status pages and subscribers.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FollowStatus {
-    /// The copy's position; `None` before the first restore.
-    pub position: Option<FollowPosition>,
-    /// When the copy last changed.
-    pub updated_at: Option<SystemTime>,
-    /// When the replica was last read successfully.
-    pub checked_at: Option<SystemTime>,
-    /// Storage time of the newest segment or snapshot applied.
-    pub replica_time: Option<SystemTime>,
-    /// How long the last applied change sat on the replica before the copy had it (from
-    /// its storage time to the commit into the copy).
-    pub apply_delay: Option<Duration>,
-    /// The last error reading the replica, until a read succeeds again.
-    pub last_error: Option<String>,
-    /// Updates applied since start (incremental or full).
-    pub updates: u64,
-    /// Full restores since start (first restore, new generation, gap).
-    pub full_restores: u64,
-    /// Pages in the copy.
-    pub pages: u32,
-}
-
-/// The state file beside the copy: the committed position and hash, and the one an
-/// update is about to commit.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct StateFile {
-    version: u32,
-    committed: Saved,
-    pending: Option<Saved>,
-    status: FollowStatus,
-}
-
-/// A copy position with what is needed to continue from it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Saved {
-    pos: FollowPosition,
-    /// The replay of `pos.index` when the copy is inside it.
-    replay: Option<SavedReplay>,
-    /// Content hash of the copy ([`copy::page_hash`] summed), hex.
-    hash: String,
-    pages: u32,
-}
-
-/// The follower's state file for the copy at `copy`: `<copy>-walship-follow.json`. It
-/// holds the copy's position and status (readable JSON) and lets a restarted follower
-/// resume.
-pub fn state_path(copy: &Path) -> PathBuf {
-    let mut s = copy.as_os_str().to_owned();
-    s.push("-walship-follow.json");
-    PathBuf::from(s)
-}
-
-fn write_state(path: &Path, st: &StateFile) -> Result<()> {
-    let data =
-        serde_json::to_vec_pretty(st).map_err(|e| Error::Config(format!("follower state: {e}")))?;
-    crate::fsutil::write_atomic(&state_path(path), &data).map(|_| ())
-}
-
-/// The status and position a follower last recorded for the copy at `copy` (from its
-/// state file); `None` when no follower has written that copy.
-pub fn recorded_status(copy: &Path) -> Result<Option<FollowStatus>> {
-    Ok(read_state(copy)?.map(|st| {
-        let mut s = st.status;
-        s.position = Some(st.pending.unwrap_or(st.committed).pos);
-        s
-    }))
-}
-
-fn read_state(path: &Path) -> Result<Option<StateFile>> {
-    let sp = state_path(path);
-    match std::fs::read(&sp) {
-        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
-            Error::Config(format!(
-                "{}: not a walship follower state ({e}); remove the copy and this file to follow afresh",
-                sp.display()
-            ))
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io("read", &sp)(e)),
-    }
-}
+pub use status::{FollowOptions, FollowPosition, FollowStatus, recorded_status, state_path};
+use status::{Saved, StateFile, read_state, write_state};
 
 /// An in-process read replica: keeps a local copy of a replica's latest state while the
 /// application reads it with any SQLite connection.
 ///
 /// ```no_run
 /// # async fn demo(replicas: Vec<walship::restore::ReplicaSource>) -> walship::Result<()> {
-/// use walship::restore::{FollowOptions, Follower};
+/// use walship::follow::{FollowOptions, Follower};
 /// let follower = Follower::start(replicas, "/data/copy.db".into(), FollowOptions::default());
 /// let mut updates = follower.subscribe();
 /// updates.changed().await.ok(); // the copy exists once the first update is in
@@ -250,31 +142,6 @@ impl Follower {
             Err(e) => Err(Error::Config(format!("follower task failed: {e}"))),
         }
     }
-}
-
-/// Keeps `output` following the latest state of `replicas` until `stop` completes (see the
-/// module docs); `on_status` is called on every status change (including `checked_at`
-/// after each look at the replica). Only `opts.parallelism` of
-/// `opts` is used; `generation`, `index` and `timestamp` are refused (a follower follows
-/// the latest state).
-pub async fn follow(
-    replicas: &[ReplicaSource],
-    output: &Path,
-    opts: &RestoreOptions,
-    interval: Duration,
-    stop: impl Future<Output = ()>,
-    on_status: &(dyn Fn(&FollowStatus) + Send + Sync),
-) -> Result<()> {
-    if opts.index.is_some() || opts.timestamp.is_some() || opts.generation.is_some() {
-        return Err(Error::Config(
-            "follow mode follows the latest state: drop -index, -timestamp and -generation".into(),
-        ));
-    }
-    let fo = FollowOptions {
-        interval,
-        parallelism: opts.parallelism(),
-    };
-    run(replicas, output, &fo, stop, on_status).await
 }
 
 /// Longest wait between tries while the replica cannot be read.
@@ -431,7 +298,7 @@ struct Follow {
     failures: u32,
 }
 
-fn hex(h: u64) -> String {
+pub(super) fn hex(h: u64) -> String {
     format!("{h:016x}")
 }
 
@@ -464,7 +331,7 @@ impl Follow {
             )));
         };
         let o2 = out.clone();
-        let copy = super::blocking(&out, move || Copy::open(&o2)).await?;
+        let copy = blocking(&out, move || Copy::open(&o2)).await?;
         let h = hex(copy.hash());
         let saved = [state.pending.clone(), Some(state.committed.clone())]
             .into_iter()
@@ -617,7 +484,7 @@ impl Follow {
             .iter()
             .map(|(s, _)| object_name(&*client, &s.path()))
             .collect();
-        let res = super::worker(&out, move || {
+        let res = worker(&out, move || {
             let mut at = at;
             let res = apply_batch(&mut at, &got, &objects, status);
             (at, res)
@@ -688,7 +555,7 @@ impl Follow {
         let status_after = status.clone();
         let at = self.at.take();
         let tmp2 = tmp.clone();
-        let res = super::worker(&self.output, move || -> (Option<At>, Result<At>) {
+        let res = worker(&self.output, move || -> (Option<At>, Result<At>) {
             match at {
                 None => {
                     // First restore: record the state, then move the file into place.
@@ -712,7 +579,7 @@ impl Follow {
                                 status,
                             },
                         )?;
-                        super::output::install(&tmp2, &out)?;
+                        crate::restore::output::install(&tmp2, &out)?;
                         let copy = Copy::open(&out)?;
                         Ok(At {
                             copy,
@@ -777,227 +644,5 @@ impl Follow {
             index = at.saved.pos.index, "follow: copy restored");
         self.at = Some(at);
         Ok(())
-    }
-}
-
-/// A failure while writing the copy: foreign writes and local trouble stop the follower;
-/// bad data from the replica is retried.
-fn classify_copy_error(e: Error) -> Step {
-    match e {
-        Error::Corrupt { .. } => Step::Retry(e),
-        e => Step::Fatal(e),
-    }
-}
-
-/// Validates the downloaded segments in order from the copy's position and writes their
-/// pages into the copy in one transaction; returns the newest storage time applied and
-/// the new position.
-fn apply_batch(
-    at: &mut At,
-    got: &[(WalSegmentInfo, Vec<u8>)],
-    objects: &[String],
-    status: FollowStatus,
-) -> std::result::Result<FollowStatus, Step> {
-    let page_size = at.copy.page_size();
-    let pos = &at.saved.pos;
-    let mut replay = match &at.saved.replay {
-        Some(r) => {
-            let r = IndexReplay::from_saved(r);
-            if r.index() == pos.index {
-                r
-            } else {
-                IndexReplay::new(pos.index, page_size)
-            }
-        }
-        None => IndexReplay::new(pos.index, page_size),
-    };
-    let mut pages: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
-    let mut size = at.copy.pages();
-    let mut newest = SystemTime::UNIX_EPOCH;
-    let ps = page_size as usize;
-    for ((seg, data), object) in got.iter().zip(objects) {
-        if seg.index != replay.index() {
-            replay = IndexReplay::new(seg.index, page_size);
-        }
-        for p in replay.segment(seg.offset, data, object)? {
-            let page = &data[p.at..p.at + ps];
-            match pages.entry(p.pgno) {
-                std::collections::btree_map::Entry::Occupied(mut e) => {
-                    e.get_mut().copy_from_slice(page)
-                }
-                std::collections::btree_map::Entry::Vacant(e) => {
-                    e.insert(page.to_vec());
-                }
-            }
-        }
-        if let Some(n) = replay.db_pages() {
-            size = n;
-        }
-        newest = newest.max(seg.created);
-    }
-    let next = Saved {
-        pos: FollowPosition {
-            replica: pos.replica.clone(),
-            generation: pos.generation,
-            index: replay.index(),
-            offset: replay.next_offset(),
-        },
-        replay: Some(replay.saved()),
-        hash: String::new(),
-        pages: size,
-    };
-    let committed = at.saved.clone();
-    let out = at.copy.path().to_path_buf();
-    let mut pending = next;
-    let mut status = status;
-    let now = SystemTime::now();
-    status.position = Some(pending.pos.clone());
-    status.updated_at = Some(now);
-    status.replica_time = Some(newest);
-    status.apply_delay = now.duration_since(newest).ok();
-    status.updates += 1;
-    status.pages = size;
-    at.copy
-        .apply(&pages, size, |hash| {
-            pending.hash = hex(hash);
-            write_state(
-                &out,
-                &StateFile {
-                    version: 1,
-                    committed,
-                    pending: Some(pending.clone()),
-                    status: status.clone(),
-                },
-            )
-        })
-        .map_err(classify_copy_error)?;
-    at.saved = pending;
-    Ok(status)
-}
-
-/// What follows a position in a generation's listing.
-#[derive(Debug, PartialEq, Eq)]
-enum Next {
-    Nothing,
-    /// The segments to apply next, in order (their contiguity inside an index is checked
-    /// when they are applied).
-    Segments(Vec<WalSegmentInfo>),
-    /// Something later is listed but not what must come next.
-    Gap,
-}
-
-/// The segments after position (`index`, `offset`) in `listed` (sorted by index, offset).
-fn next_segments(listed: &[WalSegmentInfo], index: u32, offset: u64) -> Next {
-    let later: Vec<&WalSegmentInfo> = listed
-        .iter()
-        .filter(|s| (s.index, u64::from(s.offset)) >= (index, offset))
-        .collect();
-    if later.is_empty() {
-        return Next::Nothing;
-    }
-    // The copy's index must still be listed: if retention removed it, whether it ended
-    // where the copy is cannot be known.
-    if !listed.iter().any(|s| s.index == index) {
-        return Next::Gap;
-    }
-    let mut cur = index;
-    let mut out = Vec::new();
-    for s in later {
-        let ok = if s.index == index && out.is_empty() {
-            u64::from(s.offset) == offset
-        } else if s.index == cur {
-            true
-        } else {
-            s.index == cur + 1 && s.offset == 0
-        };
-        if !ok {
-            break;
-        }
-        cur = s.index;
-        out.push(s.clone());
-    }
-    if out.is_empty() {
-        Next::Gap
-    } else {
-        Next::Segments(out)
-    }
-}
-
-fn temp_beside(output: &Path) -> PathBuf {
-    let mut r = [0u8; 8];
-    let _ = getrandom::fill(&mut r);
-    let name = output
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    output.with_file_name(format!(".{name}.follow-{:016x}.tmp", u64::from_be_bytes(r)))
-}
-
-fn remove_with_side_files(p: &Path) {
-    for suffix in ["", "-wal", "-shm", "-journal"] {
-        let mut s = p.as_os_str().to_owned();
-        s.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(s));
-    }
-}
-
-/// Removes temporary files a killed follower left beside `output`.
-fn clean_temp_files(output: &Path) {
-    let (Some(dir), Some(name)) = (output.parent(), output.file_name()) else {
-        return;
-    };
-    let prefix = format!(".{}.follow-", name.to_string_lossy());
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let n = e.file_name().to_string_lossy().into_owned();
-            // Also the restore's own temporary file beside ours (`.` + our name + ...).
-            if n.starts_with(&prefix) || n.strip_prefix('.').is_some_and(|r| r.starts_with(&prefix))
-            {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn seg(index: u32, offset: u32) -> WalSegmentInfo {
-        WalSegmentInfo {
-            generation: Generation(1),
-            index,
-            offset,
-            size: 10,
-            created: SystemTime::UNIX_EPOCH,
-        }
-    }
-
-    fn keys(n: &Next) -> Vec<(u32, u32)> {
-        match n {
-            Next::Segments(v) => v.iter().map(|s| (s.index, s.offset)).collect(),
-            _ => vec![],
-        }
-    }
-
-    #[test]
-    fn next_segments_follow_the_chain() {
-        let l = vec![seg(1, 0), seg(1, 100), seg(1, 200), seg(2, 0), seg(2, 50)];
-        assert_eq!(next_segments(&l, 2, 50 + 1), Next::Nothing);
-        assert_eq!(
-            keys(&next_segments(&l, 1, 100)),
-            [(1, 100), (1, 200), (2, 0), (2, 50)]
-        );
-        assert_eq!(keys(&next_segments(&l, 1, 300)), [(2, 0), (2, 50)]);
-        assert_eq!(keys(&next_segments(&l, 2, 50)), [(2, 50)]);
-        // Not at the copy's offset: a gap.
-        assert_eq!(next_segments(&l, 1, 150), Next::Gap);
-        // The copy's index is gone (retention): a gap even though index 2 starts at 0.
-        let l2 = vec![seg(2, 0), seg(2, 50)];
-        assert_eq!(next_segments(&l2, 1, 300), Next::Gap);
-        // An index missing in the middle ends the chain before it.
-        let l3 = vec![seg(1, 0), seg(3, 0)];
-        assert_eq!(next_segments(&l3, 1, 0), Next::Segments(vec![seg(1, 0)]));
-        assert_eq!(next_segments(&l3, 1, 10), Next::Gap);
     }
 }
