@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::pos::Generation;
 use crate::restore::replay::SavedReplay;
 
-/// How a [`Follower`] follows.
+/// How a [`Follower`](super::Follower) follows.
 #[derive(Debug, Clone)]
 pub struct FollowOptions {
     /// How often a replica is listed (a file replica is watched instead and listed when it
