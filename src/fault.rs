@@ -155,12 +155,7 @@ fn fire(specs: &[Spec], name: &str) {
                 "walship: fault point {name} hit {}: killing the process",
                 s.nth
             );
-            // SAFETY: kill(2) on our own pid with a signal that cannot be caught.
-            unsafe {
-                libc::kill(libc::getpid(), libc::SIGKILL);
-            }
-            // SIGKILL to ourselves is delivered before kill returns; never go on regardless.
-            std::process::abort();
+            crate::platform::kill_self();
         }
     }
 }

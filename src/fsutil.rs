@@ -8,9 +8,7 @@ use crate::error::{Error, Result};
 
 /// fsyncs a directory so a rename or create inside it survives a crash.
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(Error::io("fsync directory", dir))
+    crate::platform::sync_dir(dir).map_err(Error::io("fsync directory", dir))
 }
 
 /// Creates `dir` and its parents, fsyncing each parent whose entry list changed.
@@ -71,7 +69,7 @@ pub(crate) fn write_atomic_with(
         f.sync_all().map_err(Error::io("fsync", &tmp))?;
         drop(f);
         crate::fault::point("file.after_write");
-        std::fs::rename(&tmp, path).map_err(Error::io("rename into place", path))?;
+        crate::platform::rename(&tmp, path).map_err(Error::io("rename into place", path))?;
         crate::fault::point("file.after_rename");
         sync_dir(dir)
     })();

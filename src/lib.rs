@@ -30,6 +30,7 @@
 //!
 //! | layer | module | what it holds |
 //! |---|---|---|
+//! | system | `platform` | what differs between Linux, macOS and Windows (positioned reads and writes, file identity, durable renames, the host name, the crash points' kill); nothing else has a `cfg` for these |
 //! | formats | [`pos`], `layout`, `compress`, `sqlite`, [`error`], [`event`], `fault`, `busy`, `secret` | positions, remote path names, LZ4 frames, WAL parsing and checksums (pure, fuzzed); the error type; events; crash points for the crash tests; the locked-database log policy; secrets kept out of logs |
 //! | helpers | `fsutil`, `metrics`, `watch` | durable local writes; Prometheus metrics (Litestream's names); file-change notifications for both directions |
 //! | storage | [`backend`] | the [`ReplicaClient`] trait; one module per backend (file, S3, GCS, Azure Blob, SFTP, HTTP: WebDAV or static) and `age` encryption over any of them; knows no config, metrics or engine |
@@ -64,6 +65,7 @@ mod fsutil;
 pub mod layout;
 #[doc(hidden)]
 pub mod metrics;
+mod platform;
 pub mod pos;
 #[doc(hidden)]
 pub mod replica;

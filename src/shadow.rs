@@ -4,7 +4,6 @@
 //! for upload. `db` keeps the shadow WAL growing; `replica`, validation and `status` read
 //! it through here.
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::compress;
@@ -168,7 +167,7 @@ impl ShadowOverlay {
 pub(crate) fn read_exact_at(f: &File, buf: &mut [u8], at: u64, path: &Path) -> Result<usize> {
     let mut done = 0;
     while done < buf.len() {
-        match f.read_at(&mut buf[done..], at + done as u64) {
+        match crate::platform::read_at(f, &mut buf[done..], at + done as u64) {
             Ok(0) => break,
             Ok(n) => done += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}

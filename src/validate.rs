@@ -10,7 +10,6 @@
 //! temporary directory; then the two files are compared page by page ([`compare_files`]).
 //! [`crate::replica::Replica::validate`] runs these steps and acts on the result.
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use crate::backend::{SnapshotInfo, WalSegmentInfo};
@@ -120,7 +119,7 @@ pub fn compare_files(image: &Path, restored: &Path) -> Result<(u64, Option<Strin
 }
 
 fn read_full(f: &File, buf: &mut [u8], at: u64, path: &Path) -> Result<()> {
-    f.read_exact_at(buf, at).map_err(Error::io("read", path))
+    crate::platform::read_exact_at(f, buf, at).map_err(Error::io("read", path))
 }
 
 /// The restore plan that rebuilds the database at exactly `pos` from a replica's listing of

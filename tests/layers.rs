@@ -14,10 +14,11 @@ const LAYERS: &[(&str, u32)] = &[
     // pure formats and shared vocabulary
     ("error", 0),
     ("pos", 0),
+    ("platform", 0),
     ("layout", 1),
     ("compress", 0),
     ("sqlite", 1),
-    ("fault", 0),
+    ("fault", 1),
     ("event", 1),
     ("secret", 0),
     // leaf helpers

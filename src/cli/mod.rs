@@ -13,6 +13,7 @@ use walship::engine;
 use walship::restore::ReplicaSource;
 
 pub mod list;
+pub mod process;
 pub mod replicate;
 pub mod restore;
 pub mod status;
@@ -210,23 +211,7 @@ pub fn logging_config(command: &Command) -> Option<config::LoggingConfig> {
         .map(|l| l.config.logging)
 }
 
-/// Waits for SIGINT or SIGTERM and returns which (never returns if the handlers cannot be
-/// installed).
-pub async fn next_signal() -> i32 {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
-        (Ok(mut i), Ok(mut t)) => {
-            tokio::select! {
-                _ = i.recv() => libc::SIGINT,
-                _ = t.recv() => libc::SIGTERM,
-            }
-        }
-        _ => std::future::pending().await,
-    }
-}
+pub use process::next_stop;
 
 /// Long flag names that Go spells with one dash. Everything here may be written `-name`,
 /// `-name=value`, `--name` or `--name=value`.

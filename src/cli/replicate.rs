@@ -93,13 +93,13 @@ pub async fn run(args: ReplicateArgs) -> Result<u8> {
     let Some(cmd) = exec else {
         let handle = engine.start();
         let server = listener.map(|l| l.serve(handle.clone()));
-        super::next_signal().await;
+        let stop = super::next_stop().await;
         tokio::spawn(async {
-            super::next_signal().await;
+            super::next_stop().await;
             warn!("second signal received, exiting at once");
             std::process::exit(1);
         });
-        info!("signal received, walship shutting down");
+        info!(%stop, "walship shutting down");
         let r = handle.shutdown().await;
         if let Some(s) = server {
             s.stop().await;
@@ -107,7 +107,7 @@ pub async fn run(args: ReplicateArgs) -> Result<u8> {
         r?;
         return Ok(0);
     };
-    let argv = shell_words::split(&cmd)
+    let argv = super::process::split_command(&cmd)
         .with_context(|| format!("-exec {cmd:?}: cannot split into arguments"))?;
     let Some((prog, rest)) = argv.split_first() else {
         bail!("-exec is empty");
@@ -125,27 +125,16 @@ pub async fn run(args: ReplicateArgs) -> Result<u8> {
             bail!("-exec: cannot start {prog:?}: {e}");
         }
     };
-    let pid = child.id();
     let status = loop {
         tokio::select! {
             st = child.wait() => break st.with_context(|| format!("wait for {prog:?}"))?,
-            sig = super::next_signal() => {
-                info!(signal = sig, "forwarding signal to the child process");
-                if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-                    // SAFETY: kill(2) with a pid we spawned and a valid signal number.
-                    unsafe {
-                        libc::kill(pid, sig);
-                    }
-                }
+            stop = super::next_stop() => {
+                info!(%stop, "passing the stop request on to the child process");
+                super::process::forward(&mut child, stop);
             }
         }
     };
-    use std::os::unix::process::ExitStatusExt;
-    let code = match (status.code(), status.signal()) {
-        (Some(c), _) => c,
-        (None, Some(sig)) => 128 + sig,
-        _ => 1,
-    };
+    let code = super::process::exit_code(status);
     info!(code, "subprocess exited, walship shutting down");
     let shutdown = handle.shutdown().await;
     if let Some(s) = server {

@@ -256,7 +256,7 @@ async fn follow(
         })?;
     let argv = match exec {
         Some(cmd) => {
-            let argv = shell_words::split(cmd)
+            let argv = super::process::split_command(cmd)
                 .with_context(|| format!("-exec {cmd:?}: cannot split into arguments"))?;
             if argv.is_empty() {
                 bail!("-exec is empty");
@@ -311,30 +311,26 @@ async fn follow(
         tokio::select! {
             r = follower.wait() => {
                 if let Some(c) = child.as_mut() {
-                    stop_child(c).await;
+                    super::process::stop_child(c).await;
                 }
                 r?;
                 break 0;
             }
             st = async { child.as_mut().expect("guarded").wait().await }, if child.is_some() => {
                 let st = st.context("wait for the -exec command")?;
-                use std::os::unix::process::ExitStatusExt;
-                let code = st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0));
+                let code = super::process::exit_code(st);
                 info!(code, "follow: the -exec command exited, stopping");
                 follower.shutdown().await?;
                 break code;
             }
-            sig = super::next_signal() => {
-                match child.as_ref().and_then(|c| c.id()).and_then(|p| i32::try_from(p).ok()) {
-                    Some(pid) => {
-                        info!(signal = sig, "forwarding signal to the -exec command");
-                        // SAFETY: kill(2) with a pid we spawned and a valid signal number.
-                        unsafe {
-                            libc::kill(pid, sig);
-                        }
+            stop = super::next_stop() => {
+                match child.as_mut() {
+                    Some(c) => {
+                        info!(%stop, "passing the stop request on to the -exec command");
+                        super::process::forward(c, stop);
                     }
                     None => {
-                        info!("signal received, follower stopping");
+                        info!(%stop, "follower stopping");
                         follower.shutdown().await?;
                         break 0;
                     }
@@ -356,22 +352,6 @@ async fn follow(
         }
     };
     Ok(code)
-}
-
-/// SIGTERM to the `-exec` command, then up to 10 s for it to exit before SIGKILL.
-async fn stop_child(c: &mut tokio::process::Child) {
-    if let Some(pid) = c.id().and_then(|p| i32::try_from(p).ok()) {
-        // SAFETY: kill(2) with a pid we spawned.
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
-    }
-    if tokio::time::timeout(std::time::Duration::from_secs(10), c.wait())
-        .await
-        .is_err()
-    {
-        let _ = c.kill().await;
-    }
 }
 
 /// Progress of a restore: a bar on a terminal, else a log line every tenth of a long run of

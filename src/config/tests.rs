@@ -12,13 +12,30 @@ fn load(yaml: &str) -> LoadedConfig {
         .unwrap_or_else(|e| panic!("config should load: {e}\n{yaml}"))
 }
 
+/// `p` made absolute as the config makes it: `p` itself on Unix, on the current drive on
+/// Windows (`/data/app.db` is `Z:\data\app.db` under Wine).
+fn abs(p: &str) -> PathBuf {
+    std::path::absolute(p).unwrap()
+}
+
+/// An error message with Unix paths, whatever the system: on Windows the current drive's
+/// root becomes `/` and `\` becomes `/`, so one expected text serves both.
+fn unix_paths(msg: String) -> String {
+    if cfg!(windows) {
+        let root = abs("/").display().to_string();
+        msg.replace(&root, "/").replace('\\', "/")
+    } else {
+        msg
+    }
+}
+
 fn load_err(yaml: &str) -> String {
     match Config::from_yaml(yaml, Path::new(FILE), false) {
         Ok(c) => panic!("config should fail: {yaml}\n{c:?}"),
         Err(e) => {
             let msg = e.to_string();
             assert!(msg.contains(FILE), "the message names the file: {msg}");
-            msg
+            unix_paths(msg)
         }
     }
 }
@@ -51,7 +68,7 @@ fn defaults() {
     assert_eq!(c.logging.format, LogFormat::Text);
     assert!(!c.logging.stderr);
     let db = &c.dbs[0];
-    assert_eq!(db.path, PathBuf::from("/var/lib/app.db"));
+    assert_eq!(db.path, abs("/var/lib/app.db"));
     assert_eq!(db.meta_path, None);
     assert_eq!(db.monitor_interval, Duration::from_secs(1));
     assert_eq!(db.checkpoint_interval, Some(Duration::from_secs(60)));
@@ -62,7 +79,7 @@ fn defaults() {
     assert_eq!(
         r.target,
         ReplicaTarget::File {
-            path: PathBuf::from("/backups/app")
+            path: abs("/backups/app")
         }
     );
     assert_eq!(r.sync_interval, Duration::from_secs(1));
@@ -72,9 +89,9 @@ fn defaults() {
     assert_eq!(r.validation_interval, None);
     assert!(!r.age.is_enabled());
     // The constructors give the same defaults.
-    let mut built = DbConfig::new("/var/lib/app.db");
+    let mut built = DbConfig::new(abs("/var/lib/app.db"));
     built.replicas.push(ReplicaConfig::new(ReplicaTarget::File {
-        path: PathBuf::from("/backups/app"),
+        path: abs("/backups/app"),
     }));
     assert_eq!(&built, db);
 }
@@ -164,7 +181,10 @@ dbs:
         }
     );
     let db = &c.dbs[0];
-    assert_eq!(db.meta_path.as_deref(), Some(Path::new("/data/.a-meta")));
+    assert_eq!(
+        db.meta_path.as_deref(),
+        Some(abs("/data/.a-meta").as_path())
+    );
     assert_eq!(db.monitor_interval, Duration::from_millis(250));
     assert_eq!(db.checkpoint_interval, Some(Duration::from_secs(300)));
     assert_eq!(db.min_checkpoint_page_count, 500);
@@ -209,7 +229,7 @@ dbs:
             host: "backup.example.com:22".into(),
             user: "bob".into(),
             password: Some(Secret::new("SFTPPASS")),
-            key_path: Some(PathBuf::from("/etc/walship/id_ed25519")),
+            key_path: Some(abs("/etc/walship/id_ed25519")),
             host_key: None,
             skip_host_key_check: false,
             path: "/srv/backups/a".into(),
@@ -630,7 +650,7 @@ dbs:
 #[test]
 fn repeated_keys_last_wins_with_warning() {
     let loaded = load("dbs:\n  - path: /x.db\n    path: /y.db\n    replicas: [{path: /b}]\n");
-    assert_eq!(loaded.config.dbs[0].path, PathBuf::from("/y.db"));
+    assert_eq!(loaded.config.dbs[0].path, abs("/y.db"));
     assert_eq!(
         loaded.warnings,
         ["dbs[0]: key \"path\" appears more than once; the last value is used"]
@@ -763,8 +783,8 @@ fn file_replica_paths_are_absolute() {
     assert_eq!(
         paths,
         [
-            cwd.join("data/replica"),
-            PathBuf::from("/srv/replica"),
+            cwd.join("data").join("replica"),
+            abs("/srv/replica"),
             home.join("backups")
         ]
     );
@@ -906,7 +926,14 @@ fn load_reads_files_and_reports_missing_ones() {
 fn default_config_path_is_etc_litestream() {
     // Only the fallback can be checked without mutating the process environment.
     if std::env::var_os("LITESTREAM_CONFIG").is_none_or(|v| v.is_empty()) {
+        #[cfg(unix)]
         assert_eq!(default_config_path(), PathBuf::from("/etc/litestream.yml"));
+        // Litestream v0.3.13's Windows default (cmd/litestream/main_windows.go).
+        #[cfg(windows)]
+        assert_eq!(
+            default_config_path(),
+            PathBuf::from(r"C:\Litestream\litestream.yml")
+        );
     }
 }
 
@@ -956,23 +983,23 @@ fn directory_form_is_litestream_v05s() {
     assert!(l.warnings.is_empty(), "{:?}", l.warnings);
     assert!(l.config.dbs.is_empty());
     let d = &l.config.dirs[0];
-    assert_eq!(d.dir, PathBuf::from("/data/tenants"));
+    assert_eq!(d.dir, abs("/data/tenants"));
     assert_eq!(d.pattern, "*.db");
     assert!(d.recursive && d.watch);
     assert_eq!(d.template.monitor_interval, Duration::from_secs(2));
     let c = l
         .config
-        .find_db_in_dirs(Path::new("/data/tenants/eu/a.db"))
+        .find_db_in_dirs(&abs("/data/tenants/eu/a.db"))
         .unwrap();
     assert_eq!(
         c.replicas[0].target,
         ReplicaTarget::File {
-            path: "/backups/tenants/eu/a.db".into()
+            path: abs("/backups/tenants/eu/a.db")
         }
     );
     assert!(
         l.config
-            .find_db_in_dirs(Path::new("/data/tenants/a.txt"))
+            .find_db_in_dirs(&abs("/data/tenants/a.txt"))
             .is_none()
     );
 

@@ -28,7 +28,6 @@
 //!   usually start a new generation.
 //! - **Used once**: the proof is removed when it is read, whatever the outcome. A stop that
 //!   is not clean (kill -9, a crash, a power cut) leaves none.
-use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -59,14 +58,22 @@ pub(super) struct FileStamp {
 }
 
 impl FileStamp {
-    pub(super) fn of(md: &std::fs::Metadata) -> FileStamp {
-        FileStamp {
-            dev: md.dev(),
-            ino: md.ino(),
+    /// The stamp of the file at `path`, whose metadata is `md`. Where the system has no
+    /// change time (Windows), `ctime_ns` is 0 and the mtime, size and identity decide.
+    pub(super) fn of(path: &Path, md: &std::fs::Metadata) -> Result<FileStamp> {
+        let id = crate::platform::file_id(path, md).map_err(Error::io("stat", path))?;
+        let mtime_ns = md
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos() as i128);
+        Ok(FileStamp {
+            dev: id.dev,
+            ino: id.ino,
             size: md.len(),
-            mtime_ns: i128::from(md.mtime()) * 1_000_000_000 + i128::from(md.mtime_nsec()),
-            ctime_ns: i128::from(md.ctime()) * 1_000_000_000 + i128::from(md.ctime_nsec()),
-        }
+            mtime_ns,
+            ctime_ns: crate::platform::change_time_ns(md).unwrap_or(0),
+        })
     }
 }
 
@@ -134,7 +141,7 @@ impl Db {
         }
         conn.main_file()?.sync()?;
         let md = std::fs::metadata(&self.opts.path).map_err(Error::io("stat", &self.opts.path))?;
-        let stamp = FileStamp::of(&md);
+        let stamp = FileStamp::of(&self.opts.path, &md)?;
         // Let the clock pass the file's mtime before anyone else may write (see CLOCK_MARGIN).
         let mtime = md.modified().map_err(Error::io("stat", &self.opts.path))?;
         let deadline = std::time::Instant::now() + Duration::from_secs(1);
@@ -218,8 +225,9 @@ impl Db {
                 return Err(Error::io("stat", &self.opts.path)(e));
             }
         };
-        if FileStamp::of(&md) != proof.db {
-            debug!(db = %self.opts.path.display(), recorded = ?proof.db, now = ?FileStamp::of(&md), "clean-stop proof: the database file's stamp differs");
+        let now = FileStamp::of(&self.opts.path, &md)?;
+        if now != proof.db {
+            debug!(db = %self.opts.path.display(), recorded = ?proof.db, ?now, "clean-stop proof: the database file's stamp differs");
             conn.unlock()?;
             return Ok(Resume::Refused("the database file changed"));
         }

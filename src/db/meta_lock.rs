@@ -77,24 +77,7 @@ impl MetaLock {
     }
 }
 
-/// This machine's name, for messages (empty when unknown).
-pub(crate) fn hostname() -> String {
-    #[cfg(unix)]
-    {
-        let mut buf = [0u8; 256];
-        // SAFETY: gethostname writes at most `buf.len()` bytes into a buffer we own.
-        let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-        if rc == 0 {
-            let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-            return String::from_utf8_lossy(&buf[..end]).into_owned();
-        }
-        String::new()
-    }
-    #[cfg(not(unix))]
-    {
-        String::new()
-    }
-}
+pub(crate) use crate::platform::hostname;
 
 #[cfg(test)]
 mod tests {

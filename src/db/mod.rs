@@ -7,7 +7,6 @@
 //! silent gap.
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -27,6 +26,7 @@ use crate::config;
 use crate::error::{Error, Result};
 use crate::fsutil::{create_dir_all_synced, write_atomic};
 use crate::layout;
+use crate::platform::FileId;
 use crate::pos::{Generation, MAX_INDEX, Pos};
 use crate::shadow::{
     self, GenerationFile, ShadowOverlay, compress_range, finish_compressed, read_exact_at,
@@ -113,8 +113,8 @@ impl Shadow {
 
 struct Inner {
     conn: Option<DbConn>,
-    db_id: Option<(u64, u64)>,
-    wal_id: Option<(u64, u64)>,
+    db_id: Option<FileId>,
+    wal_id: Option<FileId>,
     shadow: Option<Shadow>,
     loaded: bool,
     last_checkpoint: Instant,
@@ -137,7 +137,7 @@ struct Inner {
 /// See [`Db::change_key`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ChangeKey {
-    wal_ino: u64,
+    wal_id: FileId,
     wal_len: u64,
     shm_header: [u8; crate::sqlite::file::SHM_HEADER_SIZE],
 }
@@ -178,8 +178,8 @@ impl std::fmt::Debug for Db {
     }
 }
 
-fn file_id(md: &std::fs::Metadata) -> (u64, u64) {
-    (md.dev(), md.ino())
+fn file_id(path: &Path, md: &std::fs::Metadata) -> Result<FileId> {
+    crate::platform::file_id(path, md).map_err(Error::io("stat", path))
 }
 
 enum Advance {
@@ -353,7 +353,8 @@ impl Db {
         };
         self.metrics.db_size.set(db_md.len() as i64);
         let mut force_reason = None;
-        if inner.db_id.is_some_and(|id| id != file_id(&db_md)) {
+        let db_id = file_id(&self.opts.path, &db_md)?;
+        if inner.db_id.is_some_and(|id| id != db_id) {
             warn!(db = %self.opts.path.display(), "database file was replaced; reopening");
             inner.conn = None;
             force_reason = Some("database file replaced".to_string());
@@ -363,7 +364,7 @@ impl Db {
             // Before anything is written to the meta directory, and only for a file SQLite
             // opened: a file that is not a database leaves no meta directory behind.
             self.claim()?;
-            inner.db_id = Some(file_id(&db_md));
+            inner.db_id = Some(db_id);
             inner.conn = Some(conn);
             inner.wal_id = None;
             inner.last_wal_stat = None;
@@ -393,7 +394,8 @@ impl Db {
                 std::fs::metadata(&self.wal_path).map_err(Error::io("stat", &self.wal_path))?
             }
         };
-        if inner.wal_id.is_some_and(|id| id != file_id(&wal_md)) && force_reason.is_none() {
+        let wal_id = file_id(&self.wal_path, &wal_md)?;
+        if inner.wal_id.is_some_and(|id| id != wal_id) && force_reason.is_none() {
             // Someone deleted and recreated the -wal while we had it open: our connections
             // see another file than the application's. Reopen and start over.
             warn!(db = %self.opts.path.display(), "wal file was replaced; reopening");
@@ -401,14 +403,14 @@ impl Db {
             inner.conn = Some(DbConn::open(&self.opts.path)?);
             force_reason = Some("wal file replaced".to_string());
         }
-        inner.wal_id = Some(file_id(&wal_md));
+        inner.wal_id = Some(wal_id);
         self.metrics.wal_size.set(wal_md.len() as i64);
         self.wal_len_at_sync
             .store(wal_md.len(), std::sync::atomic::Ordering::Relaxed);
 
         // Taken before looking at the WAL, so a commit that lands while this sync runs
         // changes the key and the next sync looks again.
-        let key = Self::change_key(inner, &wal_md);
+        let key = Self::change_key(inner, wal_id, &wal_md);
         if force_reason.is_none()
             && inner.shadow.is_some()
             && key.is_some()
@@ -470,10 +472,10 @@ impl Db {
         md.len().saturating_sub(at_sync) >= u64::from(self.opts.min_checkpoint_page_count) * 4120
     }
 
-    fn change_key(inner: &Inner, wal_md: &std::fs::Metadata) -> Option<ChangeKey> {
+    fn change_key(inner: &Inner, wal_id: FileId, wal_md: &std::fs::Metadata) -> Option<ChangeKey> {
         let hdr = inner.conn.as_ref()?.main_file().ok()?.shm_header()?;
         Some(ChangeKey {
-            wal_ino: wal_md.ino(),
+            wal_id,
             wal_len: wal_md.len(),
             shm_header: hdr,
         })
@@ -724,12 +726,12 @@ impl Db {
                     open_out(&mut out)?;
                     let f = out.as_ref().expect("opened");
                     if !pending.is_empty() {
-                        f.write_all_at(&pending, written)
+                        crate::platform::write_all_at(f, &pending, written)
                             .map_err(Error::io("write", &path))?;
                         written += pending.len() as u64;
                         pending.clear();
                     }
-                    f.write_all_at(&buf[..committed], written)
+                    crate::platform::write_all_at(f, &buf[..committed], written)
                         .map_err(Error::io("write", &path))?;
                     written = commit_end;
                     written_ck = commit_ck;
@@ -782,8 +784,7 @@ impl Db {
                     ));
                 }
                 ck = scan.valid_checksum;
-                f.write_all_at(&buf, cur)
-                    .map_err(Error::io("write", &path))?;
+                crate::platform::write_all_at(f, &buf, cur).map_err(Error::io("write", &path))?;
                 cur += len;
             }
             if ck != commit_ck {

@@ -869,7 +869,10 @@ mod tests {
         let dbc = &loaded.config.dbs[0];
         assert_eq!(
             format!("{:?}", db_options(dbc)),
-            format!("{:?}", DbOptions::new("/data/app.db"))
+            format!(
+                "{:?}",
+                DbOptions::new(std::path::absolute("/data/app.db").unwrap())
+            )
         );
         let rc = &dbc.replicas[0];
         assert_eq!(

@@ -323,11 +323,9 @@ impl PageBuf {
 
     /// Writes the buffered pages, in page order.
     fn flush(&mut self) -> Result<()> {
-        use std::os::unix::fs::FileExt;
         let ps = u64::from(self.page_size);
         for (pgno, page) in std::mem::take(&mut self.pending) {
-            self.file
-                .write_all_at(&page, u64::from(pgno - 1) * ps)
+            crate::platform::write_all_at(&self.file, &page, u64::from(pgno - 1) * ps)
                 .map_err(Error::io("write page to", &self.path))?;
             self.pages_written += 1;
         }
@@ -538,7 +536,7 @@ pub(crate) fn install(tmp: &Path, output: &Path) -> Result<()> {
             if std::fs::symlink_metadata(output).is_ok() {
                 return Err(Error::OutputExists(output.to_path_buf()));
             }
-            std::fs::rename(tmp, output)
+            crate::platform::rename(tmp, output)
                 .map_err(Error::io("rename restored database to", output))?;
         }
     }
@@ -559,7 +557,9 @@ mod tests {
     fn temp_file_is_beside_output_and_cleaned_up() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("sub").join("app.db");
-        let (guard, _f) = create_temp(&out).unwrap();
+        let (guard, f) = create_temp(&out).unwrap();
+        // Closed first: Windows keeps the name of a deleted file that is still open.
+        drop(f);
         let name = guard
             .path()
             .file_name()
@@ -585,7 +585,8 @@ mod tests {
         assert!(matches!(create_temp(&out), Err(Error::OutputExists(_))));
 
         let out2 = dir.path().join("b.db");
-        let (mut guard, _f) = create_temp(&out2).unwrap();
+        let (mut guard, f) = create_temp(&out2).unwrap();
+        drop(f);
         std::fs::write(guard.path(), b"restored").unwrap();
         // Someone creates the output while the restore runs.
         std::fs::write(&out2, b"theirs").unwrap();

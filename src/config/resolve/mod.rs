@@ -223,9 +223,9 @@ impl Resolver<'_> {
                 return Err(self.invalid(
                     format!("dbs[{i}]"),
                     format!(
-                        "db {:?} is listed twice (also dbs[{j}]); merge the two entries into \
-                         one with a replicas: list",
-                        a.path.display().to_string()
+                        "db \"{}\" is listed twice (also dbs[{j}]); merge the two entries \
+                         into one with a replicas: list",
+                        a.path.display()
                     ),
                 ));
             }
@@ -288,7 +288,8 @@ impl Resolver<'_> {
             ));
         };
         let path = absolutize(Path::new(&raw_path)).map_err(|m| self.invalid(&keys, m))?;
-        let label = format!("db {:?}", path.display().to_string());
+        // Quoted as written, not escaped: `C:\data\app.db`, not `C:\\data\\app.db`.
+        let label = format!("db \"{}\"", path.display());
 
         let meta_path = match non_empty(raw.meta_path) {
             Some(p) => Some(absolutize(Path::new(&p)).map_err(|m| self.invalid(&label, m))?),

@@ -262,7 +262,17 @@ fn file_target(u: &ParsedUrl<'_>) -> Result<ReplicaTarget, String> {
         // `file://~/dir` and `file://./dir` mean what they look like.
         (None, host @ ("~" | "." | "..")) => format!("{host}{}", u.path),
         (None, "") => u.path.clone(),
+        // `file://server/share/dir`: a Windows UNC path (`\\server\share\dir`).
+        #[cfg(windows)]
+        (None, host) => format!(r"\\{host}{}", u.path),
+        #[cfg(not(windows))]
         (None, host) => format!("/{host}{}", u.path),
+    };
+    // `file:///C:/backups/app`: the drive letter follows the URL's leading `/`.
+    #[cfg(windows)]
+    let raw = match raw.as_bytes() {
+        [b'/', d, b':', ..] if d.is_ascii_alphabetic() => raw[1..].to_string(),
+        _ => raw,
     };
     if raw.is_empty() {
         return Err("file url has no path; write file:///absolute/dir or file:relative/dir".into());
@@ -465,9 +475,8 @@ fn sftp_target(u: &ParsedUrl<'_>) -> Result<ReplicaTarget, String> {
         path: if u.path.is_empty() {
             String::new()
         } else {
-            clean_path(Path::new(&u.path))
-                .to_string_lossy()
-                .into_owned()
+            // A path on the server: `/`-separated whatever this machine uses.
+            format!("/{}", clean_key_prefix(&u.path))
         },
     })
 }

@@ -1,6 +1,5 @@
 //! URL forms of every replica type, as Litestream v0.3.13 reads them.
 use super::*;
-use std::path::PathBuf;
 
 fn s3(url: &str) -> S3Config {
     match ReplicaTarget::from_url(url) {
@@ -23,19 +22,22 @@ fn is_url_like_litestream() {
 
 #[test]
 fn file_urls() {
+    // `/abs` on Unix, on the current drive on Windows (`Z:\\abs` under Wine).
+    let abs = |p: &str| std::path::absolute(p).unwrap();
     let cwd = std::env::current_dir().unwrap();
     let home = std::env::home_dir().unwrap();
     let cases = [
-        ("file:///abs/path", PathBuf::from("/abs/path")),
-        ("file:///tmp/a/../b/", PathBuf::from("/tmp/b")),
-        ("file:/abs", PathBuf::from("/abs")),
-        ("file://host/p", PathBuf::from("/host/p")),
+        ("file:///abs/path", abs("/abs/path")),
+        ("file:///tmp/a/../b/", abs("/tmp/b")),
+        ("file:/abs", abs("/abs")),
+        #[cfg(unix)]
+        ("file://host/p", abs("/host/p")),
         ("file:relative/x", cwd.join("relative/x")),
         ("file://./rel", cwd.join("rel")),
         ("file:~/bk", home.join("bk")),
         ("file://~/bk", home.join("bk")),
-        ("file:///with%20space", PathBuf::from("/with space")),
-        ("FILE:///upper", PathBuf::from("/upper")),
+        ("file:///with%20space", abs("/with space")),
+        ("FILE:///upper", abs("/upper")),
     ];
     for (url, want) in cases {
         assert_eq!(
@@ -46,6 +48,32 @@ fn file_urls() {
     }
     let err = ReplicaTarget::from_url("file://").unwrap_err().to_string();
     assert!(err.contains("file url has no path"), "{err}");
+}
+
+/// The paths Windows users write: drive letters after `file:///`, either slash, spaces,
+/// and `file://server/share/...` as a UNC path.
+#[cfg(windows)]
+#[test]
+fn file_urls_on_windows() {
+    use std::path::PathBuf;
+    let cases = [
+        ("file:///C:/backups/app", r"C:\backups\app"),
+        ("file:///c:/Program%20Files/bk/", r"c:\Program Files\bk"),
+        (
+            "file://server/share/backups/app",
+            r"\\server\share\backups\app",
+        ),
+        ("file:C:/backups/./app", r"C:\backups\app"),
+    ];
+    for (url, want) in cases {
+        assert_eq!(
+            ReplicaTarget::from_url(url).unwrap(),
+            ReplicaTarget::File {
+                path: PathBuf::from(want)
+            },
+            "{url}"
+        );
+    }
 }
 
 #[test]
