@@ -104,6 +104,7 @@ fn every_example_loads() {
         "upstream-v05-database-options.yml",
         "guide-central.yml",
         "guide-laptop.yml",
+        "guide-windows.yml",
     ] {
         assert!(
             loaded.contains_key(name),
