@@ -5,6 +5,8 @@
 //! ```text
 //! app_writer write DB FROM TO [DELAY_MS]   insert rows FROM..=TO, one per transaction
 //! app_writer wait  DB N TIMEOUT_S          read DB until it holds rows 1..=N, then exit 0
+//! app_writer sleep SECONDS                  do nothing that long (under Wine: keeps the
+//!                                           session, and so its services, up)
 //! ```
 //!
 //! `write` creates `t(id INTEGER PRIMARY KEY, v TEXT)` in WAL mode if needed and prints
@@ -47,6 +49,10 @@ fn run(args: &[String]) -> Res<i32> {
             arg(2)?.parse()?,
             Duration::from_secs(arg(3)?.parse()?),
         ),
+        "sleep" => {
+            std::thread::sleep(Duration::from_secs(arg(1)?.parse()?));
+            Ok(0)
+        }
         other => Err(format!("unknown mode {other:?}").into()),
     }
 }

@@ -10,7 +10,9 @@ use cli::{Cli, Command};
 /// Sets up logging from the config's `logging:` block (when the command reads a config)
 /// and `WALSHIP_LOG` (an env-filter, which wins). Logs go to stderr unless the config says
 /// `stderr: false` explicitly for `replicate`; listings own stdout so scripts can parse it.
-fn init_logging(command: &Command) {
+///
+/// With `log_file` (a Windows service, which has no console) logs are appended there.
+fn init_logging(command: &Command, log_file: Option<std::fs::File>) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     use walship::config::{LogFormat, LogLevel};
@@ -33,13 +35,26 @@ fn init_logging(command: &Command) {
     let json = cfg.as_ref().is_some_and(|l| l.format == LogFormat::Json);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal());
-    let _ = if json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
+        .with_target(false);
+    let _ = match (log_file, json) {
+        (Some(f), true) => builder
+            .with_writer(std::sync::Mutex::new(f))
+            .with_ansi(false)
+            .json()
+            .try_init(),
+        (Some(f), false) => builder
+            .with_writer(std::sync::Mutex::new(f))
+            .with_ansi(false)
+            .try_init(),
+        (None, true) => builder
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .json()
+            .try_init(),
+        (None, false) => builder
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
     };
 }
 
@@ -67,7 +82,24 @@ fn main() -> ExitCode {
             };
         }
     };
-    init_logging(&cli.command);
+    #[cfg(windows)]
+    if let Command::Service(a) = cli.command {
+        return match cli::service::run(a, run) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    ExitCode::from(run(cli, None))
+}
+
+/// Runs a parsed command to its end; the process exit code. Logs go to `log_file` when
+/// given (a Windows service), else to stderr.
+fn run(cli: Cli, log_file: Option<std::fs::File>) -> u8 {
+    let to_file = log_file.is_some();
+    init_logging(&cli.command, log_file);
     // Bounded blocking pool: database syncs, snapshot reads and compression run there; with
     // thousands of databases an unbounded pool (and a malloc arena per thread) costs memory,
     // not speed.
@@ -89,35 +121,39 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
+            return 1;
         }
     };
     let res = rt.block_on(async move {
         match cli.command {
-            Command::Replicate(a) => cli::replicate::run(a).await.map(ExitCode::from),
-            Command::Restore(a) => cli::restore::run(a).await.map(|()| ExitCode::SUCCESS),
-            Command::Snapshots(a) => cli::list::snapshots(a).await.map(|()| ExitCode::SUCCESS),
-            Command::Generations(a) => cli::list::generations(a).await.map(|()| ExitCode::SUCCESS),
-            Command::Wal(a) => cli::list::wal(a).await.map(|()| ExitCode::SUCCESS),
-            Command::Databases(a) => cli::list::databases(a).map(|()| ExitCode::SUCCESS),
-            Command::Status(a) => cli::status::run(a).await.map(|()| ExitCode::SUCCESS),
+            Command::Replicate(a) => cli::replicate::run(a).await,
+            Command::Restore(a) => cli::restore::run(a).await.map(|()| 0),
+            Command::Snapshots(a) => cli::list::snapshots(a).await.map(|()| 0),
+            Command::Generations(a) => cli::list::generations(a).await.map(|()| 0),
+            Command::Wal(a) => cli::list::wal(a).await.map(|()| 0),
+            Command::Databases(a) => cli::list::databases(a).map(|()| 0),
+            Command::Status(a) => cli::status::run(a).await.map(|()| 0),
             Command::Version => {
                 println!("walship {}", cli::VERSION);
-                Ok(ExitCode::SUCCESS)
+                Ok(0)
             }
             Command::Completion(a) => {
-                cli::completion(&a, &mut std::io::stdout().lock()).map(|()| ExitCode::SUCCESS)
+                cli::completion(&a, &mut std::io::stdout().lock()).map(|()| 0)
             }
-            Command::Man(a) => {
-                cli::man(&a, &mut std::io::stdout().lock()).map(|()| ExitCode::SUCCESS)
-            }
+            Command::Man(a) => cli::man(&a, &mut std::io::stdout().lock()).map(|()| 0),
+            #[cfg(windows)]
+            Command::Service(_) => Ok(1),
         }
     });
     match res {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            if to_file {
+                tracing::error!("{e:#}");
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            1
         }
     }
 }

@@ -579,3 +579,134 @@ fn windows_paths_helpers_agree() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), "x");
 }
+
+/// `walship service install`, then the Service Control Manager runs it (`sc start`), and a
+/// stop from it (`sc stop`) runs the final sync: what was written just before is on the
+/// replica. Under Wine a service lives only as long as the Wine session, so a sleeping
+/// process keeps the session up while the service runs; on Windows it is started at boot.
+#[test]
+fn windows_service_runs_replicate_and_stops_with_a_final_sync() {
+    let Some(w) = Win::get("service") else { return };
+    let name = format!("walship-test-{}", std::process::id());
+    let db = w.c("app.db");
+    w.write_file(
+        "litestream.yml",
+        &format!(
+            "dbs:\n  - path: {db}\n    replicas:\n      - path: {}\n        sync-interval: 1h\n",
+            w.c("replica")
+        ),
+    );
+    let r = w.run("app_writer.exe", &["write", &db, "1", "20"]);
+    assert!(r.ok(), "{}", r.describe());
+    // Wine ends its services (with a shutdown control) when the last ordinary Windows
+    // process of the session exits: one stays up while the service runs.
+    let _session = w.spawn("session", "app_writer.exe", &[], &["sleep", "90"]);
+    let r = w.run(
+        "walship.exe",
+        &[
+            "service",
+            "install",
+            "-name",
+            &name,
+            "-start",
+            "manual",
+            "--",
+            "replicate",
+            "-config",
+            &w.c("litestream.yml"),
+        ],
+    );
+    assert!(r.ok(), "{}", r.describe());
+    assert!(
+        r.stdout.contains("installed the service"),
+        "{}",
+        r.describe()
+    );
+    let sc = |args: &[&str]| common::run(&w.runner, &[&["sc"], args].concat(), w.logs.path());
+    let state = |sc_out: &CmdOut| {
+        sc_out
+            .stdout
+            .lines()
+            .find(|l| l.contains("STATE"))
+            .unwrap_or("")
+            .to_string()
+    };
+    let uninstall = scopeguard(|| {
+        let _ = common::run(
+            &w.runner,
+            &[
+                w.exe("walship.exe").as_str(),
+                "service",
+                "uninstall",
+                "-name",
+                &name,
+            ],
+            w.logs.path(),
+        );
+    });
+    assert!(sc(&["start", &name]).ok());
+    common::wait_until("the service replicates", Duration::from_secs(30), || {
+        let q = sc(&["query", &name]);
+        if !state(&q).contains("RUNNING") {
+            return Err(q.describe());
+        }
+        let gens = std::fs::read_dir(w.linux(r"replica\generations")).map_or(0, |d| d.count());
+        if gens > 0 {
+            Ok(())
+        } else {
+            Err("no generation yet".into())
+        }
+    });
+    // Written while the service runs; with a 1 h sync interval only the final sync ships it.
+    let r = w.run("app_writer.exe", &["write", &db, "21", "60"]);
+    assert!(r.ok(), "{}", r.describe());
+    assert!(sc(&["stop", &name]).ok());
+    common::wait_until("the service stops", Duration::from_secs(60), || {
+        let q = sc(&["query", &name]);
+        if state(&q).contains("STOPPED") {
+            Ok(())
+        } else {
+            Err(q.describe())
+        }
+    });
+    // Its log (%ProgramData%, which Wine puts at C:\users\Public).
+    let log = ["ProgramData", "users/Public"]
+        .iter()
+        .map(|d| {
+            w.prefix
+                .join("drive_c")
+                .join(d)
+                .join("walship")
+                .join(format!("{name}.log"))
+        })
+        .find(|p| p.exists())
+        .expect("the service's log file");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("stop=service stop"), "{text}");
+    assert!(text.contains("walship shut down"), "{text}");
+    let out = w.c(r"out\after-service.db");
+    let url = format!("file:///{}", w.c("replica").replace('\\', "/"));
+    let r = w.run("walship.exe", &["restore", "-o", &out, &url]);
+    assert!(r.ok(), "{}", r.describe());
+    assert_eq!(rows(&w.linux(r"out\after-service.db")), (60, 60));
+    drop(uninstall);
+    let q = sc(&["query", &name]);
+    assert!(
+        !q.stdout.contains("SERVICE_NAME"),
+        "still installed: {}",
+        q.describe()
+    );
+}
+
+/// Runs `f` when dropped (also when the test panics): cleanup of what a test set up.
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}

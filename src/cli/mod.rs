@@ -16,6 +16,8 @@ pub mod list;
 pub mod process;
 pub mod replicate;
 pub mod restore;
+#[cfg(windows)]
+pub mod service;
 pub mod status;
 
 /// What `walship version`, `walship --version` and `walship -V` print after the name.
@@ -57,6 +59,9 @@ pub enum Command {
     /// running `walship replicate` at the config's addr, else from disk).
     #[command(alias = "replicas")]
     Status(status::StatusArgs),
+    /// Run walship as a Windows service: install or uninstall one.
+    #[cfg(windows)]
+    Service(service::ServiceArgs),
     /// Print the version.
     Version,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
@@ -217,6 +222,8 @@ pub use process::next_stop;
 /// `-name=value`, `--name` or `--name=value`.
 const LONG_FLAGS: &[&str] = &[
     "config",
+    "name",
+    "start",
     "no-expand-env",
     "exec",
     "addr",

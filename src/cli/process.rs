@@ -9,6 +9,7 @@ pub struct Stop(pub i32);
 impl std::fmt::Display for Stop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.0 {
+            0 => f.write_str("service stop"),
             2 => f.write_str("SIGINT (Ctrl-C)"),
             15 => f.write_str("SIGTERM"),
             21 => f.write_str("Ctrl-Break"),
@@ -40,23 +41,36 @@ pub async fn next_stop() -> Stop {
     #[cfg(windows)]
     {
         use tokio::signal::windows;
-        match (
-            windows::ctrl_c(),
-            windows::ctrl_break(),
-            windows::ctrl_close(),
-            windows::ctrl_shutdown(),
-        ) {
-            (Ok(mut c), Ok(mut b), Ok(mut cl), Ok(mut s)) => {
-                tokio::select! {
-                    _ = c.recv() => Stop(2),
-                    _ = b.recv() => Stop(21),
-                    _ = cl.recv() => Stop(1),
-                    _ = s.recv() => Stop(6),
+        // Each is waited for if it could be set up (a service has no console, so the console
+        // events may fail there while the service stop still works).
+        async fn wait<T>(h: std::io::Result<T>, recv: impl AsyncFn(&mut T) -> Option<()>) {
+            match h {
+                Ok(mut h) => {
+                    recv(&mut h).await;
                 }
+                Err(_) => std::future::pending().await,
             }
-            _ => std::future::pending().await,
+        }
+        tokio::select! {
+            _ = wait(windows::ctrl_c(), async |h| h.recv().await) => Stop(2),
+            _ = wait(windows::ctrl_break(), async |h| h.recv().await) => Stop(21),
+            _ = wait(windows::ctrl_close(), async |h| h.recv().await) => Stop(1),
+            _ = wait(windows::ctrl_shutdown(), async |h| h.recv().await) => Stop(6),
+            _ = SERVICE_STOP.notified() => Stop(0),
         }
     }
+}
+
+/// Told by the Windows service's control handler when the Service Control Manager asks
+/// the service to stop; one stored wake-up, so a stop that comes before anyone waits is
+/// not lost.
+#[cfg(windows)]
+static SERVICE_STOP: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Asks the running command to stop as Ctrl-C does (its final sync runs).
+#[cfg(windows)]
+pub fn request_service_stop() {
+    SERVICE_STOP.notify_one();
 }
 
 /// Passes a stop request on to a `-exec` command. On Unix, the same signal. On Windows a
