@@ -6,8 +6,10 @@
 //!
 //! - **Linux and macOS**: `pread`/`pwrite`; identity is `(st_dev, st_ino)`; a rename or a
 //!   new entry is made durable by fsyncing the directory. On macOS, `File::sync_all` is
-//!   `fcntl(F_FULLFSYNC)` (Rust's standard library), which flushes the drive's cache as
-//!   SQLite's `fullfsync` does; plain `fsync` there does not.
+//!   `fcntl(F_FULLFSYNC)` (Rust's standard library since 1.36, rust-lang/rust#60121), which
+//!   flushes the drive's cache as SQLite's `fullfsync` does; plain `fsync` there does not.
+//!   Every durable write of walship (shadow WAL, replica files, restore output) goes
+//!   through `sync_all`, so it gets that without code of its own.
 //! - **Windows**: `ReadFile`/`WriteFile` at an offset (they move the handle's cursor, which
 //!   walship never uses on these handles); identity is the volume serial number and file
 //!   index of `GetFileInformationByHandle`; a rename is `MoveFileExW` with
@@ -124,9 +126,23 @@ pub(crate) fn change_time_ns(md: &std::fs::Metadata) -> Option<i128> {
 /// Makes the entries of `dir` (a rename, a create, a delete inside it) durable: fsync of the
 /// directory on Unix; nothing on Windows (see the module docs).
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
+    #[cfg(all(unix, not(target_vendor = "apple")))]
     {
         File::open(dir).and_then(|f| f.sync_all())
+    }
+    // `sync_all` is F_FULLFSYNC there, which not every file system takes on a directory:
+    // then plain fsync, as SQLite does for its directory syncs.
+    #[cfg(target_vendor = "apple")]
+    {
+        use std::os::fd::AsRawFd;
+        let f = File::open(dir)?;
+        f.sync_all().or_else(|_| {
+            // SAFETY: fsync(2) on a descriptor we own and keep open for the call.
+            match unsafe { libc::fsync(f.as_raw_fd()) } {
+                0 => Ok(()),
+                _ => Err(io::Error::last_os_error()),
+            }
+        })
     }
     #[cfg(windows)]
     {
