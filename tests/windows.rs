@@ -596,11 +596,15 @@ fn windows_service_runs_replicate_and_stops_with_a_final_sync() {
             w.c("replica")
         ),
     );
+    // Wine ends its services (with a shutdown control) when the last ordinary Windows
+    // process of the session exits, and a Wine session that is ending while a new process
+    // starts comes back with a fresh service manager. So one process keeps the session up
+    // from before the first Windows command of this test until its end, and a moment is
+    // left for a session that was ending (another test's) to be gone.
+    let _session = w.spawn("session", "app_writer.exe", &[], &["sleep", "120"]);
+    std::thread::sleep(Duration::from_secs(3));
     let r = w.run("app_writer.exe", &["write", &db, "1", "20"]);
     assert!(r.ok(), "{}", r.describe());
-    // Wine ends its services (with a shutdown control) when the last ordinary Windows
-    // process of the session exits: one stays up while the service runs.
-    let _session = w.spawn("session", "app_writer.exe", &[], &["sleep", "90"]);
     let r = w.run(
         "walship.exe",
         &[
