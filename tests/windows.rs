@@ -714,3 +714,93 @@ fn scopeguard(f: impl FnOnce()) -> impl Drop {
     }
     Guard(Some(f))
 }
+
+/// A follower of a file replica on the same Windows machine wakes on the replica's changes
+/// (notify's ReadDirectoryChangesW in `src/watch.rs`), not on its timer: with
+/// `-interval 60s` (and the safety poll at 60 s) only the watcher can bring the rows
+/// written over ~15 s after the follower's first restore into the copy within 45 s.
+#[test]
+fn windows_follower_of_a_file_replica_wakes_on_changes() {
+    let Some(w) = Win::get("watch") else { return };
+    let db = w.c("app.db");
+    w.write_file(
+        "litestream.yml",
+        &format!(
+            "dbs:\n  - path: {db}\n    replicas:\n      - path: {}\n        sync-interval: 100ms\n",
+            w.c("replica")
+        ),
+    );
+    let r = w.run("app_writer.exe", &["write", &db, "1", "10"]);
+    assert!(r.ok(), "{}", r.describe());
+    let exec = w.app(&format!(r#"write "{db}" 11 300 50"#));
+    let mut primary = w.spawn(
+        "walship.exe-replicate",
+        "walship.exe",
+        &[],
+        &[
+            "replicate",
+            "-config",
+            &w.c("litestream.yml"),
+            "-exec",
+            &exec,
+        ],
+    );
+    common::wait_until(
+        "the primary's first generation",
+        Duration::from_secs(30),
+        || {
+            primary.assert_running();
+            let gens = std::fs::read_dir(w.linux(r"replica\generations")).map_or(0, |d| d.count());
+            if gens > 0 {
+                Ok(())
+            } else {
+                Err("no generation yet".into())
+            }
+        },
+    );
+    let copy = w.c("copy.db");
+    let wait = w.app(&format!(r#"wait "{copy}" 300 45"#));
+    let started = std::time::Instant::now();
+    let source = format!("file:///{}", w.c("replica").replace('\\', "/"));
+    let mut follower = w.spawn(
+        "walship.exe-follow",
+        "walship.exe",
+        &[],
+        &[
+            "restore",
+            "-f",
+            "-interval",
+            "60s",
+            "-exec",
+            &wait,
+            "-o",
+            &copy,
+            &source,
+        ],
+    );
+    let st = follower
+        .wait_timeout(Duration::from_secs(90))
+        .unwrap_or_else(|| panic!("the follower did not finish\n{}", follower.logs()));
+    assert!(
+        st.success(),
+        "follower exited with {st}\n{}",
+        follower.logs()
+    );
+    assert!(follower.logs().contains("seen 300"), "{}", follower.logs());
+    assert!(
+        started.elapsed() < Duration::from_secs(55),
+        "the follower took {:?}: its timer, not the watcher, woke it",
+        started.elapsed()
+    );
+    // The copy was brought up to date by updates after its first restore.
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(w.linux("copy.db-walship-follow.json")).unwrap())
+            .unwrap();
+    let updates = state["status"]["updates"].as_u64().unwrap_or(0);
+    assert!(updates >= 2, "{state:#}");
+    let pst = primary
+        .wait_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("the primary did not finish\n{}", primary.logs()));
+    assert!(pst.success(), "{}", primary.logs());
+    assert_eq!(rows(&w.linux("copy.db")), (300, 300));
+}
