@@ -127,6 +127,17 @@ impl Win {
         format!(r#""{}" {args}"#, self.exe("app_writer.exe"))
     }
 
+    /// `walship.exe restore -o <C:\...\out> <args...>`, which must succeed; the rows of
+    /// what it restored.
+    fn restore(&self, out: &str, args: &[&str]) -> (i64, i64) {
+        let o = self.c(out);
+        let mut a = vec!["restore", "-o", o.as_str()];
+        a.extend_from_slice(args);
+        let r = self.run("walship.exe", &a);
+        assert!(r.ok(), "{}", r.describe());
+        rows(&self.linux(out))
+    }
+
     fn write_file(&self, rel: &str, text: &str) {
         let p = self.linux(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -292,21 +303,14 @@ fn windows_replicates_on_c_paths_and_linux_tools_restore_it() {
     assert!(r.stdout.contains("committed 200"), "{}", r.describe());
     assert_eq!(rows(&w.linux(r"My Data\app.db")), (200, 200));
 
-    // walship.exe, from the config (both replicas) and from each URL.
-    let out = w.c(r"out\restored.db");
-    let r = w.run(
-        "walship.exe",
-        &[
-            "restore",
-            "-config",
-            &cfg,
-            "-o",
-            &out,
-            &w.c(r"My Data\app.db"),
-        ],
+    // walship.exe, from the config (both replicas), and each replica's generations.
+    assert_eq!(
+        w.restore(
+            r"out\restored.db",
+            &["-config", &cfg, &w.c(r"My Data\app.db")]
+        ),
+        (200, 200)
     );
-    assert!(r.ok(), "{}", r.describe());
-    assert_eq!(rows(&w.linux(r"out\restored.db")), (200, 200));
     for (rep, tag) in [("local", "local"), ("url", "url")] {
         let r = w.run(
             "walship.exe",
@@ -528,19 +532,7 @@ fn windows_crash_mid_write_restores_a_committed_state() {
     assert!(wst.success(), "{}", writer.logs());
 
     // What the replica holds now is a committed state: rows 1..=k, whole.
-    let r = w.run(
-        "walship.exe",
-        &[
-            "restore",
-            "-config",
-            &cfg,
-            "-o",
-            &w.c(r"out\after-crash.db"),
-            &db,
-        ],
-    );
-    assert!(r.ok(), "{}", r.describe());
-    let (n, max) = rows(&w.linux(r"out\after-crash.db"));
+    let (n, max) = w.restore(r"out\after-crash.db", &["-config", &cfg, &db]);
     assert_eq!(n, max, "rows are a prefix 1..=k");
     assert!((10..300).contains(&n), "restored {n} rows");
 
@@ -551,19 +543,10 @@ fn windows_crash_mid_write_restores_a_committed_state() {
         &["replicate", "-config", &cfg, "-exec", &exec],
     );
     assert!(r.ok(), "{}", r.describe());
-    let r = w.run(
-        "walship.exe",
-        &[
-            "restore",
-            "-config",
-            &cfg,
-            "-o",
-            &w.c(r"out\after-restart.db"),
-            &db,
-        ],
+    assert_eq!(
+        w.restore(r"out\after-restart.db", &["-config", &cfg, &db]),
+        (320, 320)
     );
-    assert!(r.ok(), "{}", r.describe());
-    assert_eq!(rows(&w.linux(r"out\after-restart.db")), (320, 320));
 }
 
 #[test]
@@ -688,11 +671,8 @@ fn windows_service_runs_replicate_and_stops_with_a_final_sync() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("stop=service stop"), "{text}");
     assert!(text.contains("walship shut down"), "{text}");
-    let out = w.c(r"out\after-service.db");
     let url = format!("file:///{}", w.c("replica").replace('\\', "/"));
-    let r = w.run("walship.exe", &["restore", "-o", &out, &url]);
-    assert!(r.ok(), "{}", r.describe());
-    assert_eq!(rows(&w.linux(r"out\after-service.db")), (60, 60));
+    assert_eq!(w.restore(r"out\after-service.db", &[&url]), (60, 60));
     drop(uninstall);
     let q = sc(&["query", &name]);
     assert!(
