@@ -53,15 +53,14 @@ pub(crate) fn read_exact_at(f: &File, mut buf: &mut [u8], mut offset: u64) -> io
 }
 
 /// Writes all of `buf` at `offset`.
-pub(crate) fn write_all_at(f: &File, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+pub(crate) fn write_all_at(f: &File, buf: &[u8], offset: u64) -> io::Result<()> {
     #[cfg(unix)]
     {
-        let _ = &mut buf;
-        let _ = &mut offset;
         std::os::unix::fs::FileExt::write_all_at(f, buf, offset)
     }
     #[cfg(windows)]
     {
+        let (mut buf, mut offset) = (buf, offset);
         while !buf.is_empty() {
             match std::os::windows::fs::FileExt::seek_write(f, buf, offset) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),

@@ -64,7 +64,7 @@ impl MetaLock {
         let holder = format!(
             "pid {} on {} since {}\n",
             std::process::id(),
-            hostname(),
+            crate::platform::hostname(),
             crate::metrics::rfc3339(std::time::SystemTime::now())
         );
         let write = |f: &mut File| -> std::io::Result<()> {
@@ -76,8 +76,6 @@ impl MetaLock {
         Ok(MetaLock { _file: file })
     }
 }
-
-pub(crate) use crate::platform::hostname;
 
 #[cfg(test)]
 mod tests {

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 mod checkpoint;
 mod clean_stop;
 mod meta_lock;
-pub(crate) use meta_lock::hostname;
 mod read;
 mod snapshot;
 

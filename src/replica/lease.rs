@@ -126,7 +126,7 @@ impl Lease {
             me: Record {
                 token: token.iter().map(|b| format!("{b:02x}")).collect(),
                 pid: std::process::id(),
-                host: crate::db::hostname(),
+                host: crate::platform::hostname(),
                 db: db.display().to_string(),
                 started: crate::metrics::rfc3339(SystemTime::now()),
                 expires_ms: 0,
