@@ -138,6 +138,16 @@ impl Win {
         rows(&self.linux(out))
     }
 
+    /// `Ok` once the file replica at `rel` holds a generation.
+    fn has_generation(&self, rel: &str) -> Result<(), String> {
+        let gens = std::fs::read_dir(self.linux(rel).join("generations")).map_or(0, |d| d.count());
+        if gens > 0 {
+            Ok(())
+        } else {
+            Err(format!("no generation in {rel} yet"))
+        }
+    }
+
     fn write_file(&self, rel: &str, text: &str) {
         let p = self.linux(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -152,8 +162,18 @@ impl Drop for Win {
         } else {
             eprintln!("Windows files kept in {}", self.linux.display());
         }
-        let _ = &self.prefix;
     }
+}
+
+/// A config of one database with one file replica (paths as given: Windows or Linux).
+fn one_replica_yaml(
+    db: impl std::fmt::Display,
+    replica: impl std::fmt::Display,
+    sync: &str,
+) -> String {
+    format!(
+        "dbs:\n  - path: {db}\n    replicas:\n      - path: {replica}\n        sync-interval: {sync}\n"
+    )
 }
 
 /// Rows of `t` in the database at `p` (read on Linux once no Windows process has it open):
@@ -375,11 +395,7 @@ fn windows_restores_what_linux_litestream_wrote() {
     let cfg = w.logs.join("litestream.yml");
     std::fs::write(
         &cfg,
-        format!(
-            "dbs:\n  - path: {}\n    replicas:\n      - path: {}\n        sync-interval: 100ms\n",
-            db.display(),
-            replica.display()
-        ),
+        one_replica_yaml(db.display(), replica.display(), "100ms"),
     )
     .unwrap();
     let mut p = Proc::spawn(
@@ -426,11 +442,7 @@ fn windows_laptop_follows_the_central_server_over_http() {
     let cfg = w.logs.join("central.yml");
     std::fs::write(
         &cfg,
-        format!(
-            "dbs:\n  - path: {}\n    replicas:\n      - path: {}\n        sync-interval: 100ms\n",
-            db.display(),
-            served.join("mcp-memory").display()
-        ),
+        one_replica_yaml(db.display(), served.join("mcp-memory").display(), "100ms"),
     )
     .unwrap();
     let mut central = Proc::replicate(w.logs.path(), &common::Tool::Walship, &cfg);
@@ -489,10 +501,7 @@ fn windows_crash_mid_write_restores_a_committed_state() {
     let db = w.c("app.db");
     w.write_file(
         "litestream.yml",
-        &format!(
-            "dbs:\n  - path: {db}\n    replicas:\n      - path: {}\n        sync-interval: 50ms\n",
-            w.c("replica")
-        ),
+        &one_replica_yaml(&db, w.c("replica"), "50ms"),
     );
     let cfg = w.c("litestream.yml");
     // The database exists before walship starts, so the crash lands mid-write.
@@ -574,10 +583,7 @@ fn windows_service_runs_replicate_and_stops_with_a_final_sync() {
     let db = w.c("app.db");
     w.write_file(
         "litestream.yml",
-        &format!(
-            "dbs:\n  - path: {db}\n    replicas:\n      - path: {}\n        sync-interval: 1h\n",
-            w.c("replica")
-        ),
+        &one_replica_yaml(&db, w.c("replica"), "1h"),
     );
     // Wine ends its services (with a shutdown control) when the last ordinary Windows
     // process of the session exits, and a Wine session that is ending while a new process
@@ -637,12 +643,7 @@ fn windows_service_runs_replicate_and_stops_with_a_final_sync() {
         if !state(&q).contains("RUNNING") {
             return Err(q.describe());
         }
-        let gens = std::fs::read_dir(w.linux(r"replica\generations")).map_or(0, |d| d.count());
-        if gens > 0 {
-            Ok(())
-        } else {
-            Err("no generation yet".into())
-        }
+        w.has_generation("replica")
     });
     // Written while the service runs; with a 1 h sync interval only the final sync ships it.
     let r = w.run("app_writer.exe", &["write", &db, "21", "60"]);
@@ -705,10 +706,7 @@ fn windows_follower_of_a_file_replica_wakes_on_changes() {
     let db = w.c("app.db");
     w.write_file(
         "litestream.yml",
-        &format!(
-            "dbs:\n  - path: {db}\n    replicas:\n      - path: {}\n        sync-interval: 100ms\n",
-            w.c("replica")
-        ),
+        &one_replica_yaml(&db, w.c("replica"), "100ms"),
     );
     let r = w.run("app_writer.exe", &["write", &db, "1", "10"]);
     assert!(r.ok(), "{}", r.describe());
@@ -730,12 +728,7 @@ fn windows_follower_of_a_file_replica_wakes_on_changes() {
         Duration::from_secs(30),
         || {
             primary.assert_running();
-            let gens = std::fs::read_dir(w.linux(r"replica\generations")).map_or(0, |d| d.count());
-            if gens > 0 {
-                Ok(())
-            } else {
-                Err("no generation yet".into())
-            }
+            w.has_generation("replica")
         },
     );
     let copy = w.c("copy.db");
