@@ -79,8 +79,8 @@ pub(crate) fn write_all_at(f: &File, buf: &[u8], offset: u64) -> io::Result<()> 
 /// Which file a path names: equal for two paths of one file (hard links included), and
 /// different once the file is replaced by another (a rename over it, delete and create),
 /// even at the same path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub struct FileId {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileId {
     /// The device (Unix) or volume serial number (Windows).
     pub dev: u64,
     /// The inode (Unix) or file index (Windows).
