@@ -39,6 +39,7 @@
 //! | local state | `shadow`, `db` | the meta directory on disk (generation file, shadow WAL files, segment cuts); `Db`: tails one database, checkpoints, snapshots |
 //! | running | `replica`, [`engine`], [`follow`] | `Replica`: one destination; [`Engine`]: every database and replica of a config (ships: db -> replica -> backend); [`follow::Follower`]: keeps a local copy of a replica's latest state (applies: backend -> restore -> copy) |
 //! | serving | `server` (feature `server`) | the `addr:` HTTP server: `/metrics` and `/status` |
+//! | hosting | `extension` (feature `extension`) | the SQLite loadable extension: SQL functions that run the engine inside any application that loads SQLite extensions |
 //!
 //! The stable API is what the crate root re-exports, with the [`engine`], [`follow`], [`config`],
 //! [`restore`](mod@restore), [`backend`] and [`event`] modules it comes from. The modules hidden from
@@ -57,6 +58,8 @@ pub mod db;
 pub mod engine;
 pub mod error;
 pub mod event;
+#[cfg(feature = "extension")]
+mod extension;
 #[doc(hidden)]
 pub mod fault;
 pub mod follow;

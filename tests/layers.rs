@@ -44,6 +44,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("follow", 8),
     // above the engine
     ("server", 9),
+    ("extension", 10),
 ];
 
 /// Imports that the layers allow but the design does not: storage knows nothing of

@@ -122,6 +122,13 @@ fn open_reader(path: &Path) -> Result<Connection> {
 }
 
 /// Turns off the connection's lookaside allocator (about 120 KB per connection by default).
+/// Not in the loadable extension: the API table's `sqlite3_db_config` is not variadic there
+/// and cannot pass the (void*, int, int) this option takes; the host's default stays.
+#[cfg(feature = "extension")]
+fn disable_lookaside(_conn: &Connection) {}
+
+/// Turns off the connection's lookaside allocator (about 120 KB per connection by default).
+#[cfg(not(feature = "extension"))]
 fn disable_lookaside(conn: &Connection) {
     // SAFETY: a valid open handle; SQLITE_DBCONFIG_LOOKASIDE takes (void*, int, int), and a
     // null buffer with zero sizes disables lookaside. Right after open no lookaside memory

@@ -15,17 +15,25 @@ pub mod wal;
 /// opens its own first connection (its connections then lose the same pre-allocation,
 /// which costs them only a few more small allocations). Returns false when SQLite was
 /// already initialised and nothing changed.
+///
+/// Inside the loadable extension SQLite belongs to the host (and `sqlite3_config` is not
+/// in the API table extensions get): there it does nothing and returns false.
 pub fn disable_page_cache_prealloc() -> bool {
-    // SAFETY: sqlite3_config is safe to call before sqlite3_initialize; SQLITE_CONFIG_PAGECACHE
-    // takes (void*, int, int) and a null buffer with zero sizes means "no static buffer, no
-    // bulk pre-allocation". After initialisation it returns SQLITE_MISUSE and changes nothing.
-    let rc = unsafe {
-        rusqlite::ffi::sqlite3_config(
-            rusqlite::ffi::SQLITE_CONFIG_PAGECACHE,
-            std::ptr::null_mut::<std::os::raw::c_void>(),
-            0 as std::os::raw::c_int,
-            0 as std::os::raw::c_int,
-        )
-    };
-    rc == rusqlite::ffi::SQLITE_OK
+    #[cfg(feature = "extension")]
+    return false;
+    #[cfg(not(feature = "extension"))]
+    {
+        // SAFETY: sqlite3_config is safe to call before sqlite3_initialize; SQLITE_CONFIG_PAGECACHE
+        // takes (void*, int, int) and a null buffer with zero sizes means "no static buffer, no
+        // bulk pre-allocation". After initialisation it returns SQLITE_MISUSE and changes nothing.
+        let rc = unsafe {
+            rusqlite::ffi::sqlite3_config(
+                rusqlite::ffi::SQLITE_CONFIG_PAGECACHE,
+                std::ptr::null_mut::<std::os::raw::c_void>(),
+                0 as std::os::raw::c_int,
+                0 as std::os::raw::c_int,
+            )
+        };
+        rc == rusqlite::ffi::SQLITE_OK
+    }
 }

@@ -531,6 +531,11 @@ impl Proc {
         self.child.id() as i32
     }
 
+    /// The file the process's stdout goes to.
+    pub fn stdout_path(&self) -> &Path {
+        &self.stdout_path
+    }
+
     /// The captured stdout and stderr so far.
     pub fn logs(&self) -> String {
         let read = |p: &Path| fs::read_to_string(p).unwrap_or_else(|e| format!("<{e}>"));
