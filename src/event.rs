@@ -86,6 +86,11 @@ pub struct ReplicaStatus {
     pub unshipped_for: Option<Duration>,
     /// The replica's `sync-interval`, the unit of [`stalls`]' threshold.
     pub sync_interval: Duration,
+    /// The replica lease (one writer per replica): `held`, `not taken yet` (before the
+    /// first upload), `expired` (renewed at the next upload), `renewing`, or `lost: ...`
+    /// naming the writer that took it; `None` when this replica has no lease (the backend
+    /// cannot hold one, or `lease: false`).
+    pub lease: Option<String>,
 }
 
 /// The default of `stall-intervals:` (see [`stalls`]): a replica is stalled once it has
@@ -157,6 +162,7 @@ mod tests {
             last_error: error.map(str::to_string),
             unshipped_for: unshipped.map(Duration::from_secs),
             sync_interval: Duration::from_secs(1),
+            lease: None,
         }
     }
 

@@ -38,7 +38,7 @@ fn pos_json(p: Option<Pos>) -> serde_json::Value {
 
 /// The engine's status as JSON (the body of `GET /status`):
 /// `{"dbs":[{"path","position","replicas":[{"name","type","position","lag_bytes",
-/// "lag_seconds","last_sync","last_error","unshipped_seconds"}]}]}`; a position is
+/// "lag_seconds","last_sync","last_error","unshipped_seconds","lease"}]}]}`; a position is
 /// `{"generation","index","offset"}` or `null`; `unshipped_seconds` is `null` while the
 /// replica is up to date.
 pub fn status_json(status: &[DbStatus]) -> serde_json::Value {
@@ -58,6 +58,7 @@ pub fn status_json(status: &[DbStatus]) -> serde_json::Value {
                         "last_sync": r.last_sync.map(rfc3339),
                         "last_error": r.last_error,
                         "unshipped_seconds": r.unshipped_for.map(|d| d.as_secs_f64()),
+                        "lease": r.lease,
                     })
                 })
                 .collect();

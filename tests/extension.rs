@@ -179,6 +179,7 @@ fn python_service_with_sqlite_vec_and_other_writers() {
     let stopped = json_of(&std::fs::read_to_string(service.stdout_path()).unwrap());
     let replica = &stopped["status"]["dbs"][0]["replicas"][0];
     assert!(replica["last_error"].is_null(), "{stopped}");
+    assert_eq!(replica["lease"], "held", "{stopped}");
 
     let original = dump(t.path(), &db);
     assert_eq!(original["ids"].as_array().unwrap().len(), 150 + 2 * 200);
@@ -201,6 +202,42 @@ fn python_service_with_sqlite_vec_and_other_writers() {
             acks.is_subset(&ids),
             "{tool}: an acknowledged row is missing"
         );
+    }
+}
+
+/// An asyncio service: concurrent requests, each acknowledged after
+/// `wait_durable_async`; every acknowledged row restores.
+#[test]
+fn asyncio_service_waits_without_blocking_the_loop() {
+    let t = TestDir::new("ext-asyncio");
+    let db = t.join("app.db");
+    let url = file_url(&t.join("replica"));
+    let v = json_of(&run_py(t.path(), &["asyncio", s(&db), &url, "8", "10"]).stdout);
+    let acks: BTreeSet<i64> = v["acks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_i64().unwrap())
+        .collect();
+    assert_eq!(acks.len(), 80, "{v}");
+    let original = dump(t.path(), &db);
+    for (tool, restored) in restore_both(t.path(), &url, "asyncio") {
+        assert_eq!(restored["docs"], original["docs"], "{tool}");
+    }
+}
+
+/// A service that exits without `stop()` (and never waited) still gets the final sync:
+/// the Python wrapper stops walship at interpreter exit.
+#[test]
+fn a_clean_exit_without_stop_runs_the_final_sync() {
+    let t = TestDir::new("ext-no-stop");
+    let db = t.join("app.db");
+    let url = file_url(&t.join("replica"));
+    run_py(t.path(), &["no-stop", s(&db), &url, "300"]);
+    let original = dump(t.path(), &db);
+    assert_eq!(original["ids"].as_array().unwrap().len(), 300);
+    for (tool, restored) in restore_both(t.path(), &url, "no-stop") {
+        assert_eq!(restored["docs"], original["docs"], "{tool}");
     }
 }
 

@@ -184,6 +184,23 @@ impl Lease {
         }
     }
 
+    /// The lease's state for [`crate::event::ReplicaStatus::lease`]; `renewing` while a
+    /// renewal holds it (never waits).
+    pub fn state_text(&self) -> String {
+        let Ok(st) = self.state.try_lock() else {
+            return "renewing".into();
+        };
+        if let Some(why) = &st.lost {
+            format!("lost: {why}")
+        } else if st.deadline.is_some_and(|d| Instant::now() < d) {
+            "held".into()
+        } else if st.version.is_some() {
+            "expired".into()
+        } else {
+            "not taken yet".into()
+        }
+    }
+
     /// A lease this writer may take over at once: its own, or its previous run's.
     fn is_mine(&self, r: &Record) -> bool {
         r.token == self.me.token || (r.host == self.me.host && r.db == self.me.db)

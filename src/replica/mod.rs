@@ -252,6 +252,7 @@ impl Replica {
             last_error: st.last_error.clone(),
             unshipped_for: (!self.up_to_date()).then(|| st.last_ok.unwrap_or(st.started).elapsed()),
             sync_interval: self.opts.sync_interval,
+            lease: self.lease.as_ref().map(|l| l.state_text()),
         }
     }
 

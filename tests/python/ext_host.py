@@ -9,6 +9,8 @@ separate processes. Every role prints JSON (or `ack N` lines) on stdout.
     ext_host.py locks DB URL
     ext_host.py bad-input DIR
     ext_host.py fork DB URL
+    ext_host.py asyncio DB URL TASKS ROUNDS
+    ext_host.py no-stop DB URL N
 """
 
 import importlib
@@ -210,6 +212,32 @@ def fork(db, url):
     print(json.dumps({"child": json.loads(data), "parent_wait": parent}), flush=True)
 
 
+def asyncio_service(db, url, tasks, rounds):
+    """An asyncio service: each request commits on the service's connection, then awaits
+    `wait_durable_async` (on a worker thread) before it answers; requests run
+    concurrently."""
+    import asyncio
+
+    conn = setup(db)
+    handle = walship.replicate(conn, replica=url)
+    acks = []
+
+    async def request(t):
+        for r in range(rounds):
+            rowid = insert(conn, f"task{t}", r)
+            await handle.wait_durable_async(timeout=20)
+            acks.append(rowid)
+
+    async def run():
+        started = time.monotonic()
+        await asyncio.gather(*(request(t) for t in range(tasks)))
+        return time.monotonic() - started
+
+    elapsed = asyncio.run(run())
+    handle.stop()
+    print(json.dumps({"acks": sorted(acks), "elapsed": elapsed}), flush=True)
+
+
 def main():
     role, args = sys.argv[1], sys.argv[2:]
     if role == "service":
@@ -236,6 +264,15 @@ def main():
         locks(args[0], args[1])
     elif role == "bad-input":
         bad_input(args[0])
+    elif role == "no-stop":
+        conn = setup(args[0])
+        walship.replicate(conn, replica=args[1])
+        for i in range(int(args[2])):
+            insert(conn, "app", i)
+        print(json.dumps({"written": int(args[2])}), flush=True)
+        # No stop(), no wait: the interpreter's exit runs the final sync.
+    elif role == "asyncio":
+        asyncio_service(args[0], args[1], int(args[2]), int(args[3]))
     elif role == "fork":
         fork(args[0], args[1])
     else:

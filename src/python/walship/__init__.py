@@ -21,6 +21,7 @@ command beside the application.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
 import sqlite3
@@ -97,6 +98,11 @@ class Handle:
         self._connect = sys.modules[self._module].connect if self._module in sys.modules else sqlite3.connect
         self._local = threading.local()
         self._pid = os.getpid()
+        self._stopped = False
+        # A service that exits without stop() still gets the final sync, as the walship
+        # command does on SIGTERM (not on SIGKILL or os._exit: what was acknowledged by
+        # wait_durable is on the replica anyway; the rest ships at the next start).
+        atexit.register(self._stop_at_exit)
 
     def _control(self) -> Any:
         """A connection of this thread to the database, with the extension loaded: the
@@ -134,6 +140,16 @@ class Handle:
         with it). Raises :class:`WalshipError` if the final sync failed."""
         c = self._control()
         _call(c, "SELECT walship_stop()")
+        self._stopped = True
+
+    def _stop_at_exit(self) -> None:
+        if self._stopped or os.getpid() != self._pid:
+            return
+        try:
+            self.stop()
+        except WalshipError as e:
+            if "is not replicated by this process" not in str(e):  # stopped through SQL
+                print(f"walship: final sync at exit failed: {e}", file=sys.stderr)
 
 
 def replicate(conn: Any, config: Optional[str] = None, replica: Optional[str] = None) -> Handle:
