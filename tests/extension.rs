@@ -277,14 +277,41 @@ fn kill9_of_the_host_loses_no_acknowledged_row() {
 
 /// The host holds a read transaction; another process's TRUNCATE checkpoint must not reset
 /// the WAL before, while and after walship runs and stops in that host. The control phase
-/// (a descriptor of the -shm opened and closed in the host, as a second SQLite copy does)
-/// shows that the same check does see a lost lock.
+/// (a descriptor of the -shm opened and closed in the host, as a `File` does) shows that the
+/// same check does see a lost lock.
 #[test]
 fn host_locks_survive_walship_in_the_host() {
     let t = TestDir::new("ext-locks");
     let db = t.join("app.db");
     let url = file_url(&t.join("replica"));
     let v = json_of(&run_py(t.path(), &["locks", s(&db), &url]).stdout);
+    assert_locks_held(&v);
+    assert_eq!(
+        v["after_close_fd"],
+        serde_json::json!([0, 0, 0]),
+        "the control phase should reset the WAL once the host's -shm lock is gone: {v}"
+    );
+}
+
+/// The same in a pysqlite3 host (its own static SQLite; the extension runs on it through
+/// its API table), whose control phase is a second SQLite copy in the process (the stdlib
+/// `sqlite3` module) opening and closing the database: that drops the host's locks and the
+/// checkpoint resets the WAL. An extension that brought its own SQLite would do the same.
+#[test]
+fn host_locks_survive_walship_and_a_second_sqlite_copy_does_not() {
+    let t = TestDir::new("ext-locks-copy");
+    let db = t.join("app.db");
+    let url = file_url(&t.join("replica"));
+    let v = json_of(&run_py(t.path(), &["locks", s(&db), &url, "pysqlite3"]).stdout);
+    assert_locks_held(&v);
+    assert_eq!(
+        v["after_second_copy"],
+        serde_json::json!([0, 0, 0]),
+        "a second SQLite copy closing the database should drop the host's lock: {v}"
+    );
+}
+
+fn assert_locks_held(v: &Value) {
     for phase in ["before", "during", "after_stop"] {
         assert_eq!(
             v[phase][0], 1,
@@ -292,11 +319,6 @@ fn host_locks_survive_walship_in_the_host() {
         );
     }
     assert_eq!(v["reader_still_sees"], v["seen"], "{v}");
-    assert_eq!(
-        v["after_close_fd"],
-        serde_json::json!([0, 0, 0]),
-        "the control phase should reset the WAL once the host's -shm lock is gone: {v}"
-    );
 }
 
 /// The sqlite3 shell loads the extension, replicates, waits and stops; Litestream restores.

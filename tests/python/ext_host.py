@@ -6,7 +6,7 @@ separate processes. Every role prints JSON (or `ack N` lines) on stdout.
     ext_host.py setup DB
     ext_host.py dump DB
     ext_host.py checkpoint DB
-    ext_host.py locks DB URL
+    ext_host.py locks DB URL [pysqlite3]
     ext_host.py bad-input DIR
     ext_host.py fork DB URL
     ext_host.py asyncio DB URL TASKS ROUNDS
@@ -108,19 +108,21 @@ def other_process_checkpoint(db):
     return json.loads(out.stdout)
 
 
-def locks(db, url):
+def locks(db, url, module="sqlite3"):
     """The host holds a read transaction throughout; another process's TRUNCATE checkpoint
     must find it busy (not reset the WAL) before, while and after walship runs in this
-    process. The last phase opens and closes a descriptor of the database's -shm in this
-    process, as a second SQLite copy (or a plain File) does: POSIX then drops the host's
-    locks there (a WAL reader's lock is a read-mark in the -shm), and the same checkpoint
-    resets the WAL. That phase shows the check can fail."""
-    app = setup(db)
+    process. The control phases drop the host's lock the two ways a process can: a second
+    SQLite copy in the process opens and closes the database (pysqlite3 hosts: the stdlib
+    sqlite3 module is that second copy), and a plain descriptor of the -shm is opened and
+    closed (POSIX drops every lock of the process on a file when any descriptor of it is
+    closed; a WAL reader's lock is a read-mark in the -shm). Each time the same checkpoint
+    must then reset the WAL: the check can fail."""
+    app = setup(db, module)
     insert(app, "app", 0)
-    reader = connect(db)
+    reader = connect(db, module)
     reader.execute("BEGIN")
     seen = reader.execute("SELECT count(*) FROM docs").fetchone()[0]
-    writer = connect(db)
+    writer = connect(db, module)
     result = {"seen": seen}
     for i in range(20):
         insert(writer, "app", i + 1)  # the WAL grows past the reader's snapshot
@@ -133,9 +135,16 @@ def locks(db, url):
     handle.stop()
     result["after_stop"] = other_process_checkpoint(db)
     result["reader_still_sees"] = reader.execute("SELECT count(*) FROM docs").fetchone()[0]
-    fd = os.open(db + "-shm", os.O_RDONLY)
-    os.close(fd)
-    result["after_close_fd"] = other_process_checkpoint(db)
+    if module == "pysqlite3":
+        import sqlite3 as second_copy
+        c = second_copy.connect(db)
+        result["second_copy_read"] = c.execute("SELECT count(*) FROM docs").fetchone()[0]
+        c.close()
+        result["after_second_copy"] = other_process_checkpoint(db)
+    else:
+        fd = os.open(db + "-shm", os.O_RDONLY)
+        os.close(fd)
+        result["after_close_fd"] = other_process_checkpoint(db)
     reader.execute("COMMIT")
     print(json.dumps(result), flush=True)
 
@@ -261,7 +270,7 @@ def main():
     elif role == "checkpoint":
         checkpoint(args[0])
     elif role == "locks":
-        locks(args[0], args[1])
+        locks(*args)
     elif role == "bad-input":
         bad_input(args[0])
     elif role == "no-stop":
