@@ -464,7 +464,8 @@ fn a_host_too_old_is_refused_with_both_versions() {
     );
 }
 
-/// Bad input: clear errors, nothing written.
+/// Bad input: clear errors, nothing written. And `walship_restore` (with an existing output
+/// refused), and `walship_follow`, refused with what to use instead.
 #[test]
 fn bad_input_is_refused_and_nothing_written() {
     let t = TestDir::new("ext-bad-input");
@@ -487,6 +488,14 @@ fn bad_input_is_refused_and_nothing_written() {
     assert!(err("stopped_twice").contains("is not replicated by this process"));
     assert!(err("wait_bad_timeout").contains("milliseconds"));
     assert!(err("in_memory").contains("in memory"));
+    let follow = err("follow");
+    assert!(
+        follow.contains("not in the extension") && follow.contains("walship_restore"),
+        "{follow}"
+    );
+    assert!(v["restore"]["ok"]["generation"].is_string(), "{v}");
+    assert_eq!(v["restored_rows"], 1, "{v}");
+    assert!(err("restore_existing").contains("already exists"));
     assert!(!t.join("exec-replica").exists());
 }
 

@@ -27,6 +27,8 @@
 //! | `walship_wait_durable([timeout_ms])` | returns once every commit of this connection's database made before the call is on every replica (default 5000 ms); fails with the reason |
 //! | `walship_status()` | JSON: every database this process replicates, its replicas' positions, lag, last error |
 //! | `walship_stop()` | final sync of this connection's database's engine, then stops it |
+//! | `walship_restore(replica_url, output_path)` | the replica's latest state into a new file (JSON summary) |
+//! | `walship_follow(...)` | refused: follow mode is not in the extension (says what to use) |
 //! | `walship_version()` | walship's version and the host's SQLite version |
 //!
 //! The engine runs on its own tokio runtime (two worker threads), started once per process;
@@ -119,6 +121,10 @@ fn init(conn: Connection) -> rusqlite::Result<bool> {
     })?;
     conn.create_scalar_function(c"walship_status", 0, flags, |_| sql(status()))?;
     conn.create_scalar_function(c"walship_stop", 0, flags, |ctx| sql(stop(ctx)))?;
+    conn.create_scalar_function(c"walship_restore", 2, flags, |ctx| sql(restore(ctx)))?;
+    conn.create_scalar_function(c"walship_follow", -1, flags, |ctx| {
+        sql::<String>(Err(follow_refused(ctx)))
+    })?;
     conn.create_scalar_function(c"walship_version", 0, flags, |_| {
         Ok(format!(
             "walship {} (host SQLite {})",
@@ -465,6 +471,52 @@ fn stop(ctx: &Context<'_>) -> Result<String> {
     rt.block_on(handle.shutdown())?;
     info!(dbs = ?dbs, "walship stopped in this process");
     Ok(serde_json::json!(dbs).to_string())
+}
+
+/// `walship_restore(replica_url, output_path)`: the latest state of the replica into a new
+/// file, as `walship restore -o OUTPUT URL` does (an existing file is refused).
+fn restore(ctx: &Context<'_>) -> Result<String> {
+    let url = text_arg(ctx, 0, "the replica URL")?;
+    let out = std::path::absolute(text_arg(ctx, 1, "the output path")?)
+        .map_err(|e| Error::Config(format!("output path: {e}")))?;
+    let rt = runtime()?;
+    let client = crate::engine::client_for(&crate::config::ReplicaTarget::from_url(&url)?)?;
+    let sources = [crate::restore::ReplicaSource {
+        name: client.type_name().into(),
+        client,
+    }];
+    let opts = crate::restore::RestoreOptions::default();
+    let summary = rt.block_on(crate::restore::restore(&sources, &out, &opts, &|_| {}))?;
+    Ok(serde_json::json!({
+        "output": out,
+        "generation": summary.generation.to_string(),
+        "snapshot_index": summary.snapshot_index,
+        "last_index": summary.last_index,
+        "segments_applied": summary.segments_applied,
+        "bytes": summary.db_bytes,
+    })
+    .to_string())
+}
+
+/// `walship_follow(...)`: not built into the extension; the error says what to use, and
+/// whether this host's SQLite could write a follower's copy at all.
+fn follow_refused(ctx: &Context<'_>) -> Error {
+    // SAFETY: the connection is only used during this call, on this thread.
+    let dbpage = unsafe { ctx.get_connection() }
+        .map(|c| c.prepare("SELECT pgno FROM sqlite_dbpage LIMIT 0").is_ok())
+        .unwrap_or(false);
+    Error::Config(format!(
+        "follow mode is not in the extension yet. It writes its copy through SQLite's \
+         sqlite_dbpage table, which this host's SQLite ({}) {}. For a copy of the latest \
+         state use walship_restore(replica_url, output_path); for a copy that keeps up run \
+         the walship command: walship restore -f -o COPY URL",
+        host_version(),
+        if dbpage {
+            "has"
+        } else {
+            "lacks (built without SQLITE_ENABLE_DBPAGE_VTAB)"
+        }
+    ))
 }
 
 /// The WAL hook on the connections that started replication.

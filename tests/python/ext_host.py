@@ -185,6 +185,11 @@ def bad_input(d):
     first.stop()
     out["stopped_twice"] = attempt(lambda: first.stop())
     out["wait_bad_timeout"] = attempt(lambda: walship._call(other, "SELECT walship_wait_durable(-5)"))
+    out["follow"] = attempt(lambda: walship._call(other, "SELECT walship_follow(?)", f"file://{d}/replica"))
+    restored = os.path.join(d, "restored.db")
+    out["restore"] = attempt(lambda: json.loads(walship._call(other, "SELECT walship_restore(?, ?)", f"file://{d}/replica", restored)))
+    out["restored_rows"] = connect(restored).execute("SELECT count(*) FROM docs").fetchone()[0]
+    out["restore_existing"] = attempt(lambda: walship._call(other, "SELECT walship_restore(?, ?)", f"file://{d}/replica", restored))
     mem = connect(":memory:")
     walship.load(mem)
     out["in_memory"] = attempt(lambda: walship._call(mem, "SELECT walship_replicate('file:///tmp/x')"))
