@@ -9,6 +9,7 @@
 //! A service has no console: its log goes to `%ProgramData%\walship\NAME.log` (appended).
 //! Litestream v0.3.13 logs to the event log instead.
 use std::ffi::OsString;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -169,7 +170,9 @@ fn install(name: &str, at_boot: bool, mut command: Vec<String>) -> anyhow::Resul
             "SQLite replication, Litestream-compatible: walship {what}"
         ))
         .context("set the service's description")?;
-    println!(
+    // Not println!: it panics when stdout was closed (`walship service install | head -1`).
+    let _ = writeln!(
+        std::io::stdout(),
         "installed the service {name}: it runs `{} {what}`{}.\nStart it now: sc start \
          {name}\nIts log: {}",
         exe.display(),
@@ -200,7 +203,7 @@ fn uninstall(name: &str) -> anyhow::Result<()> {
         }
     }
     service.delete().context("remove the service")?;
-    println!("removed the service {name}");
+    let _ = writeln!(std::io::stdout(), "removed the service {name}");
     Ok(())
 }
 
