@@ -120,6 +120,23 @@ fn spawn_py(dir: &Path, name: &str, args: &[&str]) -> Proc {
     Proc::spawn(dir, name, Path::new("/usr/bin/env"), &env_args)
 }
 
+/// A test directory, a database path in it and a file replica's URL beside it.
+fn case(name: &str, db: &str) -> (TestDir, PathBuf, String) {
+    let t = TestDir::new(name);
+    let db = t.join(db);
+    let url = file_url(&t.join("replica"));
+    (t, db, url)
+}
+
+/// A JSON array of row ids as a set.
+fn id_set(v: &Value) -> BTreeSet<i64> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|i| i.as_i64().expect("row id"))
+        .collect()
+}
+
 fn acked(p: &Proc) -> BTreeSet<i64> {
     std::fs::read_to_string(p.stdout_path())
         .unwrap_or_default()
@@ -155,9 +172,7 @@ fn restore_both(dir: &Path, url: &str, name: &str) -> Vec<(String, Value)> {
 /// acknowledged row.
 #[test]
 fn python_service_with_sqlite_vec_and_other_writers() {
-    let t = TestDir::new("ext-service");
-    let db = t.join("sqlite_vec.db");
-    let url = file_url(&t.join("replica"));
+    let (t, db, url) = case("ext-service", "sqlite_vec.db");
     let done = t.join("writers.done");
     // The schema first, so the writers can start at once.
     run_py(t.path(), &["setup", s(&db)]);
@@ -192,12 +207,7 @@ fn python_service_with_sqlite_vec_and_other_writers() {
             restored["vecs"], original["vecs"],
             "{tool}'s restore differs"
         );
-        let ids: BTreeSet<i64> = restored["ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_i64().unwrap())
-            .collect();
+        let ids = id_set(&restored["ids"]);
         assert!(
             acks.is_subset(&ids),
             "{tool}: an acknowledged row is missing"
@@ -209,16 +219,9 @@ fn python_service_with_sqlite_vec_and_other_writers() {
 /// `wait_durable_async`; every acknowledged row restores.
 #[test]
 fn asyncio_service_waits_without_blocking_the_loop() {
-    let t = TestDir::new("ext-asyncio");
-    let db = t.join("app.db");
-    let url = file_url(&t.join("replica"));
+    let (t, db, url) = case("ext-asyncio", "app.db");
     let v = json_of(&run_py(t.path(), &["asyncio", s(&db), &url, "8", "10"]).stdout);
-    let acks: BTreeSet<i64> = v["acks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_i64().unwrap())
-        .collect();
+    let acks = id_set(&v["acks"]);
     assert_eq!(acks.len(), 80, "{v}");
     let original = dump(t.path(), &db);
     for (tool, restored) in restore_both(t.path(), &url, "asyncio") {
@@ -230,9 +233,7 @@ fn asyncio_service_waits_without_blocking_the_loop() {
 /// the Python wrapper stops walship at interpreter exit.
 #[test]
 fn a_clean_exit_without_stop_runs_the_final_sync() {
-    let t = TestDir::new("ext-no-stop");
-    let db = t.join("app.db");
-    let url = file_url(&t.join("replica"));
+    let (t, db, url) = case("ext-no-stop", "app.db");
     run_py(t.path(), &["no-stop", s(&db), &url, "300"]);
     let original = dump(t.path(), &db);
     assert_eq!(original["ids"].as_array().unwrap().len(), 300);
@@ -244,9 +245,7 @@ fn a_clean_exit_without_stop_runs_the_final_sync() {
 /// kill -9 of the host while it writes: every acknowledged row is in the restore.
 #[test]
 fn kill9_of_the_host_loses_no_acknowledged_row() {
-    let t = TestDir::new("ext-kill9");
-    let db = t.join("app.db");
-    let url = file_url(&t.join("replica"));
+    let (t, db, url) = case("ext-kill9", "app.db");
     let mut service = spawn_py(t.path(), "service", &["service", s(&db), &url, "-1"]);
     let start = Instant::now();
     while acked(&service).len() < 120 {
@@ -261,12 +260,7 @@ fn kill9_of_the_host_loses_no_acknowledged_row() {
     service.kill9();
     let acks = acked(&service);
     for (tool, restored) in restore_both(t.path(), &url, "kill9") {
-        let ids: BTreeSet<i64> = restored["ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_i64().unwrap())
-            .collect();
+        let ids = id_set(&restored["ids"]);
         let missing: Vec<_> = acks.difference(&ids).collect();
         assert!(
             missing.is_empty(),
@@ -281,9 +275,7 @@ fn kill9_of_the_host_loses_no_acknowledged_row() {
 /// same check does see a lost lock.
 #[test]
 fn host_locks_survive_walship_in_the_host() {
-    let t = TestDir::new("ext-locks");
-    let db = t.join("app.db");
-    let url = file_url(&t.join("replica"));
+    let (t, db, url) = case("ext-locks", "app.db");
     let v = json_of(&run_py(t.path(), &["locks", s(&db), &url]).stdout);
     assert_locks_held(&v);
     assert_eq!(
@@ -299,9 +291,7 @@ fn host_locks_survive_walship_in_the_host() {
 /// checkpoint resets the WAL. An extension that brought its own SQLite would do the same.
 #[test]
 fn host_locks_survive_walship_and_a_second_sqlite_copy_does_not() {
-    let t = TestDir::new("ext-locks-copy");
-    let db = t.join("app.db");
-    let url = file_url(&t.join("replica"));
+    let (t, db, url) = case("ext-locks-copy", "app.db");
     let v = json_of(&run_py(t.path(), &["locks", s(&db), &url, "pysqlite3"]).stdout);
     assert_locks_held(&v);
     assert_eq!(
@@ -325,9 +315,7 @@ fn assert_locks_held(v: &Value) {
 #[test]
 fn sqlite3_shell_loads_the_extension() {
     let h = hosts();
-    let t = TestDir::new("ext-shell");
-    let db = t.join("shell.db");
-    let url = file_url(&t.join("replica"));
+    let (t, db, url) = case("ext-shell", "shell.db");
     let ext = h.ext.with_extension("");
     let script = format!(
         "PRAGMA journal_mode=WAL;\n\
@@ -389,9 +377,7 @@ fn restore_tables(dir: &Path, url: &str) -> Vec<(&'static str, String)> {
 /// of SQLite before 3.51.3, naming the version.
 #[test]
 fn pysqlite3_host_with_its_own_static_sqlite() {
-    let t = TestDir::new("ext-pysqlite3");
-    let db = t.join("app.db");
-    let url = file_url(&t.join("replica"));
+    let (t, db, url) = case("ext-pysqlite3", "app.db");
     let mut c = python(false);
     let out = c
         .args(["service", s(&db), &url, "40", "--module", "pysqlite3"])
@@ -503,9 +489,7 @@ fn bad_input_is_refused_and_nothing_written() {
 /// says why; the parent goes on replicating.
 #[test]
 fn a_forked_worker_is_refused_and_the_parent_goes_on() {
-    let t = TestDir::new("ext-fork");
-    let db = t.join("app.db");
-    let url = file_url(&t.join("replica"));
+    let (t, db, url) = case("ext-fork", "app.db");
     let v = json_of(&run_py(t.path(), &["fork", s(&db), &url]).stdout);
     for k in ["wait", "status_sql", "start_sql"] {
         let e = v["child"][k]["error"].as_str().unwrap_or_default();

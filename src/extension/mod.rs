@@ -189,12 +189,15 @@ impl Running {
     /// The database of this engine at `db` (canonical), as the engine names it; databases
     /// a watched directory added since the start count too.
     fn find(&self, db: &Path) -> Option<PathBuf> {
-        self.handle
-            .dbs()
-            .iter()
-            .map(|h| h.db.path().to_path_buf())
+        paths(&self.handle.dbs())
+            .into_iter()
             .find(|d| canonical(d) == db)
     }
+}
+
+/// The databases' paths, as the engine names them.
+fn paths(dbs: &[crate::engine::DbHandle]) -> Vec<PathBuf> {
+    dbs.iter().map(|h| h.db.path().to_path_buf()).collect()
 }
 
 /// Fails in a process forked from the one that runs the engine: its runtime's threads
@@ -323,11 +326,7 @@ fn start_url(ctx: &Context<'_>) -> Result<String> {
 /// command makes; returns the databases it replicates (a JSON array).
 fn start(ctx: &Context<'_>, engine: Engine) -> Result<String> {
     let rt = runtime()?;
-    let dbs: Vec<PathBuf> = engine
-        .dbs()
-        .iter()
-        .map(|h| h.db.path().to_path_buf())
-        .collect();
+    let dbs = paths(engine.dbs());
     if dbs.is_empty() {
         return Err(Error::Config("the config names no database".into()));
     }
@@ -460,11 +459,7 @@ fn stop(ctx: &Context<'_>) -> Result<String> {
         running.remove(i).handle
     };
     let rt = runtime()?;
-    let dbs: Vec<PathBuf> = handle
-        .dbs()
-        .iter()
-        .map(|h| h.db.path().to_path_buf())
-        .collect();
+    let dbs = paths(&handle.dbs());
     for db in &dbs {
         hook::replicating(&canonical(db), None);
     }
