@@ -425,3 +425,80 @@ fn a_long_absence_restores_a_snapshot_when_that_downloads_less() {
     f.stop();
     rep.stop();
 }
+
+/// A database of `n` rows in table `t`, replicated once to `replica` by `walship replicate`
+/// (started, caught up, stopped cleanly): one generation there.
+fn one_generation(t: &TestDir, name: &str, n: i64, replica: &Path) {
+    let db = t.join(format!("{name}.db"));
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);")
+        .unwrap();
+    for i in 0..n {
+        c.execute("INSERT INTO t(v) VALUES (?1)", [format!("{name}-{i}")])
+            .unwrap();
+    }
+    let cfg = write_config(
+        t.path(),
+        &format!("{name}.yml"),
+        &db,
+        replica,
+        &ConfigOpts::default(),
+    );
+    let mut rep = Proc::replicate(t.path(), &Tool::Walship, &cfg);
+    wait_until("the generation's snapshot", CATCH_UP, || {
+        rep.assert_running();
+        let gens = replica.join("generations");
+        let any = gens.read_dir().ok().and_then(|mut d| d.next());
+        any.map(|_| ())
+            .ok_or_else(|| "no generation yet".to_string())
+    });
+    rep.stop();
+}
+
+/// The primary's new generation shows up in two steps, its empty directories and then,
+/// well within 5 s, its snapshot and segments, and then nothing more changes: the follower must
+/// switch within its 5 s re-check, not at its 60 s safety poll. A CI run of
+/// tests/follow_readers.rs failed this way: the plan made at the first files could not use
+/// the new generation yet, the changes after it came within 5 s and were not weighed, and
+/// then nothing woke the follower.
+#[test]
+fn a_new_generation_that_goes_quiet_is_followed_within_seconds() {
+    let t = TestDir::new("follow-quiet-generation");
+    let replica = t.join("replica");
+    let staging = t.join("staging");
+    let copy = t.join("copy.db");
+    one_generation(&t, "first", 3, &replica);
+    one_generation(&t, "second", 7, &staging);
+    let mut fol = follower(&t, &["-o", s(&copy), s(&replica)]);
+    wait_until("the copy of the first generation", CATCH_UP, || {
+        fol.assert_running();
+        (rows(&copy)? == 3).then_some(()).ok_or("not yet".into())
+    });
+    let gen_name = dir_entries(&staging.join("generations")).remove(0);
+    let (from, to) = (
+        staging.join("generations").join(&gen_name),
+        replica.join("generations").join(&gen_name),
+    );
+    // Step 1: the new generation's directories, nothing in them yet (as when the primary
+    // has created them and its snapshot is still being written): the follower weighs the
+    // generations and keeps the first.
+    std::fs::create_dir_all(to.join("snapshots")).unwrap();
+    std::fs::create_dir_all(to.join("wal")).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // Step 2, within 5 s of that: the rest. Then nothing changes any more.
+    copy_tree(&from, &to);
+    let started = std::time::Instant::now();
+    wait_until(
+        "the copy of the new generation",
+        Duration::from_secs(20),
+        || {
+            fol.assert_running();
+            (rows(&copy)? == 7).then_some(()).ok_or("not yet".into())
+        },
+    );
+    eprintln!(
+        "switched {:?} after the generation was complete",
+        started.elapsed()
+    );
+    fol.stop();
+}

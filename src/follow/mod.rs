@@ -177,6 +177,7 @@ async fn run(
         status: FollowStatus::default(),
         known_generations: None,
         last_plan: None,
+        recheck_owed: false,
         failures: 0,
     };
     f.resume().await?;
@@ -228,7 +229,10 @@ async fn run(
         let wait = if f.failures > 0 {
             (opts.interval * 2u32.saturating_pow(f.failures.min(16))).min(MAX_BACKOFF)
         } else if wake.is_some() {
-            WATCHED_SAFETY_POLL
+            match f.last_plan.filter(|_| f.recheck_owed) {
+                Some(t) => RECHECK_OTHERS.saturating_sub(t.elapsed()),
+                None => WATCHED_SAFETY_POLL,
+            }
         } else {
             opts.interval
         };
@@ -295,6 +299,11 @@ struct Follow {
     known_generations: Option<BTreeSet<Generation>>,
     /// When the replicas were last planned (all generations weighed).
     last_plan: Option<std::time::Instant>,
+    /// A change was seen while other generations exist but not weighed (the last plan was
+    /// less than [`RECHECK_OTHERS`] ago): the next look is due then, not at the next
+    /// change, which may never come (the primary's new generation wrote its first files
+    /// right after a plan that could not use it yet, then went quiet).
+    recheck_owed: bool,
     failures: u32,
 }
 
@@ -412,10 +421,12 @@ impl Follow {
                     && gens.contains(&pos.generation)
                     && !recheck
                 {
+                    self.recheck_owed = others;
                     return Ok(false);
                 }
                 let p = plan(&self.replicas, &self.restore_opts()).await?;
                 self.last_plan = Some(std::time::Instant::now());
+                self.recheck_owed = false;
                 if p.generation == pos.generation && p.replica == pos.replica {
                     self.known_generations = Some(gens);
                     return Ok(false);
