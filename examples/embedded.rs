@@ -51,7 +51,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // walship on the same runtime: one database, one replica.
     let client: Arc<dyn ReplicaClient> = match &url {
-        Some(u) => walship::engine::client_for(&walship::config::ReplicaTarget::from_url(u)?)?,
+        Some(u) => walship::backend::open(&walship::config::ReplicaTarget::from_url(u)?, None)?,
         None => Arc::new(FileClient::new(&replica_dir)),
     };
     let mut engine = Engine::new();

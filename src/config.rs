@@ -74,7 +74,7 @@ pub use env::{expand_env, expand_env_with};
 pub use error::ConfigError;
 pub use url::is_url;
 
-pub use crate::backend::options::{HttpConfig, S3Config};
+pub use crate::backend::{AbsConfig, GcsConfig, HttpConfig, ReplicaTarget, S3Config, SftpConfig};
 pub use crate::secret::Secret;
 
 /// Where the config file is read from when `-config` is not given: `/etc/litestream.yml`.
@@ -331,6 +331,26 @@ impl ReplicaConfig {
             age: AgeConfig::default(),
         }
     }
+
+    /// Opens the replica's storage client ([`crate::backend::open`] on its target): with
+    /// `age:` keys, wrapped so that what it writes is encrypted to the recipients and what it
+    /// reads is decrypted with the identities (Litestream v0.3.13's format). `counter`, when
+    /// given, is told of each request a network backend makes.
+    pub fn open(
+        &self,
+        counter: Option<crate::backend::OperationCounter>,
+    ) -> crate::Result<std::sync::Arc<dyn crate::backend::ReplicaClient>> {
+        let client = crate::backend::open(&self.target, counter)?;
+        if !self.age.is_enabled() {
+            return Ok(client);
+        }
+        let age = crate::backend::age::AgeClient::new(
+            client,
+            &self.age.recipients,
+            &self.age.identities,
+        )?;
+        Ok(std::sync::Arc::new(age))
+    }
 }
 
 /// `age:` encryption settings of a replica (standard binary age over each LZ4 object).
@@ -349,62 +369,6 @@ impl AgeConfig {
     pub fn is_enabled(&self) -> bool {
         !self.identities.is_empty() || !self.recipients.is_empty()
     }
-}
-
-/// Where a replica's objects live.
-///
-/// Every object-store prefix (`path` of S3, GCS, ABS) is cleaned and has no leading or
-/// trailing `/`; `""` is the bucket root (keys start at `generations/`).
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub enum ReplicaTarget {
-    /// A local directory (`type: file`, `path:` or `url: file:///dir`); absolute, cleaned.
-    File {
-        /// The replica root directory.
-        path: PathBuf,
-    },
-    /// An S3-compatible bucket.
-    S3(S3Config),
-    /// An HTTP server: WebDAV for replication, or any static file server for restore.
-    Http(HttpConfig),
-    /// A Google Cloud Storage bucket (Application Default Credentials).
-    Gcs {
-        /// `bucket`, or the URL host.
-        bucket: String,
-        /// Key prefix.
-        path: String,
-    },
-    /// An Azure Blob Storage container.
-    Abs {
-        /// `account-name`, or the URL user part. `None`: the backend's default.
-        account_name: Option<String>,
-        /// `account-key`. `None`: the backend reads `LITESTREAM_AZURE_ACCOUNT_KEY`.
-        account_key: Option<Secret>,
-        /// The container (`bucket`, or the URL host).
-        bucket: String,
-        /// Key prefix.
-        path: String,
-        /// `endpoint`. `None`: `https://<account>.blob.core.windows.net`.
-        endpoint: Option<String>,
-    },
-    /// A directory on an SFTP server.
-    Sftp {
-        /// `host:port` (port 22 added when absent).
-        host: String,
-        /// Login user (required).
-        user: String,
-        /// Password, if password authentication is used.
-        password: Option<Secret>,
-        /// Private key file (`key-path`), `~` expanded and absolute.
-        key_path: Option<PathBuf>,
-        /// `host-key`: the server's public key (`ssh-ed25519 AAAA...`). `None`: the
-        /// server's key must be in `~/.ssh/known_hosts`.
-        host_key: Option<String>,
-        /// `insecure-skip-host-key-check: true`: accept any server key (with a warning).
-        skip_host_key_check: bool,
-        /// Remote directory, as given (URL paths are absolute).
-        path: String,
-    },
 }
 
 impl Config {

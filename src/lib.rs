@@ -33,7 +33,7 @@
 //! | system | `platform` | what differs between Linux, macOS and Windows (positioned reads and writes, file identity, durable renames, the host name, the crash points' kill); nothing else has a `cfg` for these |
 //! | formats | [`pos`], `layout`, `compress`, `sqlite`, [`error`], [`event`], `fault`, `busy`, `secret` | positions, remote path names, LZ4 frames, WAL parsing and checksums (pure, fuzzed); the error type; events; crash points for the crash tests; the locked-database log policy; secrets kept out of logs |
 //! | helpers | `fsutil`, `metrics`, `watch` | durable local writes; Prometheus metrics (Litestream's names); file-change notifications for both directions |
-//! | storage | [`backend`] | the [`ReplicaClient`] trait; one module per backend (file, S3, GCS, Azure Blob, SFTP, HTTP: WebDAV or static) and `age` encryption over any of them; knows no config, metrics or engine |
+//! | storage | [`backend`] | the [`ReplicaClient`] trait; [`backend::open`], the one place a client is built for a [`backend::ReplicaTarget`]; one module per backend (file, S3, GCS, Azure Blob, SFTP, HTTP: WebDAV or static), each with its settings type, and `age` encryption over any of them; knows no config, metrics or engine |
 //! | config | [`config`] | `litestream.yml` types, defaults, env expansion, validation |
 //! | reading back | [`restore`](mod@restore), `retention`, `validate` | restore plan (pure) and apply, PITR; what retention may delete; restore-and-compare validation |
 //! | local state | `shadow`, `db` | the meta directory on disk (generation file, shadow WAL files, segment cuts); `Db`: tails one database, checkpoints, snapshots |

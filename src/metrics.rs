@@ -51,6 +51,16 @@ pub fn global() -> &'static Metrics {
     &GLOBAL
 }
 
+/// A counter for a network backend's requests (`backend::OperationCounter`) that records
+/// them in the process-global metrics (`litestream_replica_operation_*`).
+#[allow(clippy::type_complexity)]
+pub fn operation_counter() -> std::sync::Arc<dyn Fn(&'static str, &'static str, u64) + Send + Sync>
+{
+    std::sync::Arc::new(|replica_type, operation, bytes| {
+        global().operation(replica_type, operation, bytes)
+    })
+}
+
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: T) -> T {
     // Names are fixed and distinct: registration cannot fail.
     r.register(Box::new(m.clone()))

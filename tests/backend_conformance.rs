@@ -6,7 +6,8 @@
 //! - the read-only static-HTTP client on `python3 -m http.server` (read checks only; its
 //!   directory is seeded through the file system).
 //!
-//! Clients are built only through `walship::engine::client_for`, as the engine builds them.
+//! Clients are built only through `walship::backend::open`, with the metrics counter the
+//! engine gives them.
 //! Every check runs even when an earlier one failed; the test fails at the end with the list
 //! of failed checks. A last test checks the test servers and the fault proxy themselves.
 mod common;
@@ -64,10 +65,11 @@ fn rt() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-/// The client for `target`, built as the engine builds it; panics with the exact error.
+/// The client for `target`, built as the engine builds it (counting its requests in the
+/// metrics); panics with the exact error.
 fn client(target: &ReplicaTarget) -> Arc<dyn ReplicaClient> {
-    walship::engine::client_for(target)
-        .unwrap_or_else(|e| panic!("client_for({target:?}) failed: {e}"))
+    walship::backend::open(target, Some(walship::metrics::operation_counter()))
+        .unwrap_or_else(|e| panic!("backend::open({target:?}) failed: {e}"))
 }
 
 fn payload(rng: &mut XorShift, n: usize) -> Bytes {
@@ -1076,8 +1078,14 @@ fn conformance_gcs_fake_gcs_server() {
     gcs.create_bucket("conf");
     let at = |path: &str| -> Arc<dyn ReplicaClient> {
         Arc::new(
-            walship::backend::BucketClient::gcs_at("conf", path, Some(gcs.host()))
-                .expect("gcs client"),
+            walship::backend::BucketClient::gcs_at(
+                &walship::backend::GcsConfig {
+                    bucket: "conf".into(),
+                    path: path.into(),
+                },
+                Some(gcs.host()),
+            )
+            .expect("gcs client"),
         )
     };
     let c = at("replica/conf");

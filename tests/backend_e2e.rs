@@ -620,7 +620,7 @@ fn file_replica_served_by_nginx_autoindex() {
         .expect("tokio runtime");
     for (srv, what) in [(&html, "nginx html"), (&json, "nginx json")] {
         let client =
-            walship::engine::client_for(&servers::http_target(&srv.url(""))).expect("http client");
+            walship::backend::open(&servers::http_target(&srv.url("")), None).expect("http client");
         let listed = rt.block_on(client.list("")).expect("list the root");
         // The replica lease and its lock file sit at the root too (their sizes vary).
         let names: Vec<(&str, u64, bool)> = listed

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use walship::config::{
     Config, DbConfig, LoadedConfig, LogFormat, LogLevel, ReplicaConfig, ReplicaTarget, S3Config,
-    Secret,
+    Secret, SftpConfig,
 };
 
 fn examples_dir() -> PathBuf {
@@ -302,7 +302,7 @@ fn guide_configs_load_as_their_authors_meant() {
 fn sftp_example() {
     let c = load("sftp.yml").config;
     let r = replica(db(&c, "/var/lib/app/app.db"), "offsite");
-    let ReplicaTarget::Sftp {
+    let ReplicaTarget::Sftp(SftpConfig {
         host,
         user,
         key_path,
@@ -310,7 +310,7 @@ fn sftp_example() {
         skip_host_key_check,
         path,
         ..
-    } = &r.target
+    }) = &r.target
     else {
         panic!("{r:?}")
     };

@@ -463,14 +463,17 @@ async fn conditional_writes_hold_on_every_backend_with_a_lease() {
         return;
     };
     moto.create_bucket("cas");
-    let s3 = walship::engine::client_for(&servers::s3_target(moto.port(), "cas", "app")).unwrap();
+    let s3 = walship::backend::open(&servers::s3_target(moto.port(), "cas", "app"), None).unwrap();
     conditional_writes_conform("s3 (moto)", s3.as_ref()).await;
     let Some(azurite) = servers::Azurite::start(test, t.path()) else {
         return;
     };
     azurite.create_container("cas");
-    let abs = walship::engine::client_for(&servers::abs_target(&azurite.endpoint(), "cas", "app"))
-        .unwrap();
+    let abs = walship::backend::open(
+        &servers::abs_target(&azurite.endpoint(), "cas", "app"),
+        None,
+    )
+    .unwrap();
     conditional_writes_conform("abs (Azurite)", abs.as_ref()).await;
     // GCS is not here: fake-gcs-server 1.54 accepts a second create-only upload
     // (ifGenerationMatch=0) on the JSON API walship uploads through, so its preconditions

@@ -28,7 +28,8 @@ const LAYERS: &[(&str, u32)] = &[
     ("watch", 2),
     // storage
     ("backend", 3),
-    // the config resolves into the backends' settings
+    // the config resolves into the backends' settings (`backend::ReplicaTarget` and the
+    // settings type of each backend)
     ("config", 4),
     // reading a replica back
     ("restore", 4),

@@ -520,7 +520,7 @@ fn endless_frame(db: &[u8]) -> (Vec<u8>, Vec<u8>) {
 async fn hostile_restore(srv: &hostile::Server) -> Error {
     let url = format!("http://127.0.0.1:{}/replica", srv.port);
     let target = walship::config::ReplicaTarget::from_url(&url).unwrap();
-    let client = walship::engine::client_for(&target).unwrap();
+    let client = walship::backend::open(&target, None).unwrap();
     let replicas = vec![ReplicaSource {
         name: "http".into(),
         client,

@@ -152,7 +152,6 @@ async fn every_moment_in_the_window_stays_restorable() {
 /// one-at-a-time way measured on the same store first, so the test shows the difference.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_deletes_in_batches_on_s3() {
-    use walship::backend::S3Client;
     use walship::backend::{SnapshotInfo, WalSegmentInfo};
     use walship::retention::{self, RetentionPlan};
     let _serial = SERIAL.lock().await;
@@ -168,7 +167,7 @@ async fn retention_deletes_in_batches_on_s3() {
     else {
         unreachable!()
     };
-    let client = S3Client::s3(&cfg).unwrap();
+    let client = walship::backend::BucketClient::s3(&cfg).unwrap();
     let g = walship::Generation(0x0123_4567_89ab_cdef);
     let now = SystemTime::now();
     let segs: Vec<WalSegmentInfo> = (0..150u32)

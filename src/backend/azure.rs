@@ -13,39 +13,42 @@ use super::objstore::{Store, client_options, env_nonempty, retry_config};
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 
-/// Where an Azure replica is and how to sign in.
-#[derive(Debug, Clone, Copy)]
-pub struct AzureTarget<'a> {
-    /// `account-name`; `None` = `AZURE_STORAGE_ACCOUNT_NAME` from the environment.
-    pub account: Option<&'a str>,
-    /// `account-key`; `None` = `LITESTREAM_AZURE_ACCOUNT_KEY`, else object_store's chain.
-    pub key: Option<&'a Secret>,
-    /// The container.
-    pub container: &'a str,
-    /// Key prefix in the container.
-    pub path: &'a str,
-    /// `endpoint`; `None` = `https://ACCOUNT.blob.core.windows.net`.
-    pub endpoint: Option<&'a str>,
+/// Azure Blob Storage replica settings (`type: abs`, `abs://[ACCOUNT@]CONTAINER/PATH`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AbsConfig {
+    /// `account-name`, or the URL user part. `None`: `AZURE_STORAGE_ACCOUNT_NAME` from the
+    /// environment.
+    pub account_name: Option<String>,
+    /// `account-key`. `None`: `LITESTREAM_AZURE_ACCOUNT_KEY`, else object_store's chain.
+    /// Redacted in `Debug`.
+    pub account_key: Option<Secret>,
+    /// The container (`bucket`, or the URL host).
+    pub bucket: String,
+    /// Key prefix in the container; `""` = root.
+    pub path: String,
+    /// `endpoint`. `None`: `https://ACCOUNT.blob.core.windows.net`.
+    pub endpoint: Option<String>,
 }
 
 impl BucketClient {
-    /// A client for the blobs below `t.path` in `t.container`.
-    pub fn azure(t: AzureTarget<'_>) -> Result<BucketClient> {
+    /// A client for the blobs below `t.path` in the container `t.bucket`.
+    pub fn azure(t: &AbsConfig) -> Result<BucketClient> {
         let mut b = object_store::azure::MicrosoftAzureBuilder::from_env()
-            .with_container_name(t.container)
+            .with_container_name(&t.bucket)
             .with_retry(retry_config());
-        if let Some(a) = t.account {
+        if let Some(a) = &t.account_name {
             b = b.with_account(a);
         }
         let key = t
-            .key
+            .account_key
+            .as_ref()
             .map(|k| k.expose().to_string())
             .or_else(|| env_nonempty("LITESTREAM_AZURE_ACCOUNT_KEY"));
         if let Some(k) = key {
             b = b.with_access_key(k);
         }
         let mut allow_http = false;
-        if let Some(ep) = t.endpoint {
+        if let Some(ep) = &t.endpoint {
             let ep = if ep.contains("://") {
                 ep.to_string()
             } else {
@@ -59,13 +62,13 @@ impl BucketClient {
             Error::Config(format!(
                 "abs replica abs://{}/{}: {e}; set account-name (or the url's ACCOUNT@) and \
                  account-key (or LITESTREAM_AZURE_ACCOUNT_KEY)",
-                t.container, t.path
+                t.bucket, t.path
             ))
         })?;
         let prefix = t.path.trim_matches('/').to_string();
-        let location = match t.account {
-            Some(a) => format!("abs://{a}@{}/{prefix}", t.container),
-            None => format!("abs://{}/{prefix}", t.container),
+        let location = match &t.account_name {
+            Some(a) => format!("abs://{a}@{}/{prefix}", t.bucket),
+            None => format!("abs://{}/{prefix}", t.bucket),
         };
         Ok(BucketClient::new(Store::new(
             "abs",

@@ -27,6 +27,16 @@ use crate::error::{BackendErrorKind, Error, Result};
 
 const GCS_BASE_URL: &str = "https://storage.googleapis.com";
 
+/// Google Cloud Storage replica settings (`type: gcs`, `gcs://BUCKET/PATH`); credentials
+/// come from the environment (Application Default Credentials).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GcsConfig {
+    /// `bucket`, or the URL host.
+    pub bucket: String,
+    /// Key prefix inside the bucket; `""` = root.
+    pub path: String,
+}
+
 /// Uploads through GCS's JSON API.
 pub(super) struct GcsUploader {
     http: reqwest::Client,
@@ -36,15 +46,16 @@ pub(super) struct GcsUploader {
 }
 
 impl BucketClient {
-    /// A client for the objects below `path` in `bucket`, at the emulator that
+    /// A client for the objects below `cfg.path` in `cfg.bucket`, at the emulator that
     /// `STORAGE_EMULATOR_HOST` names if it is set.
-    pub fn gcs(bucket: &str, path: &str) -> Result<BucketClient> {
-        BucketClient::gcs_at(bucket, path, env_nonempty("STORAGE_EMULATOR_HOST"))
+    pub fn gcs(cfg: &GcsConfig) -> Result<BucketClient> {
+        BucketClient::gcs_at(cfg, env_nonempty("STORAGE_EMULATOR_HOST"))
     }
 
-    /// A client for the objects below `path` in `bucket`, at `emulator` (`host:port` or a
-    /// URL; no credentials) when given, else at Google.
-    pub fn gcs_at(bucket: &str, path: &str, emulator: Option<String>) -> Result<BucketClient> {
+    /// A client for the objects below `cfg.path` in `cfg.bucket`, at `emulator`
+    /// (`host:port` or a URL; no credentials) when given, else at Google.
+    pub fn gcs_at(cfg: &GcsConfig, emulator: Option<String>) -> Result<BucketClient> {
+        let GcsConfig { bucket, path } = cfg;
         let mut b = object_store::gcp::GoogleCloudStorageBuilder::from_env()
             .with_bucket_name(bucket)
             .with_retry(retry_config());

@@ -9,11 +9,26 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::objstore::{Store, client_options, out_of_space_advice, retry_config};
-use super::options::HttpConfig;
 use super::static_http::StaticHttp;
 use super::webdav::WebDav;
 use super::{ObjectInfo, ObjectStream, OperationCounter, ReplicaClient};
 use crate::error::{BackendErrorKind, Error, Result};
+use crate::secret::Secret;
+
+/// HTTP replica settings (`url: https://...`, `webdav://...`; `type: http`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpConfig {
+    /// The base URL (`http` or `https`), without credentials.
+    pub url: String,
+    /// `skip-verify` — default false — disables TLS certificate verification.
+    pub skip_verify: bool,
+    /// Basic-auth user: `user`, or the URL user part.
+    pub user: Option<String>,
+    /// Basic-auth password: `password`, or the URL password. Redacted in `Debug`.
+    pub password: Option<Secret>,
+    /// `bearer-token`, sent as `Authorization: Bearer ...`. Redacted in `Debug`.
+    pub bearer_token: Option<Secret>,
+}
 
 /// The server, as both kinds of HTTP replica reach it outside object_store.
 #[derive(Clone)]

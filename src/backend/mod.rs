@@ -1,5 +1,6 @@
-//! Replica storage: the [`ReplicaClient`] trait, its backends, and the layout-aware
-//! operations every part of walship uses on top of it.
+//! Replica storage: the [`ReplicaClient`] trait, its backends, [`open`] (the one place a
+//! client is built for a [`ReplicaTarget`]), and the layout-aware operations every part of
+//! walship uses on top of it.
 //!
 //! The trait is object-level on purpose: a backend only stores, lists and deletes opaque
 //! objects under `/`-separated relative paths. Everything that knows Litestream's layout
@@ -27,16 +28,19 @@ pub mod file;
 mod gcs;
 mod http;
 mod objstore;
-pub mod options;
 mod s3;
 pub mod sftp;
 mod static_http;
+mod target;
 mod webdav;
 
-pub use azure::AzureTarget;
+pub use azure::AbsConfig;
 pub use bucket::BucketClient;
-pub use http::HttpClient;
-pub use s3::S3Client;
+pub use gcs::GcsConfig;
+pub use http::{HttpClient, HttpConfig};
+pub use s3::S3Config;
+pub use sftp::SftpConfig;
+pub use target::{ReplicaTarget, open};
 
 /// Told of each request a network backend makes: (replica type, operation, bytes), with
 /// operation one of `GET`, `PUT`, `LIST`, `DELETE`. The engine passes one that records

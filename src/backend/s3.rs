@@ -4,11 +4,31 @@ use std::sync::Arc;
 
 use super::bucket::BucketClient;
 use super::objstore::{Store, client_options, env_nonempty, retry_config};
-use super::options::S3Config;
 use crate::error::{Error, Result};
+use crate::secret::Secret;
 
-/// The S3 client: a [`BucketClient`] built by [`BucketClient::s3`].
-pub type S3Client = BucketClient;
+/// S3 replica settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct S3Config {
+    /// `bucket` (required), or from the URL host.
+    pub bucket: String,
+    /// `path`: key prefix inside the bucket; `""` = root.
+    pub path: String,
+    /// `region`; `None` = discover it (AWS), or `us-east-1` when an endpoint is set.
+    pub region: Option<String>,
+    /// `endpoint` of an S3-compatible service (`http://127.0.0.1:9000`); a value without a
+    /// scheme gets `https://`. `None` = AWS.
+    pub endpoint: Option<String>,
+    /// `force-path-style` — default: true when an endpoint is configured or inferred from the
+    /// URL host, else false. An explicit value wins.
+    pub force_path_style: bool,
+    /// `skip-verify` — default false — disables TLS certificate verification.
+    pub skip_verify: bool,
+    /// `access-key-id` (or the top-level one). `None` = the AWS default credential chain.
+    pub access_key_id: Option<String>,
+    /// `secret-access-key` (or the top-level one). Redacted in `Debug`.
+    pub secret_access_key: Option<Secret>,
+}
 
 impl BucketClient {
     /// A client for `cfg`. Credentials: the config's keys, else `AWS_ACCESS_KEY_ID` /

@@ -30,22 +30,26 @@ use super::{ObjectInfo, ObjectStream, OperationCounter, ReplicaClient};
 use crate::error::{BackendErrorKind, Error, Result};
 use crate::secret::Secret;
 
-/// Where an SFTP replica is and how to sign in and check the server.
-#[derive(Debug, Clone)]
-pub struct SftpOptions {
-    /// `host:port`.
+/// SFTP replica settings (`type: sftp`, `sftp://USER@HOST[:PORT]/PATH`): where the
+/// replica is, how to sign in and how to check the server.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SftpConfig {
+    /// `host:port` (port 22 added when absent).
     pub host: String,
-    /// Login user.
+    /// Login user (required).
     pub user: String,
-    /// Password authentication, if any.
+    /// Password, if password authentication is used. Redacted in `Debug`.
     pub password: Option<Secret>,
-    /// Private key file for public-key authentication, if any.
+    /// Private key file (`key-path`) for public-key authentication, `~` expanded and
+    /// absolute.
     pub key_path: Option<PathBuf>,
-    /// The server's public key (`ssh-ed25519 AAAA...`); `None`: `~/.ssh/known_hosts`.
+    /// `host-key`: the server's public key (`ssh-ed25519 AAAA...`). `None`: the server's
+    /// key must be in `~/.ssh/known_hosts`.
     pub host_key: Option<String>,
-    /// Accept any server key.
+    /// `insecure-skip-host-key-check: true`: accept any server key (with a warning).
     pub skip_host_key_check: bool,
-    /// The replica directory on the server (absolute, or relative to the login directory).
+    /// The replica directory on the server, as given (URL paths are absolute; otherwise
+    /// relative to the login directory).
     pub path: String,
 }
 
@@ -131,7 +135,7 @@ struct Conn {
 
 /// A replica in a directory on an SFTP server.
 pub struct SftpClient {
-    opts: SftpOptions,
+    opts: SftpConfig,
     host: String,
     port: u16,
     policy: HostKeyPolicy,
@@ -166,7 +170,7 @@ fn ssh_string(out: &mut Vec<u8>, s: &str) {
 impl SftpClient {
     /// A client for `opts`; connects on first use. A `host-key` that does not parse is an
     /// error here.
-    pub fn new(opts: SftpOptions) -> Result<SftpClient> {
+    pub fn new(opts: SftpConfig) -> Result<SftpClient> {
         let (host, port) = match opts.host.rsplit_once(':') {
             Some((h, p)) if p.parse::<u16>().is_ok() => (
                 h.trim_matches(['[', ']']).to_string(),

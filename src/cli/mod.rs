@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 
+use walship::backend;
 use walship::config::{self, Config, LoadedConfig, ReplicaTarget};
-use walship::engine;
 use walship::restore::ReplicaSource;
 
 pub mod list;
@@ -355,7 +355,7 @@ pub fn resolve_target(
                 "replica {r:?} not found for {arg:?} (a replica URL names one replica, called {name:?})"
             );
         }
-        let client = engine::client_for(&target)?;
+        let client = backend::open(&target, Some(walship::metrics::operation_counter()))?;
         Ok(Target {
             db_path: None,
             replicas: vec![ReplicaSource { name, client }],
@@ -394,7 +394,8 @@ pub fn resolve_target(
         if replica.is_some_and(|r| r != rc.name) {
             continue;
         }
-        let client = engine::replica_client(rc)
+        let client = rc
+            .open(Some(walship::metrics::operation_counter()))
             .with_context(|| format!("replica {:?} of {}", rc.name, db.path.display()))?;
         replicas.push(ReplicaSource {
             name: rc.name.clone(),

@@ -5,9 +5,10 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use tracing::{info, warn};
 
+use walship::backend;
 use walship::config::{self, ReplicaTarget};
 use walship::db::DbOptions;
-use walship::engine::{self, Engine};
+use walship::engine::Engine;
 use walship::replica::ReplicaOptions;
 use walship::server::MetricsListener;
 
@@ -71,7 +72,8 @@ pub fn build(args: &ReplicateArgs) -> Result<(Engine, Option<String>, Option<Str
                 "duplicate replica name {name:?}: give each replica its own type, or use a config file with name: keys"
             );
         }
-        replicas.push((engine::client_for(&target)?, ReplicaOptions::new(name)));
+        let client = backend::open(&target, Some(walship::metrics::operation_counter()))?;
+        replicas.push((client, ReplicaOptions::new(name)));
     }
     let mut e = Engine::new();
     e.add_db(DbOptions::new(db_path), replicas);

@@ -153,7 +153,7 @@ async fn behind(rc: Option<&ReplicaConfig>, p: &walship::follow::FollowPosition)
         return format!("? (replica {:?} not in the config)", p.replica);
     };
     let res = async {
-        let client = engine::replica_client(rc)?;
+        let client = rc.open(None)?;
         let segs = backend::wal_segments(client.as_ref(), p.generation).await?;
         let gens = backend::generations(client.as_ref()).await?;
         anyhow::Ok((segs, gens))
@@ -365,7 +365,7 @@ async fn replica_state(
     rc: &ReplicaConfig,
     db_pos: Option<Pos>,
 ) -> Result<(Option<Pos>, Option<SystemTime>)> {
-    let client = engine::replica_client(rc)?;
+    let client = rc.open(None)?;
     let Some(g) = db_pos.map(|p| p.generation) else {
         return Ok((None, None));
     };

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{DbConfig, ReplicaTarget};
+use super::{AbsConfig, DbConfig, GcsConfig, ReplicaTarget, SftpConfig};
 
 /// A `dbs:` entry in directory form.
 #[derive(Clone, Debug, PartialEq)]
@@ -182,10 +182,9 @@ impl DirConfig {
                     let slash = if h.url.ends_with('/') { "/" } else { "" };
                     h.url = format!("{}{slash}", join(&h.url));
                 }
-                ReplicaTarget::Gcs { path, .. } | ReplicaTarget::Abs { path, .. } => {
-                    *path = join(path)
-                }
-                ReplicaTarget::Sftp { path, .. } => *path = join(path),
+                ReplicaTarget::Gcs(GcsConfig { path, .. })
+                | ReplicaTarget::Abs(AbsConfig { path, .. }) => *path = join(path),
+                ReplicaTarget::Sftp(SftpConfig { path, .. }) => *path = join(path),
             }
         }
         Some(c)

@@ -214,18 +214,18 @@ dbs:
     );
     assert_eq!(
         db.replicas[1].target,
-        ReplicaTarget::Abs {
+        ReplicaTarget::Abs(AbsConfig {
             account_name: Some("acct".into()),
             account_key: Some(Secret::new("AZKEY")),
             bucket: "container".into(),
             path: "a".into(),
             endpoint: Some("http://127.0.0.1:10000/acct".into()),
-        }
+        })
     );
     assert_eq!(db.replicas[1].name, "abs");
     assert_eq!(
         db.replicas[2].target,
-        ReplicaTarget::Sftp {
+        ReplicaTarget::Sftp(SftpConfig {
             host: "backup.example.com:22".into(),
             user: "bob".into(),
             password: Some(Secret::new("SFTPPASS")),
@@ -233,14 +233,14 @@ dbs:
             host_key: None,
             skip_host_key_check: false,
             path: "/srv/backups/a".into(),
-        }
+        })
     );
     assert_eq!(
         db.replicas[3].target,
-        ReplicaTarget::Gcs {
+        ReplicaTarget::Gcs(GcsConfig {
             bucket: "gbkt".into(),
             path: "a".into()
-        }
+        })
     );
     assert_eq!(
         db.replicas[4].target,

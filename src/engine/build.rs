@@ -1,85 +1,9 @@
 //! From the resolved config to what the engine runs: a storage client for each replica
-//! (age-encrypted where the config says so) and the options of each database and
-//! replica. The defaults live in `config`; this is the one conversion.
+//! (opened by [`ReplicaConfig::open`], counting its requests in the metrics) and the
+//! options of each database and replica. The defaults live in `config`; this is the one
+//! conversion.
 use super::*;
 use crate::config::LeaseConfig;
-
-/// Builds the storage client for a replica target.
-pub fn client_for(target: &ReplicaTarget) -> Result<Arc<dyn ReplicaClient>> {
-    match target {
-        ReplicaTarget::File { path } => Ok(Arc::new(FileClient::new(path.clone()))),
-        ReplicaTarget::S3(c) => Ok(Arc::new(
-            BucketClient::s3(c)?.with_operation_counter(metrics_counter()),
-        )),
-        ReplicaTarget::Http(c) => Ok(Arc::new(
-            HttpClient::new(c)?.with_operation_counter(metrics_counter()),
-        )),
-        ReplicaTarget::Gcs { bucket, path } => Ok(Arc::new(
-            BucketClient::gcs(bucket, path)?.with_operation_counter(metrics_counter()),
-        )),
-        ReplicaTarget::Abs {
-            account_name,
-            account_key,
-            bucket,
-            path,
-            endpoint,
-        } => Ok(Arc::new(
-            BucketClient::azure(AzureTarget {
-                account: account_name.as_deref(),
-                key: account_key.as_ref(),
-                container: bucket,
-                path,
-                endpoint: endpoint.as_deref(),
-            })?
-            .with_operation_counter(metrics_counter()),
-        )),
-        ReplicaTarget::Sftp {
-            host,
-            user,
-            password,
-            key_path,
-            host_key,
-            skip_host_key_check,
-            path,
-        } => Ok(Arc::new(
-            SftpClient::new(SftpOptions {
-                host: host.clone(),
-                user: user.clone(),
-                password: password.clone(),
-                key_path: key_path.clone(),
-                host_key: host_key.clone(),
-                skip_host_key_check: *skip_host_key_check,
-                path: path.clone(),
-            })?
-            .with_operation_counter(metrics_counter()),
-        )),
-        #[allow(unreachable_patterns)]
-        other => Err(Error::Config(format!(
-            "{} replicas are not supported by this walship build yet; use a file, s3, abs or \
-             http replica",
-            other.type_name()
-        ))),
-    }
-}
-
-/// Records a network backend's requests in the process's Prometheus metrics.
-fn metrics_counter() -> crate::backend::OperationCounter {
-    Arc::new(|replica_type, operation, bytes| {
-        crate::metrics::global().operation(replica_type, operation, bytes)
-    })
-}
-
-/// Builds the storage client for a configured replica: with `age:` keys, wrapped so that
-/// what it writes is encrypted to the recipients and what it reads is decrypted with the
-/// identities (Litestream v0.3.13's format).
-pub fn replica_client(rc: &ReplicaConfig) -> Result<Arc<dyn ReplicaClient>> {
-    let client = client_for(&rc.target)?;
-    if !rc.age.is_enabled() {
-        return Ok(client);
-    }
-    let age = AgeClient::new(client, &rc.age.recipients, &rc.age.identities)?;
-    Ok(Arc::new(age))
-}
 
 /// Database options from a `dbs:` entry.
 pub fn db_options(c: &DbConfig) -> DbOptions {
@@ -117,13 +41,15 @@ pub(super) fn replicas_for(
 ) -> Result<Vec<(Arc<dyn ReplicaClient>, ReplicaOptions)>> {
     let mut replicas = Vec::new();
     for rc in &dbc.replicas {
-        let client = replica_client(rc).map_err(|err| {
-            Error::Config(format!(
-                "db {}: replica {:?}: {err}",
-                dbc.path.display(),
-                rc.name
-            ))
-        })?;
+        let client = rc
+            .open(Some(crate::metrics::operation_counter()))
+            .map_err(|err| {
+                Error::Config(format!(
+                    "db {}: replica {:?}: {err}",
+                    dbc.path.display(),
+                    rc.name
+                ))
+            })?;
         if matches!(rc.lease, LeaseConfig::Ttl(_)) && !client.conditional_writes() {
             return Err(Error::Config(format!(
                 "db {}: replica {:?}: lease: the {} backend cannot hold a replica lease (it \

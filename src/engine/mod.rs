@@ -33,7 +33,7 @@ mod build;
 mod dir_watch;
 
 use build::replicas_for;
-pub use build::{client_for, db_options, replica_client, replica_options};
+pub use build::{db_options, replica_options};
 use dir_watch::watch_dir;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -45,12 +45,8 @@ use tokio::sync::{Notify, broadcast, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::backend::ReplicaClient;
-use crate::backend::age::AgeClient;
-use crate::backend::file::FileClient;
-use crate::backend::sftp::{SftpClient, SftpOptions};
-use crate::backend::{AzureTarget, BucketClient, HttpClient};
 use crate::busy::BusySpell;
-use crate::config::{Candidate, Config, DbConfig, DirConfig, ReplicaConfig, ReplicaTarget};
+use crate::config::{Candidate, Config, DbConfig, DirConfig, ReplicaConfig};
 use crate::db::{Db, DbOptions};
 use crate::error::{BackendErrorKind, Error, Result};
 use crate::event::{DbStatus, Event};

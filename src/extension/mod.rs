@@ -475,7 +475,8 @@ fn restore(ctx: &Context<'_>) -> Result<String> {
     let out = std::path::absolute(text_arg(ctx, 1, "the output path")?)
         .map_err(|e| Error::Config(format!("output path: {e}")))?;
     let rt = runtime()?;
-    let client = crate::engine::client_for(&crate::config::ReplicaTarget::from_url(&url)?)?;
+    let target = crate::config::ReplicaTarget::from_url(&url)?;
+    let client = crate::backend::open(&target, Some(crate::metrics::operation_counter()))?;
     let sources = [crate::restore::ReplicaSource {
         name: client.type_name().into(),
         client,

@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use walship::config::{HttpConfig, ReplicaTarget, S3Config, Secret};
+use walship::config::{AbsConfig, HttpConfig, ReplicaTarget, S3Config, Secret, SftpConfig};
 
 /// How long a server may take to answer its first HTTP request.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -475,13 +475,13 @@ print(urllib.request.urlopen(req).status)
 
 /// An Azure replica target in Azurite.
 pub fn abs_target(endpoint: &str, container: &str, path: &str) -> ReplicaTarget {
-    ReplicaTarget::Abs {
+    ReplicaTarget::Abs(AbsConfig {
         account_name: Some(AZURITE_ACCOUNT.to_string()),
         account_key: Some(Secret::new(AZURITE_KEY)),
         bucket: container.to_string(),
         path: path.to_string(),
         endpoint: Some(endpoint.to_string()),
-    }
+    })
 }
 
 /// The `replicas:` entry of an Azure replica in Azurite, in the keys both walship and
@@ -610,7 +610,7 @@ impl Sshd {
 
     /// The target of an SFTP replica in `remote_dir`, checked against the host key.
     pub fn target(&self, remote_dir: &Path) -> ReplicaTarget {
-        ReplicaTarget::Sftp {
+        ReplicaTarget::Sftp(SftpConfig {
             host: format!("127.0.0.1:{}", self.proc.port),
             user: self.user.clone(),
             password: None,
@@ -618,7 +618,7 @@ impl Sshd {
             host_key: Some(self.host_key.clone()),
             skip_host_key_check: false,
             path: remote_dir.to_str().expect("utf-8 path").to_string(),
-        }
+        })
     }
 }
 

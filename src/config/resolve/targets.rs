@@ -1,6 +1,7 @@
 //! Where each type of replica lives: its keys (or its URL) resolved into a
 //! [`ReplicaTarget`], with an error that names the key to fix.
 use super::*;
+use crate::config::{AbsConfig, GcsConfig, SftpConfig};
 
 impl Resolver<'_> {
     pub(super) fn file_target(
@@ -112,10 +113,10 @@ impl Resolver<'_> {
                          or use url: gcs://BUCKET/PATH",
                     ));
                 };
-                Ok(ReplicaTarget::Gcs {
+                Ok(ReplicaTarget::Gcs(GcsConfig {
                     bucket,
                     path: clean_key_prefix(r.path.as_deref().unwrap_or("")),
-                })
+                }))
             }
         }
     }
@@ -128,13 +129,13 @@ impl Resolver<'_> {
     ) -> Result<ReplicaTarget, ConfigError> {
         let bucket = non_empty(r.bucket.clone());
         let (url_account, url_endpoint, bucket, path) = match url_target {
-            Some(ReplicaTarget::Abs {
+            Some(ReplicaTarget::Abs(AbsConfig {
                 account_name,
                 bucket: url_bucket,
                 path,
                 endpoint,
                 ..
-            }) => {
+            })) => {
                 if bucket.is_some() {
                     return Err(self.invalid(
                         label,
@@ -156,13 +157,13 @@ impl Resolver<'_> {
                 (None, None, bucket, path)
             }
         };
-        Ok(ReplicaTarget::Abs {
+        Ok(ReplicaTarget::Abs(AbsConfig {
             account_name: non_empty(r.account_name.clone()).or(url_account),
             account_key: non_empty(r.account_key.clone()).map(Secret::new),
             bucket,
             path,
             endpoint: non_empty(r.endpoint.clone()).or(url_endpoint),
-        })
+        }))
     }
 
     pub(super) fn sftp_target(
@@ -181,13 +182,13 @@ impl Resolver<'_> {
         let host_key = non_empty(r.host_key.clone());
         let skip_host_key_check = r.insecure_skip_host_key_check.unwrap_or(false);
         match url_target {
-            Some(ReplicaTarget::Sftp {
+            Some(ReplicaTarget::Sftp(SftpConfig {
                 host: url_host,
                 user: url_user,
                 password: url_password,
                 path,
                 ..
-            }) => {
+            })) => {
                 if host.is_some() {
                     return Err(self.invalid(
                         label,
@@ -195,7 +196,7 @@ impl Resolver<'_> {
                          (sftp://USER@HOST:PORT/PATH), so remove host:",
                     ));
                 }
-                Ok(ReplicaTarget::Sftp {
+                Ok(ReplicaTarget::Sftp(SftpConfig {
                     host: url_host,
                     user: user.unwrap_or(url_user),
                     password: password.or(url_password),
@@ -203,7 +204,7 @@ impl Resolver<'_> {
                     host_key,
                     skip_host_key_check,
                     path,
-                })
+                }))
             }
             _ => {
                 let Some(host) = host else {
@@ -218,7 +219,7 @@ impl Resolver<'_> {
                         self.invalid(label, "user required for sftp replica; add user: NAME")
                     );
                 };
-                Ok(ReplicaTarget::Sftp {
+                Ok(ReplicaTarget::Sftp(SftpConfig {
                     host: with_default_port(&host, 22),
                     user,
                     password,
@@ -226,7 +227,7 @@ impl Resolver<'_> {
                     host_key,
                     skip_host_key_check,
                     path: r.path.clone().unwrap_or_default(),
-                })
+                }))
             }
         }
     }

@@ -3,7 +3,9 @@
 use std::path::Path;
 
 use super::paths::{absolutize, clean_key_prefix, clean_path};
-use super::{ConfigError, HttpConfig, ReplicaTarget, S3Config, Secret};
+use super::{
+    AbsConfig, ConfigError, GcsConfig, HttpConfig, ReplicaTarget, S3Config, Secret, SftpConfig,
+};
 
 /// The schemes [`ReplicaTarget::from_url`] accepts, for error messages.
 pub(crate) const KNOWN_SCHEMES: &str =
@@ -61,19 +63,6 @@ impl ReplicaTarget {
             url: redact_url(url),
             message,
         })
-    }
-
-    /// The replica type, as Litestream names it and as used for a replica's default name:
-    /// `"file"`, `"s3"`, `"http"`, `"gcs"`, `"abs"` or `"sftp"`.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            ReplicaTarget::File { .. } => "file",
-            ReplicaTarget::S3(_) => "s3",
-            ReplicaTarget::Http(_) => "http",
-            ReplicaTarget::Gcs { .. } => "gcs",
-            ReplicaTarget::Abs { .. } => "abs",
-            ReplicaTarget::Sftp { .. } => "sftp",
-        }
     }
 }
 
@@ -241,10 +230,10 @@ fn target_from_url(url: &str) -> Result<ReplicaTarget, String> {
             if u.host.is_empty() {
                 return Err("gcs url needs a bucket: gcs://BUCKET/PATH".into());
             }
-            Ok(ReplicaTarget::Gcs {
+            Ok(ReplicaTarget::Gcs(GcsConfig {
                 bucket: u.host.to_string(),
                 path: clean_key_prefix(&u.path),
-            })
+            }))
         }
         Some("abs") => abs_target(&u),
         Some("sftp") => sftp_target(&u),
@@ -449,13 +438,13 @@ fn abs_target(u: &ParsedUrl<'_>) -> Result<ReplicaTarget, String> {
     if bucket.is_empty() {
         return Err("abs url needs a container: abs://ACCOUNT@CONTAINER/PATH".into());
     }
-    Ok(ReplicaTarget::Abs {
+    Ok(ReplicaTarget::Abs(AbsConfig {
         account_name,
         account_key: None,
         bucket,
         path: clean_key_prefix(prefix),
         endpoint,
-    })
+    }))
 }
 
 fn sftp_target(u: &ParsedUrl<'_>) -> Result<ReplicaTarget, String> {
@@ -465,7 +454,7 @@ fn sftp_target(u: &ParsedUrl<'_>) -> Result<ReplicaTarget, String> {
     let Some(user) = u.user.clone() else {
         return Err("sftp url needs a user: sftp://USER@HOST[:PORT]/PATH".into());
     };
-    Ok(ReplicaTarget::Sftp {
+    Ok(ReplicaTarget::Sftp(SftpConfig {
         host: with_default_port(u.host, 22),
         user,
         password: u.password.clone().map(Secret::new),
@@ -478,7 +467,7 @@ fn sftp_target(u: &ParsedUrl<'_>) -> Result<ReplicaTarget, String> {
             // A path on the server: `/`-separated whatever this machine uses.
             format!("/{}", clean_key_prefix(&u.path))
         },
-    })
+    }))
 }
 
 /// Appends `:port` unless the host already names one.

@@ -238,41 +238,41 @@ fn s3_host_inference() {
 fn other_schemes() {
     assert_eq!(
         ReplicaTarget::from_url("gcs://bkt/a/b").unwrap(),
-        ReplicaTarget::Gcs {
+        ReplicaTarget::Gcs(GcsConfig {
             bucket: "bkt".into(),
             path: "a/b".into()
-        }
+        })
     );
     assert_eq!(
         ReplicaTarget::from_url("gs://bkt").unwrap(),
-        ReplicaTarget::Gcs {
+        ReplicaTarget::Gcs(GcsConfig {
             bucket: "bkt".into(),
             path: String::new()
-        }
+        })
     );
     assert_eq!(
         ReplicaTarget::from_url("abs://acct@container/db").unwrap(),
-        ReplicaTarget::Abs {
+        ReplicaTarget::Abs(AbsConfig {
             account_name: Some("acct".into()),
             account_key: None,
             bucket: "container".into(),
             path: "db".into(),
             endpoint: None
-        }
+        })
     );
     assert_eq!(
         ReplicaTarget::from_url("abs://acct.blob.core.windows.net/container/db").unwrap(),
-        ReplicaTarget::Abs {
+        ReplicaTarget::Abs(AbsConfig {
             account_name: Some("acct".into()),
             account_key: None,
             bucket: "container".into(),
             path: "db".into(),
             endpoint: Some("https://acct.blob.core.windows.net".into())
-        }
+        })
     );
     assert_eq!(
         ReplicaTarget::from_url("sftp://u:p%40ss@example.com:2222/backups/db").unwrap(),
-        ReplicaTarget::Sftp {
+        ReplicaTarget::Sftp(SftpConfig {
             host: "example.com:2222".into(),
             user: "u".into(),
             password: Some(Secret::new("p@ss")),
@@ -280,10 +280,10 @@ fn other_schemes() {
             host_key: None,
             skip_host_key_check: false,
             path: "/backups/db".into()
-        }
+        })
     );
     match ReplicaTarget::from_url("sftp://u@example.com/x").unwrap() {
-        ReplicaTarget::Sftp { host, .. } => assert_eq!(host, "example.com:22"),
+        ReplicaTarget::Sftp(SftpConfig { host, .. }) => assert_eq!(host, "example.com:22"),
         other => panic!("{other:?}"),
     }
     match ReplicaTarget::from_url("https://bob:pw@dav.example.com/r/db?x=1#frag").unwrap() {
