@@ -15,8 +15,10 @@ pub enum Error {
     /// The database has no generation yet (nothing to ship).
     #[error("no generation, waiting for data")]
     NoGeneration,
-    /// A replica holds no snapshot that fits the request.
-    #[error("no snapshots available{0}")]
+    /// A replica holds no snapshot that fits the request. The message is whole: `no
+    /// snapshots available`, then what was asked for (`in generation ... at or below
+    /// index ...`).
+    #[error("{0}")]
     NoSnapshots(String),
     /// Nothing on any replica matches what restore was asked for.
     #[error("no matching backups found")]
@@ -84,6 +86,17 @@ pub enum Error {
     /// The operation was cancelled by shutdown.
     #[error("shutting down")]
     Shutdown,
+    /// Another connection holds a lock on the database that walship needs for now (SQLite's
+    /// SQLITE_BUSY or SQLITE_LOCKED where walship opens the database; elsewhere SQLite's own
+    /// error comes as [`Error::Sqlite`]). Trying again later is the remedy; see
+    /// [`Error::is_busy`], which is true for both. The message names the database.
+    #[error("{0}")]
+    Busy(String),
+    /// A fault inside walship, not in its input or its environment: a worker task that
+    /// panicked or was cancelled, state that an invariant says is there and is not. Nothing
+    /// the caller changes makes it go away; it is worth a bug report.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// What a caller can do about an [`Error::Backend`]. Retry decisions match on it.
@@ -172,17 +185,27 @@ impl Error {
         move |source| Error::Sqlite { context, source }
     }
 
-    /// True for SQLite's "database is locked" (SQLITE_BUSY or SQLITE_LOCKED): another
-    /// connection holds a lock walship needs for now; trying again later is the remedy.
+    /// True for SQLite's "database is locked" (SQLITE_BUSY or SQLITE_LOCKED), wherever it
+    /// happened ([`Error::Busy`] at open, [`Error::Sqlite`] elsewhere): another connection
+    /// holds a lock walship needs for now; trying again later is the remedy.
     pub fn is_busy(&self) -> bool {
-        matches!(
-            self,
+        match self {
+            Error::Busy(_) => true,
             Error::Sqlite {
                 source: rusqlite::Error::SqliteFailure(f, _),
                 ..
-            } if f.code == rusqlite::ErrorCode::DatabaseBusy
-                || f.code == rusqlite::ErrorCode::DatabaseLocked
-        )
+            } => {
+                f.code == rusqlite::ErrorCode::DatabaseBusy
+                    || f.code == rusqlite::ErrorCode::DatabaseLocked
+            }
+            _ => false,
+        }
+    }
+
+    /// Wraps the failure of a task walship spawned (it panicked or was cancelled) as
+    /// [`Error::Internal`]: `what` names the task (`"snapshot"`, `"sync"`).
+    pub fn task_failed(what: &'static str) -> impl FnOnce(tokio::task::JoinError) -> Error {
+        move |e| Error::Internal(format!("{what} task failed: {e}"))
     }
 
     /// A corrupt-data error.
@@ -222,6 +245,45 @@ mod tests {
         ] {
             assert_eq!(BackendErrorKind::of_status(status), kind, "status {status}");
         }
+    }
+
+    #[test]
+    fn busy_is_busy_wherever_it_happens() {
+        assert!(Error::Busy("app.db is locked by another connection".into()).is_busy());
+        let locked = rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY);
+        let e = Error::sqlite("copy the WAL")(rusqlite::Error::SqliteFailure(locked, None));
+        assert!(e.is_busy(), "{e}");
+        assert!(!Error::Internal("x".into()).is_busy());
+        assert!(!Error::Config("x".into()).is_busy());
+    }
+
+    #[test]
+    fn messages_carry_their_whole_text() {
+        let e = Error::NoSnapshots("no snapshots available in generation 0000000000000001".into());
+        assert_eq!(
+            e.to_string(),
+            "no snapshots available in generation 0000000000000001"
+        );
+        assert_eq!(
+            Error::Internal("database connection not open".into()).to_string(),
+            "internal error: database connection not open"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_task_is_an_internal_error() {
+        let task = tokio::spawn(std::future::pending::<()>());
+        task.abort();
+        let e = task
+            .await
+            .map_err(Error::task_failed("snapshot"))
+            .unwrap_err();
+        assert!(matches!(e, Error::Internal(_)), "{e:?}");
+        assert!(
+            e.to_string()
+                .starts_with("internal error: snapshot task failed: "),
+            "{e}"
+        );
     }
 
     #[test]

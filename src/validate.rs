@@ -139,7 +139,7 @@ pub fn plan_at(
         .cloned()
         .ok_or_else(|| {
             Error::NoSnapshots(format!(
-                " at or below index {} in generation {}",
+                "no snapshots available at or below index {} in generation {}",
                 pos.index, pos.generation
             ))
         })?;

@@ -18,7 +18,7 @@ use futures::{StreamExt, TryStreamExt};
 use tokio_util::compat::{FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
 
 use super::{ObjectInfo, ObjectStream, ReplicaClient};
-use crate::error::{BackendErrorKind, Error, Result};
+use crate::error::{Error, Result};
 use crate::secret::Secret;
 
 /// What every binary age file starts with.
@@ -126,13 +126,9 @@ impl AgeClient {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T> {
-        tokio::task::spawn_blocking(f).await.map_err(|e| {
-            Error::backend(
-                self.inner.type_name(),
-                BackendErrorKind::Other,
-                format!("age worker task failed: {e}"),
-            )
-        })
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(Error::task_failed("age worker"))
     }
 
     /// Decrypts a whole object held in memory (plaintext passes through).

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use super::{ObjectInfo, ObjectStream, ReplicaClient};
-use crate::error::{BackendErrorKind, Error, Result};
+use crate::error::{Error, Result};
 use crate::fsutil::{write_atomic, write_atomic_with};
 
 /// A replica in a local directory. Writes go to `<name>.<pid>-<n>.tmp`, are fsynced, renamed over the
@@ -43,13 +43,9 @@ impl FileClient {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| {
-        Error::backend(
-            "file",
-            BackendErrorKind::Other,
-            format!("worker task failed: {e}"),
-        )
-    })?
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(Error::task_failed("file worker"))?
 }
 
 /// The version of a file's content for [`ReplicaClient::put_if`]: its 64-bit xxHash3.

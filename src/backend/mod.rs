@@ -441,7 +441,7 @@ pub async fn read_decompressed_sized(
     }
     tokio::task::spawn_blocking(decompress)
         .await
-        .map_err(|e| Error::backend("decompress", BackendErrorKind::Other, e.to_string()))?
+        .map_err(Error::task_failed("decompress"))?
 }
 
 /// The replica's position in `generation` as Litestream computes it: the end of the last

@@ -93,7 +93,7 @@ impl Db {
         let conn = inner
             .conn
             .take()
-            .ok_or_else(|| Error::Config("internal: connection missing".into()))?;
+            .ok_or_else(|| Error::Internal("database connection not open".into()))?;
         // First the bulk of the work, without the write lock: with walship's read
         // transaction still open, this copies frames into the database only up to walship's
         // read mark (moved up just before, see `note_read_mark`) and cannot let anyone

@@ -163,7 +163,7 @@ impl Db {
             db: stamp,
         };
         let json = serde_json::to_vec_pretty(&proof)
-            .map_err(|e| Error::Config(format!("internal: clean-stop proof: {e}")))?;
+            .map_err(|e| Error::Internal(format!("encode the clean-stop proof: {e}")))?;
         write_atomic(&self.clean_stop_path(), &json)?;
         crate::fault::point("clean_stop.after_record");
         Ok(true)
@@ -204,7 +204,7 @@ impl Db {
         let conn = inner
             .conn
             .take()
-            .ok_or_else(|| Error::Config("internal: database connection not open".into()))?;
+            .ok_or_else(|| Error::Internal("database connection not open".into()))?;
         let r = self.resume_locked(inner, &conn, proof, &sh);
         inner.conn = Some(conn);
         r

@@ -484,7 +484,7 @@ impl Db {
         inner
             .conn
             .as_mut()
-            .ok_or_else(|| Error::Config("internal: database connection not open".into()))
+            .ok_or_else(|| Error::Internal("database connection not open".into()))
     }
 
     /// Loads the current generation from the meta directory at start-up, or leaves none.

@@ -20,7 +20,7 @@ impl Db {
         let conn = inner
             .conn
             .take()
-            .ok_or_else(|| Error::Config("internal: connection missing".into()))?;
+            .ok_or_else(|| Error::Internal("database connection not open".into()))?;
         let adv = conn.with_write_lock(|| self.advance(&mut inner));
         inner.conn = Some(conn);
         if let Advance::NewGeneration(_) = adv? {

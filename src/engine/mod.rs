@@ -246,7 +246,7 @@ impl Engine {
                 let db = h.db.clone();
                 tokio::task::spawn_blocking(move || db.claim())
                     .await
-                    .map_err(|e| Error::Config(format!("claim task failed: {e}")))??;
+                    .map_err(Error::task_failed("claim"))??;
             }
         }
         // One read per replica; all at once (a sidecar of many databases on S3 would
@@ -483,7 +483,7 @@ impl EngineHandle {
         let db = h.db.clone();
         tokio::task::spawn_blocking(move || db.sync())
             .await
-            .map_err(|e| Error::Config(format!("sync task failed: {e}")))??;
+            .map_err(Error::task_failed("sync"))??;
         h.db.pos().ok_or(Error::NoGeneration)
     }
 

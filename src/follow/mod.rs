@@ -139,7 +139,7 @@ impl Follower {
         self.task = None;
         match r {
             Ok(r) => r,
-            Err(e) => Err(Error::Config(format!("follower task failed: {e}"))),
+            Err(e) => Err(Error::task_failed("follower")(e)),
         }
     }
 }

@@ -96,8 +96,8 @@ pub fn state_path(copy: &Path) -> PathBuf {
 }
 
 pub(super) fn write_state(path: &Path, st: &StateFile) -> Result<()> {
-    let data =
-        serde_json::to_vec_pretty(st).map_err(|e| Error::Config(format!("follower state: {e}")))?;
+    let data = serde_json::to_vec_pretty(st)
+        .map_err(|e| Error::Internal(format!("encode the follower state: {e}")))?;
     crate::fsutil::write_atomic(&state_path(path), &data).map(|_| ())
 }
 

@@ -271,7 +271,7 @@ impl Replica {
         let started = Instant::now();
         let (held, file) = tokio::task::spawn_blocking(move || db.snapshot())
             .await
-            .map_err(|e| Error::Config(format!("snapshot task failed: {e}")))??;
+            .map_err(Error::task_failed("snapshot"))??;
         // Named by its index alone; it holds the database at `held`.
         let pos = Pos::new(held.generation, held.index, 0);
         let size = file.len();
@@ -396,7 +396,9 @@ impl Replica {
                 let p = match backend::replica_position_known(self.client.as_ref(), g, known).await
                 {
                     Ok(p) => p.ok_or_else(|| {
-                        Error::NoSnapshots(format!(" for generation {g} right after writing one"))
+                        Error::NoSnapshots(format!(
+                            "no snapshots available for generation {g} right after writing one"
+                        ))
                     })?,
                     Err(Error::NoKey(why)) => return self.restart_unreadable(&why).await,
                     Err(e) => return Err(e),
@@ -460,7 +462,7 @@ impl Replica {
             let db = self.db.clone();
             let read = tokio::task::spawn_blocking(move || db.read_shadow(pos, min_end, max_end))
                 .await
-                .map_err(|e| Error::Config(format!("shadow read task failed: {e}")))?;
+                .map_err(Error::task_failed("shadow read"))?;
             match read {
                 Ok(ShadowRead::UpToDate) => break,
                 Ok(ShadowRead::NextIndex) => {
@@ -492,7 +494,7 @@ impl Replica {
         let len = data.len() as u64;
         let compressed = tokio::task::spawn_blocking(move || compress::compress(&data))
             .await
-            .map_err(|e| Error::Config(format!("compress task failed: {e}")))?;
+            .map_err(Error::task_failed("compress"))?;
         self.put_segment(at, len, Segment::Bytes(Bytes::from(compressed)))
             .await
     }

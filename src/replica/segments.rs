@@ -109,9 +109,8 @@ impl SegmentLog {
 
     /// Writes the log for the next start (atomically, durably).
     pub fn save(&self, meta_dir: &Path, name: &str) -> Result<()> {
-        let data = serde_json::to_vec(self).map_err(|e| {
-            crate::Error::Config(format!("internal: encode the replica segment log: {e}"))
-        })?;
+        let data = serde_json::to_vec(self)
+            .map_err(|e| crate::Error::Internal(format!("encode the replica segment log: {e}")))?;
         crate::fsutil::write_atomic(&SegmentLog::file(meta_dir, name), &data)?;
         Ok(())
     }
@@ -130,7 +129,7 @@ impl super::Replica {
         );
         tokio::task::spawn_blocking(move || db.force_new_generation(&reason))
             .await
-            .map_err(|e| Error::Config(format!("new generation task failed: {e}")))??;
+            .map_err(Error::task_failed("new generation"))??;
         self.set_pos(None);
         Ok(())
     }

@@ -77,7 +77,7 @@ impl Replica {
                 let reason = format!("replica {} failed validation at {pos}", self.opts.name);
                 tokio::task::spawn_blocking(move || db.force_new_generation(&reason))
                     .await
-                    .map_err(|e| Error::Config(format!("new generation task failed: {e}")))??;
+                    .map_err(Error::task_failed("new generation"))??;
                 self.set_pos(None);
             }
             Err(e) => {
@@ -111,7 +111,7 @@ impl Replica {
             Ok::<_, Error>(pos)
         })
         .await
-        .map_err(|e| Error::Config(format!("validation task failed: {e}")))??;
+        .map_err(Error::task_failed("validation"))??;
         // Bring the replica exactly to `pos`: the run loop uploads up to it and no further
         // while the cap is set. Then it goes on as usual while the restore runs.
         cap.set(ValidationCap::At(pos));
@@ -172,7 +172,7 @@ impl Replica {
         let (pages, diff) =
             tokio::task::spawn_blocking(move || crate::validate::compare_files(&image, &restored))
                 .await
-                .map_err(|e| Error::Config(format!("compare task failed: {e}")))??;
+                .map_err(Error::task_failed("compare"))??;
         Ok(match diff {
             None => crate::validate::Outcome::Ok { pos, pages },
             Some(detail) => crate::validate::Outcome::Mismatch { pos, detail },

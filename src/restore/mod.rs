@@ -386,11 +386,9 @@ pub(crate) async fn worker<T: Send + 'static>(
     path: &Path,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Io {
-        op: "restore worker for",
-        path: path.to_path_buf(),
-        source: std::io::Error::other(e.to_string()),
-    })
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("restore worker for {}: {e}", path.display())))
 }
 
 /// An opened compressed object (snapshot or WAL segment) on its way to the temporary

@@ -166,7 +166,11 @@ fn choose_snapshot(
             .rev()
             .find(|s| s.index <= n)
             .copied()
-            .ok_or_else(|| Error::NoSnapshots(format!("{in_gen} at or below index {n:08x}")))?
+            .ok_or_else(|| {
+                Error::NoSnapshots(format!(
+                    "no snapshots available{in_gen} at or below index {n:08x}"
+                ))
+            })?
     } else {
         let mut best: Option<&SnapshotInfo> = None;
         for s in sorted {
@@ -179,8 +183,11 @@ fn choose_snapshot(
             }
         }
         best.ok_or_else(|| match opts.timestamp {
-            Some(ts) => Error::NoSnapshots(format!("{in_gen} at or before {}", fmt_time(ts))),
-            None => Error::NoSnapshots(in_gen.clone()),
+            Some(ts) => Error::NoSnapshots(format!(
+                "no snapshots available{in_gen} at or before {}",
+                fmt_time(ts)
+            )),
+            None => Error::NoSnapshots(format!("no snapshots available{in_gen}")),
         })?
     };
     Ok(best.clone())

@@ -79,7 +79,7 @@ fn open_error(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
             if f.code == rusqlite::ErrorCode::DatabaseBusy
                 || f.code == rusqlite::ErrorCode::DatabaseLocked =>
         {
-            Error::Config(format!(
+            Error::Busy(format!(
                 "{} is locked by another connection (an application using locking_mode=EXCLUSIVE, or a long write?): walship will keep trying; it needs shared access to the database and its -wal and -shm files",
                 path.display()
             ))
@@ -438,6 +438,28 @@ mod tests {
         let mut p = path.as_os_str().to_owned();
         p.push("-wal");
         std::fs::read(p).unwrap()[12..20].to_vec()
+    }
+
+    /// A database another connection holds exclusively is busy at open, as it is busy
+    /// everywhere else: the monitor treats it as a lock to wait out, not a failure.
+    #[test]
+    fn a_database_locked_at_open_is_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db");
+        let app = Connection::open(&path).unwrap();
+        app.execute_batch(
+            "PRAGMA journal_mode=wal; CREATE TABLE t(x); PRAGMA locking_mode=EXCLUSIVE; \
+             BEGIN IMMEDIATE; COMMIT;",
+        )
+        .unwrap();
+        let Err(err) = DbConn::open(&path) else {
+            panic!("opened a database another connection holds exclusively")
+        };
+        assert!(err.is_busy(), "{err:?}");
+        assert!(
+            err.to_string().contains("is locked by another connection"),
+            "{err}"
+        );
     }
 
     #[test]

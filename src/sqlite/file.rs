@@ -58,8 +58,8 @@ impl<'c> MainFile<'c> {
         // SAFETY: a non-null file pointer from SQLite stays valid until the connection closes,
         // which `'c` outlives; its methods are set while the file is open.
         if unsafe { (*file).pMethods }.is_null() {
-            return Err(Error::Config(format!(
-                "internal: {} has no open file behind its connection",
+            return Err(Error::Internal(format!(
+                "{} has no open file behind its connection",
                 path.display()
             )));
         }
