@@ -110,6 +110,20 @@ pub struct Stall {
     pub last_error: Option<String>,
 }
 
+/// [`ReplicaStatus::lag_bytes`] of a replica at `replica` behind a database at `db`: exact
+/// within one WAL index, the database's offset in its index when the replica is whole
+/// indexes behind, `None` when either is unknown or they are in different generations.
+pub fn lag_bytes(replica: Option<Pos>, db: Option<Pos>) -> Option<u64> {
+    match (replica, db) {
+        (Some(r), Some(d)) if r.generation == d.generation => Some(if r.index == d.index {
+            d.offset.saturating_sub(r.offset)
+        } else {
+            d.offset
+        }),
+        _ => None,
+    }
+}
+
 /// The replicas of `status` that have held less than their database, without a successful
 /// sync, for longer than `intervals` of their sync intervals (`intervals` 0: never). What
 /// `/healthz` and [`EngineHandle::health`](crate::engine::EngineHandle::health) report.

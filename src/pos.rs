@@ -96,6 +96,8 @@ impl Pos {
     }
 }
 
+/// Positions of one generation are ordered by (index, offset); positions of different
+/// generations are unordered (`<`, `>`, `<=` and `>=` are all false for them).
 impl PartialOrd for Pos {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         if self.generation != other.generation {

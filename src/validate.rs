@@ -146,9 +146,7 @@ pub fn plan_at(
     let mut segs: Vec<WalSegmentInfo> = segments
         .iter()
         .filter(|s| s.generation == pos.generation && s.index >= snapshot.index)
-        .filter(|s| {
-            s.index < pos.index || (s.index == pos.index && u64::from(s.offset) < pos.offset)
-        })
+        .filter(|s| (s.index, u64::from(s.offset)) < (pos.index, pos.offset))
         .cloned()
         .collect();
     segs.sort_by_key(|s| (s.index, s.offset));

@@ -304,18 +304,6 @@ fn live_rows(v: &serde_json::Value) -> Result<Vec<Vec<String>>> {
     Ok(rows)
 }
 
-/// As [`walship::event::ReplicaStatus::lag_bytes`].
-fn lag_bytes(replica: Option<Pos>, db: Option<Pos>) -> Option<u64> {
-    match (replica, db) {
-        (Some(r), Some(d)) if r.generation == d.generation => Some(if r.index == d.index {
-            d.offset.saturating_sub(r.offset)
-        } else {
-            d.offset
-        }),
-        _ => None,
-    }
-}
-
 async fn disk_rows(config: &Config) -> Vec<Vec<String>> {
     let mut rows = Vec::new();
     for dbc in &config.all_dbs() {
@@ -351,7 +339,7 @@ async fn disk_row(dbc: &DbConfig, rc: &ReplicaConfig, db_pos: Option<Pos>) -> Ve
     match res {
         Ok((pos, last_sync)) => row.extend([
             dash(pos.map(|p| p.to_string())),
-            lag_cell(lag_bytes(pos, db_pos), None),
+            lag_cell(walship::event::lag_bytes(pos, db_pos), None),
             dash(last_sync.map(format_time)),
             UNKNOWN_ERROR.into(),
         ]),

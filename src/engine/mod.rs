@@ -680,9 +680,7 @@ fn covers(
     current_generation: Option<crate::pos::Generation>,
 ) -> bool {
     match replica {
-        Some(p) if p.generation == target.generation => {
-            (p.index, p.offset) >= (target.index, target.offset)
-        }
+        Some(p) if p.generation == target.generation => p >= target,
         Some(p) => Some(p.generation) == current_generation,
         None => false,
     }

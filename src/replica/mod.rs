@@ -229,14 +229,7 @@ impl Replica {
     pub fn status(&self) -> ReplicaStatus {
         let pos = self.pos();
         let db = self.db.pos();
-        let lag_bytes = match (pos, db) {
-            (Some(r), Some(d)) if r.generation == d.generation => Some(if r.index == d.index {
-                d.offset.saturating_sub(r.offset)
-            } else {
-                d.offset
-            }),
-            _ => None,
-        };
+        let lag_bytes = crate::event::lag_bytes(pos, db);
         let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         ReplicaStatus {
             name: self.opts.name.clone(),
@@ -409,7 +402,7 @@ impl Replica {
                     Some(now) if now.generation == g => db_pos = now,
                     _ => return Err(Error::NoGeneration),
                 }
-                if p.index > db_pos.index || (p.index == db_pos.index && p.offset > db_pos.offset) {
+                if p > db_pos {
                     return Err(Error::backend(
                         self.client.type_name(),
                         BackendErrorKind::Other,
@@ -427,16 +420,12 @@ impl Replica {
         // steady writes, chasing the growing tail would upload a stream of tiny segments
         // (one request each) and make sync-interval meaningless.
         let until = match cap {
-            Some(c)
-                if c.generation == db_pos.generation
-                    && (c.index, c.offset) < (db_pos.index, db_pos.offset) =>
-            {
-                c
-            }
+            // Positions of different generations are unordered: `<` is false for them.
+            Some(c) if c < db_pos => c,
             _ => db_pos,
         };
         loop {
-            if pos.index > until.index || (pos.index == until.index && pos.offset >= until.offset) {
+            if pos >= until {
                 break;
             }
             // The first segment of an index the replica has a snapshot of reaches at least
