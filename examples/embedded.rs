@@ -14,9 +14,7 @@ use std::time::{Duration, Instant};
 
 use walship::backend::ReplicaClient;
 use walship::backend::file::FileClient;
-use walship::db::DbOptions;
-use walship::engine::{Durability, Engine};
-use walship::replica::ReplicaOptions;
+use walship::engine::{DbOptions, Durability, Engine, ReplicaOptions};
 use walship::restore::{self, ReplicaSource, RestoreOptions};
 
 #[tokio::main]

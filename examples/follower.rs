@@ -13,10 +13,8 @@ use std::time::{Duration, Instant};
 
 use walship::backend::ReplicaClient;
 use walship::backend::file::FileClient;
-use walship::db::DbOptions;
-use walship::engine::{Durability, Engine};
+use walship::engine::{DbOptions, Durability, Engine, ReplicaOptions};
 use walship::follow::{FollowOptions, Follower};
-use walship::replica::ReplicaOptions;
 use walship::restore::ReplicaSource;
 
 fn rows(path: &std::path::Path) -> rusqlite::Result<Vec<(i64, String)>> {

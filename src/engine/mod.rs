@@ -46,13 +46,21 @@ use tracing::{debug, error, info, warn};
 use crate::backend::ReplicaClient;
 use crate::busy::BusySpell;
 use crate::config::{Candidate, Config, DbConfig, DirConfig, ReplicaConfig};
-use crate::db::{Db, DbOptions};
+use crate::db::Db;
 use crate::error::{BackendErrorKind, Error, Result};
 use crate::event::{DbStatus, Event};
 use crate::pos::Pos;
-use crate::replica::{Replica, ReplicaOptions};
+use crate::replica::Replica;
 use crate::watch::{Events, FsWatch, OnChange};
 
+/// The settings of one database, as [`Engine::add_db`] takes them (defined in an internal
+/// module; this is their stable path).
+#[doc(inline)]
+pub use crate::db::DbOptions;
+/// The settings of one replica, as [`Engine::add_db`] takes them (defined in an internal
+/// module; this is their stable path).
+#[doc(inline)]
+pub use crate::replica::ReplicaOptions;
 use build::replicas_for;
 pub use build::{db_options, replica_options};
 use dir_watch::watch_dir;
