@@ -32,24 +32,29 @@ pub(crate) fn read_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<usize
 }
 
 /// Fills `buf` from `offset`; an error of kind `UnexpectedEof` if the file ends first.
-pub(crate) fn read_exact_at(f: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
-    while !buf.is_empty() {
-        match read_at(f, buf, offset) {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "file ends before the bytes to read",
-                ));
-            }
-            Ok(n) => {
-                buf = &mut buf[n..];
-                offset += n as u64;
-            }
+pub(crate) fn read_exact_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    if read_up_to_at(f, buf, offset)? < buf.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "file ends before the bytes to read",
+        ));
+    }
+    Ok(())
+}
+
+/// Reads into `buf` from `offset` until it is full or the file ends; returns how many
+/// bytes were read (fewer than `buf.len()` only at the end of the file).
+pub(crate) fn read_up_to_at(f: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match read_at(f, &mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    Ok(done)
 }
 
 /// Writes all of `buf` at `offset`.

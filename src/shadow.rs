@@ -140,7 +140,7 @@ impl ShadowOverlay {
         let mut fh = [0u8; wal::FRAME_HEADER_SIZE];
         let mut off = HEADER_SIZE as u64;
         while off + fs <= size {
-            if read_exact_at(&file, &mut fh, off, path)? != fh.len() {
+            if read_up_to(&file, &mut fh, off, path)? != fh.len() {
                 break;
             }
             let pgno = u32::from_be_bytes(fh[0..4].try_into().expect("4 bytes"));
@@ -164,17 +164,8 @@ impl ShadowOverlay {
 }
 
 /// Reads into `buf` at `at` until it is full or the file ends; the bytes read.
-pub(crate) fn read_exact_at(f: &File, buf: &mut [u8], at: u64, path: &Path) -> Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        match crate::platform::read_at(f, &mut buf[done..], at + done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::io("read", path)(e)),
-        }
-    }
-    Ok(done)
+pub(crate) fn read_up_to(f: &File, buf: &mut [u8], at: u64, path: &Path) -> Result<usize> {
+    crate::platform::read_up_to_at(f, buf, at).map_err(Error::io("read", path))
 }
 
 /// Compresses `from..end` of the shadow WAL file `f` into a temporary file in `tmp_dir`
@@ -197,7 +188,7 @@ pub(crate) fn compress_range(
     let mut at = from;
     while at < end {
         let want = buf.len().min((end - at) as usize);
-        let n = read_exact_at(f, &mut buf[..want], at, path)?;
+        let n = read_up_to(f, &mut buf[..want], at, path)?;
         if n < want {
             return Err(Error::corrupt(
                 path.display().to_string(),
@@ -221,14 +212,14 @@ pub(crate) fn segment_end(f: &File, path: &Path, from: u64, end: u64, min_end: u
         return Ok(end);
     }
     let mut h = [0u8; HEADER_SIZE];
-    read_exact_at(f, &mut h, 0, path)?;
+    read_up_to(f, &mut h, 0, path)?;
     let hdr = WalHeader::parse(&h)
         .map_err(|e| Error::corrupt(path.display().to_string(), e.to_string()))?;
     let fs = hdr.frame_size();
     let mut at = from.max(HEADER_SIZE as u64);
     let mut fh = [0u8; wal::FRAME_HEADER_SIZE];
     while at + fs <= end {
-        read_exact_at(f, &mut fh, at, path)?;
+        read_up_to(f, &mut fh, at, path)?;
         at += fs;
         if wal::FrameHeader::parse(&fh).commit != 0 && at >= reach {
             return Ok(at);

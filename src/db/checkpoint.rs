@@ -242,14 +242,14 @@ impl Db {
         let r = (|| {
             let wal_file = File::open(&self.wal_path).map_err(Error::io("open", &self.wal_path))?;
             let mut header = [0u8; HEADER_SIZE];
-            if read_exact_at(&wal_file, &mut header, 0, &self.wal_path)? < HEADER_SIZE
+            if read_up_to(&wal_file, &mut header, 0, &self.wal_path)? < HEADER_SIZE
                 || header != sh.header
             {
                 return Ok(false);
             }
             // Any valid frame continuing our chain means someone appended: not ours to restart.
             let mut next = vec![0u8; sh.hdr.frame_size() as usize];
-            let n = read_exact_at(&wal_file, &mut next, sh.size, &self.wal_path)?;
+            let n = read_up_to(&wal_file, &mut next, sh.size, &self.wal_path)?;
             if n == next.len() && wal::scan_frames(&next, &sh.hdr, sh.checksum).valid_len > 0 {
                 return Ok(false);
             }
@@ -257,7 +257,7 @@ impl Db {
             conn.commit()?;
             crate::fault::point("restart_wal.after_commit");
             let mut after = [0u8; HEADER_SIZE];
-            read_exact_at(&wal_file, &mut after, 0, &self.wal_path)?;
+            read_up_to(&wal_file, &mut after, 0, &self.wal_path)?;
             if after != sh.header {
                 inner.restarted = Some((sh.index, sh.size, after));
                 return Ok(true);

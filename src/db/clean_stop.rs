@@ -281,7 +281,7 @@ fn wal_header(path: &Path) -> Result<Option<[u8; HEADER_SIZE]>> {
         Err(e) => return Err(Error::io("open", path)(e)),
     };
     let mut h = [0u8; HEADER_SIZE];
-    if read_exact_at(&f, &mut h, 0, path)? < HEADER_SIZE {
+    if read_up_to(&f, &mut h, 0, path)? < HEADER_SIZE {
         return Ok(None);
     }
     Ok(Some(h))

@@ -79,7 +79,7 @@ impl Db {
         inner.shadow = None;
         let wal_file = File::open(&self.wal_path).map_err(Error::io("open", &self.wal_path))?;
         let mut header = [0u8; HEADER_SIZE];
-        if read_exact_at(&wal_file, &mut header, 0, &self.wal_path)? < HEADER_SIZE {
+        if read_up_to(&wal_file, &mut header, 0, &self.wal_path)? < HEADER_SIZE {
             return Err(Error::corrupt(
                 self.wal_path.display().to_string(),
                 "wal header missing",

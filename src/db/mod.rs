@@ -31,7 +31,7 @@ use crate::layout;
 use crate::platform::FileId;
 use crate::pos::{Generation, MAX_INDEX, Pos};
 use crate::shadow::{
-    self, GenerationFile, ShadowOverlay, compress_range, finish_compressed, read_exact_at,
+    self, GenerationFile, ShadowOverlay, compress_range, finish_compressed, read_up_to,
     remove_tmp_files, segment_end,
 };
 pub use crate::shadow::{INLINE_SEGMENT_BYTES, MAX_SEGMENT_BYTES, ShadowRead, SnapshotFile};

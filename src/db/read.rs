@@ -51,7 +51,7 @@ impl Db {
             let f = File::open(&path).map_err(Error::io("open", &path))?;
             let hdr = {
                 let mut h = [0u8; HEADER_SIZE];
-                read_exact_at(&f, &mut h, 0, &path)?;
+                read_up_to(&f, &mut h, 0, &path)?;
                 WalHeader::parse(&h)
                     .map_err(|e| Error::corrupt(path.display().to_string(), e.to_string()))?
             };
@@ -82,7 +82,7 @@ impl Db {
         if pos.offset == 0 {
             // The offset-0 segment must start with the index's WAL header.
             let mut h = [0u8; HEADER_SIZE];
-            read_exact_at(&f, &mut h, 0, &path)?;
+            read_up_to(&f, &mut h, 0, &path)?;
             WalHeader::parse(&h).map_err(|e| {
                 Error::corrupt(format!("shadow wal {:08x}", pos.index), e.to_string())
             })?;
@@ -99,7 +99,7 @@ impl Db {
             });
         }
         let mut data = vec![0u8; (end - pos.offset) as usize];
-        let n = read_exact_at(&f, &mut data, pos.offset, &path)?;
+        let n = read_up_to(&f, &mut data, pos.offset, &path)?;
         if n < data.len() {
             return Err(Error::corrupt(
                 path.display().to_string(),

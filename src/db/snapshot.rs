@@ -80,7 +80,7 @@ impl Db {
                 let pgno = (first + k) as u32;
                 let dst = &mut buf[(k * page_size) as usize..((k + 1) * page_size) as usize];
                 if let Some(off) = overlay.pages.get(&pgno) {
-                    let got = read_exact_at(&overlay.file, dst, *off, &shadow_path)?;
+                    let got = read_up_to(&overlay.file, dst, *off, &shadow_path)?;
                     if got != dst.len() {
                         return Err(Error::corrupt(
                             shadow_path.display().to_string(),

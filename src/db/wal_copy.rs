@@ -33,7 +33,7 @@ impl Db {
                 return Ok(Advance::NewGeneration("max index exceeded".into()));
             }
             let mut real_header = [0u8; HEADER_SIZE];
-            if read_exact_at(&wal_file, &mut real_header, 0, &self.wal_path)? < HEADER_SIZE {
+            if read_up_to(&wal_file, &mut real_header, 0, &self.wal_path)? < HEADER_SIZE {
                 return Ok(Advance::NewGeneration("wal header missing".into()));
             }
             let real_len = wal_file
@@ -86,10 +86,10 @@ impl Db {
                 let mut theirs = vec![0u8; fs as usize];
                 let sp = self.shadow_path(sh.generation, sh.index);
                 let sf = File::open(&sp).map_err(Error::io("open", &sp))?;
-                if read_exact_at(&sf, &mut ours, sh.size - fs, &sp)? < fs as usize {
+                if read_up_to(&sf, &mut ours, sh.size - fs, &sp)? < fs as usize {
                     return Ok(Advance::NewGeneration("short shadow wal".into()));
                 }
-                let n = read_exact_at(&wal_file, &mut theirs, sh.size - fs, &self.wal_path)?;
+                let n = read_up_to(&wal_file, &mut theirs, sh.size - fs, &self.wal_path)?;
                 if n < fs as usize || ours != theirs {
                     return Ok(Advance::NewGeneration(
                         "wal overwritten by another process".into(),
@@ -184,7 +184,7 @@ impl Db {
             let len = (end - cur).min(frames * fs);
             frames = (frames * 4).min(max_frames);
             buf.resize(len as usize, 0);
-            let n = read_exact_at(wal_file, &mut buf, cur, &self.wal_path)?;
+            let n = read_up_to(wal_file, &mut buf, cur, &self.wal_path)?;
             buf.truncate(n);
             let scan = wal::scan_frames(&buf, &sh.hdr, ck);
             let committed = scan.committed_len as usize;
@@ -239,7 +239,7 @@ impl Db {
             while cur < commit_end {
                 let len = (commit_end - cur).min(max_frames * fs);
                 buf.resize(len as usize, 0);
-                let n = read_exact_at(wal_file, &mut buf, cur, &self.wal_path)?;
+                let n = read_up_to(wal_file, &mut buf, cur, &self.wal_path)?;
                 if (n as u64) < len {
                     return Err(Error::corrupt(
                         self.wal_path.display().to_string(),
