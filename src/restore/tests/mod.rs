@@ -112,6 +112,23 @@ fn blob(n: i64, len: usize) -> Vec<u8> {
     (0..len).map(|i| (n as usize * 31 + i * 7) as u8).collect()
 }
 
+/// A file replica under `dir` holding one snapshot (index 0) of `generation`.
+async fn replica_with_snapshot(
+    dir: &std::path::Path,
+    generation: Generation,
+    snapshot: &[u8],
+) -> Arc<FileClient> {
+    let client = Arc::new(FileClient::new(dir.join("replica")));
+    client
+        .put(
+            &layout::snapshot_path(generation, 0),
+            Bytes::from(compress::compress(snapshot)),
+        )
+        .await
+        .unwrap();
+    client
+}
+
 /// Splits `wal` at `ends` (WAL lengths after each transaction) and uploads the pieces.
 async fn put_segments(
     client: &FileClient,
@@ -220,15 +237,8 @@ async fn fixture(page_size: u32) -> Fixture {
         "the VACUUM shrank the database"
     );
 
-    let client = Arc::new(FileClient::new(dir.path().join("replica")));
     let generation = Generation(0x0123_4567_89ab_cdef);
-    client
-        .put(
-            &layout::snapshot_path(generation, 0),
-            Bytes::from(compress::compress(&snapshot)),
-        )
-        .await
-        .unwrap();
+    let client = replica_with_snapshot(dir.path(), generation, &snapshot).await;
     let mut segments = Vec::new();
     put_segments(&client, generation, 0, &wal0, &ends, &mut segments).await;
     let first_of_index_1 = segments.len();
@@ -474,15 +484,8 @@ async fn segments_larger_than_the_budget_restore_without_deadlock() {
     let want = rows(&conn);
     let wal = std::fs::read(wal_path(&db)).unwrap();
     drop(conn);
-    let client = Arc::new(FileClient::new(dir.path().join("replica")));
     let generation = Generation(0x00ab_cdef_0123_4567);
-    client
-        .put(
-            &layout::snapshot_path(generation, 0),
-            Bytes::from(compress::compress(&snapshot)),
-        )
-        .await
-        .unwrap();
+    let client = replica_with_snapshot(dir.path(), generation, &snapshot).await;
     let mut segments = Vec::new();
     put_segments(&client, generation, 0, &wal, &ends, &mut segments).await;
     let listed = backend::wal_segments(&*client, generation).await.unwrap();
