@@ -121,8 +121,8 @@ class Handle:
 
     def wait_durable(self, timeout: float = 5.0) -> str:
         """Returns once every commit made before the call is on every replica (the
-        position reached, ``generation/index:offset``); raises :class:`WalshipError` with
-        the reason (a timeout, a replica that refuses) otherwise."""
+        position reached, ``generation/index:offset``); raises :class:`WalshipError` otherwise
+        (a timeout: :meth:`status` then shows each replica's last error)."""
         return _call(self._control(), "SELECT walship_wait_durable(?)", int(timeout * 1000))
 
     async def wait_durable_async(self, timeout: float = 5.0) -> str:
