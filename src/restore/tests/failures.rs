@@ -6,14 +6,7 @@ use super::*;
 async fn assert_fails_clean(f: &Fixture, check: impl FnOnce(&Error)) {
     let out_dir = f.out_dir();
     let out = out_dir.join("restored.db");
-    let err = restore(
-        &f.replicas(),
-        &out,
-        &RestoreOptions::default(),
-        &no_progress(),
-    )
-    .await
-    .unwrap_err();
+    let err = f.restore_err(&out, &RestoreOptions::default()).await;
     check(&err);
     assert!(!out.exists());
     assert_eq!(
@@ -108,14 +101,7 @@ async fn output_exists_is_refused() {
     let f = fixture(4096).await;
     let out = f.out_dir().join("restored.db");
     std::fs::write(&out, b"keep me").unwrap();
-    let err = restore(
-        &f.replicas(),
-        &out,
-        &RestoreOptions::default(),
-        &no_progress(),
-    )
-    .await
-    .unwrap_err();
+    let err = f.restore_err(&out, &RestoreOptions::default()).await;
     assert!(matches!(err, Error::OutputExists(_)), "{err}");
     assert_eq!(std::fs::read(&out).unwrap(), b"keep me");
     assert_eq!(dir_entries(&f.out_dir()), vec!["restored.db"]);

@@ -62,6 +62,13 @@ struct Fixture {
 }
 
 impl Fixture {
+    /// Restores into `out` with `opts`, which must fail: the error.
+    async fn restore_err(&self, out: &std::path::Path, opts: &RestoreOptions) -> Error {
+        restore(&self.replicas(), out, opts, &no_progress())
+            .await
+            .unwrap_err()
+    }
+
     fn replicas(&self) -> Vec<ReplicaSource> {
         vec![ReplicaSource {
             name: "file".into(),
@@ -337,14 +344,7 @@ async fn restore_by_index_stops_after_that_index() {
         index: Some(2),
         ..Default::default()
     };
-    let err = restore(
-        &f.replicas(),
-        &f.out_dir().join("x.db"),
-        &opts,
-        &no_progress(),
-    )
-    .await
-    .unwrap_err();
+    let err = f.restore_err(&f.out_dir().join("x.db"), &opts).await;
     assert!(matches!(err, Error::NotFound(_)), "{err}");
 }
 
@@ -407,28 +407,14 @@ async fn restore_by_timestamp_excludes_later_segments() {
         timestamp: Some(last + Duration::from_millis(1)),
         ..Default::default()
     };
-    let err = restore(
-        &f.replicas(),
-        &f.out_dir().join("x.db"),
-        &opts,
-        &no_progress(),
-    )
-    .await
-    .unwrap_err();
+    let err = f.restore_err(&f.out_dir().join("x.db"), &opts).await;
     assert!(matches!(err, Error::NoMatchingBackups), "{err}");
     // Before the first write: nothing.
     let opts = RestoreOptions {
         timestamp: Some(base - Duration::from_secs(1)),
         ..Default::default()
     };
-    let err = restore(
-        &f.replicas(),
-        &f.out_dir().join("x.db"),
-        &opts,
-        &no_progress(),
-    )
-    .await
-    .unwrap_err();
+    let err = f.restore_err(&f.out_dir().join("x.db"), &opts).await;
     assert!(matches!(err, Error::NoMatchingBackups), "{err}");
 }
 
