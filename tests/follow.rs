@@ -368,16 +368,7 @@ fn a_long_absence_restores_a_snapshot_when_that_downloads_less() {
     )
     .unwrap();
     let mut rep = Proc::replicate(t.path(), &Tool::Walship, &cfg);
-    wait_until("a first snapshot", CATCH_UP, || {
-        rep.assert_running();
-        if !replica.join("generations").is_dir()
-            || dir_entries(&replica.join("generations")).is_empty()
-        {
-            Err("no generation yet".into())
-        } else {
-            Ok(())
-        }
-    });
+    wait_first_generation(&mut rep, &replica);
     let mut f = follower(&t, &["-o", s(&copy), s(&replica)]);
     wait_until("the first copy", CATCH_UP, || {
         f.assert_running();
@@ -445,13 +436,7 @@ fn one_generation(t: &TestDir, name: &str, n: i64, replica: &Path) {
         &ConfigOpts::default(),
     );
     let mut rep = Proc::replicate(t.path(), &Tool::Walship, &cfg);
-    wait_until("the generation's snapshot", CATCH_UP, || {
-        rep.assert_running();
-        let gens = replica.join("generations");
-        let any = gens.read_dir().ok().and_then(|mut d| d.next());
-        any.map(|_| ())
-            .ok_or_else(|| "no generation yet".to_string())
-    });
+    wait_first_generation(&mut rep, replica);
     rep.stop();
 }
 

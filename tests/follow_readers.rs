@@ -190,16 +190,7 @@ fn readers_see_only_committed_states(name: &str, target: impl Fn(&std::path::Pat
         p.commit();
     }
     let mut rep = Proc::replicate(t.path(), &Tool::Walship, &cfg);
-    wait_until("a first snapshot", CATCH_UP, || {
-        rep.assert_running();
-        replica
-            .join("generations")
-            .read_dir()
-            .ok()
-            .and_then(|mut d| d.next())
-            .map(|_| ())
-            .ok_or_else(|| "no generation yet".to_string())
-    });
+    wait_first_generation(&mut rep, &replica);
     let url = target(&replica);
     let mut fol = follower(&t, &copy, &url);
     let stop = Arc::new(AtomicBool::new(false));

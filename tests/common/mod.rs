@@ -1212,6 +1212,21 @@ pub fn assert_restore(tool: &Tool, source: &str, extra: &[&str], dir: &Path, wan
     }
 }
 
+/// Waits (30 s at most) until `rep`, a running `replicate`, has started a generation in
+/// the file replica `replica`; fails if it exits first.
+pub fn wait_first_generation(rep: &mut Proc, replica: &Path) {
+    wait_until("a first generation", Duration::from_secs(30), || {
+        rep.assert_running();
+        let any = replica
+            .join("generations")
+            .read_dir()
+            .ok()
+            .and_then(|mut d| d.next());
+        any.map(|_| ())
+            .ok_or_else(|| "no generation yet".to_string())
+    });
+}
+
 /// Polls `f` every 100 ms until it returns `Ok`, or panics after `timeout` with the last
 /// error. Use instead of fixed sleeps.
 #[track_caller]
