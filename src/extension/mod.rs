@@ -349,17 +349,16 @@ fn start(ctx: &Context<'_>, engine: Engine) -> Result<String> {
         engine.check_writable().await?;
         Ok::<_, Error>(engine.start())
     })?;
-    let (conn_db, raw) = connection_db(ctx)?;
-    if let Some(conn_db) = conn_db
-        && let Some(db) = dbs.iter().find(|d| canonical(d) == conn_db)
-        && let Some(h) = handle.db(db)
-    {
-        hook::attach(raw, &conn_db, h.waker.clone());
-    }
     for db in &dbs {
         if let Some(h) = handle.db(db) {
             hook::replicating(&canonical(db), Some(h.waker.clone()));
         }
+    }
+    let (conn_db, raw) = connection_db(ctx)?;
+    if let Some(conn_db) = conn_db
+        && dbs.iter().any(|d| canonical(d) == conn_db)
+    {
+        hook::attach(raw, &conn_db);
     }
     info!(dbs = ?dbs, "walship started in this process");
     running.push(Running { handle });
@@ -549,15 +548,12 @@ mod hook {
         *slot(db).waker.lock().unwrap_or_else(|e| e.into_inner()) = waker;
     }
 
-    /// Installs the hook on `conn` (a connection of `db`), keeping its auto-checkpoint
-    /// threshold for when walship stops.
-    pub(super) fn attach(conn: *mut ffi::sqlite3, db: &Path, waker: Arc<Notify>) {
-        replicating(db, Some(waker));
-        // SAFETY: `conn` is the calling connection, valid during this call. Passing 0
-        // disables auto-checkpoint and returns SQLITE_OK; the threshold is read first
-        // through `PRAGMA wal_autocheckpoint`, which needs a statement, so it is asked of
-        // SQLite the same way the pragma does: setting it returns nothing, so default to
-        // SQLite's 1000 pages when the query fails.
+    /// Installs the hook on `conn` (a connection of `db`, which [`replicating`] was told
+    /// about), keeping its auto-checkpoint threshold for when walship stops.
+    pub(super) fn attach(conn: *mut ffi::sqlite3, db: &Path) {
+        // SAFETY: `conn` is the calling connection, valid during this call. The hook below
+        // replaces SQLite's auto-checkpoint hook, so the connection's threshold is read
+        // first (SQLite's default of 1000 pages if the pragma cannot be read).
         let autocheckpoint = unsafe { current_autocheckpoint(conn) }.unwrap_or(1000);
         let hooked: &'static Hooked = Box::leak(Box::new(Hooked {
             slot: slot(db),
