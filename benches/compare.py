@@ -306,6 +306,7 @@ def scenario_writer(work, S, reps):
     hwm = {t: [] for t in tools}
     stored = {t: [] for t in tools}
     trickle = {t: [] for t in tools}
+    walpeak = {"none": [], **{t: [] for t in tools}}
     d = tempfile.mkdtemp(dir=work, prefix="w-warmup-")
     new_db(os.path.join(d, "db.sqlite"))
     write_txs(os.path.join(d, "db.sqlite"), T)  # untimed warm-up (page cache, allocator, CPU clocks)
@@ -323,8 +324,11 @@ def scenario_writer(work, S, reps):
                 r.wait_ready([rep_dir])
                 time.sleep(0.5)
                 c0 = r.cpu()
+            sw = SizeWatcher(db + "-wal")
+            sw.start()
             dt = write_txs(db, T)
             wall[tool].append(dt)
+            walpeak[tool].append(sw.stop())
             if r:
                 time.sleep(2.0)  # settle: let the replicator ship the tail
                 c1 = r.cpu()
@@ -342,24 +346,48 @@ def scenario_writer(work, S, reps):
                 cpu[tool].append(c1 - c0)
                 hwm[tool].append(h)
                 stored[tool].append(tree_bytes(rep_dir) / 1e6)
-                RAW.append(dict(scenario="writer", rep=rep, tool=tool, wall_s=dt, cpu_s=c1 - c0, vmhwm_mb=h,
+                RAW.append(dict(scenario="writer", rep=rep, tool=tool, wall_s=dt, wal_peak_mb=walpeak[tool][-1], cpu_s=c1 - c0, vmhwm_mb=h,
                                 replica_mb=stored[tool][-1], trickle_cpu_pct=tr, rc=r.rc))
-                log(f"  rep {rep} {tool}: writer {dt:.2f}s, replicator CPU {c1 - c0:.2f}s, VmHWM {h:.1f} MB, "
-                    f"replica {stored[tool][-1]:.1f} MB, then CPU {tr:.2f}% at 20 tx/s")
+                log(f"  rep {rep} {tool}: writer {dt:.2f}s, WAL peak {walpeak[tool][-1]:.1f} MB, replicator CPU "
+                    f"{c1 - c0:.2f}s, VmHWM {h:.1f} MB, replica {stored[tool][-1]:.1f} MB, then CPU {tr:.2f}% at 20 tx/s")
             else:
-                RAW.append(dict(scenario="writer", rep=rep, tool="none", wall_s=dt))
-                log(f"  rep {rep} none: writer {dt:.2f}s")
+                RAW.append(dict(scenario="writer", rep=rep, tool="none", wall_s=dt, wal_peak_mb=walpeak["none"][-1]))
+                log(f"  rep {rep} none: writer {dt:.2f}s, WAL peak {walpeak['none'][-1]:.1f} MB")
             shutil.rmtree(d, ignore_errors=True)
     none = statistics.median(wall["none"])
     sc = f"1 writer ({T} tx)"
     record(sc, "writer wall, no replicator (s)", "s", {t: wall["none"] for t in tools})
     record(sc, "writer wall with replicator (s)", "s", {t: wall[t] for t in tools})
     record(sc, "slowdown (with / none)", "x", {t: [w / none for w in wall[t]] for t in tools})
+    record(sc, "WAL file peak during the writer (MB)", "MB", {t: walpeak[t] for t in tools})
     sc = f"2 replicator cost ({T} tx)"
     record(sc, "CPU user+sys (s)", "s", cpu)
     record(sc, "peak RSS VmHWM (MB)", "MB", hwm)
     record(sc, "replica bytes (MB)", "MB", stored)
     record(sc, "then CPU at 20 tx/s, big WAL file (% of a core)", "%", trickle)
+
+
+class SizeWatcher(threading.Thread):
+    """Largest size of one file (the -wal) seen while running, polled every `period` s."""
+
+    def __init__(self, path, period=0.005):
+        super().__init__(daemon=True)
+        self.path, self.period = path, period
+        self.peak = 0
+        self.stop_ev = threading.Event()
+
+    def run(self):
+        while not self.stop_ev.is_set():
+            try:
+                self.peak = max(self.peak, os.path.getsize(self.path))
+            except OSError:
+                pass
+            time.sleep(self.period)
+
+    def stop(self):
+        self.stop_ev.set()
+        self.join()
+        return self.peak / 1e6
 
 
 # ---------------------------------------------------------------- scenario 3

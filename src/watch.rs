@@ -18,6 +18,8 @@ pub(crate) type OnChange = Arc<dyn Fn(PathBuf) + Send + Sync>;
 pub(crate) struct FsWatch {
     #[cfg(target_os = "linux")]
     task: tokio::task::JoinHandle<()>,
+    #[cfg(target_os = "linux")]
+    armer: Armer,
     #[cfg(not(target_os = "linux"))]
     _watcher: notify::RecommendedWatcher,
 }
@@ -32,8 +34,9 @@ impl Drop for FsWatch {
 /// What wakes a watch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Events {
-    /// Every write (a database and its `-wal` are written in place), and entries created,
-    /// moved or deleted.
+    /// Entries created, moved or deleted and files closed after writing; in-place writes
+    /// (a database's `-wal` is written in place on every commit) once per [`Armer::arm`]
+    /// of the file. Elsewhere than on Linux, every write.
     Writes,
     /// Files closed after writing (a replica's objects are written whole), entries created,
     /// moved or deleted, and a watched directory deleted (reported with its own path).
@@ -56,9 +59,15 @@ impl FsWatch {
     ) -> Result<(FsWatch, DirResults), String> {
         #[cfg(target_os = "linux")]
         {
-            let (task, results) =
+            let (task, armer, results) =
                 linux::start(dirs, recursive, events, on_change).map_err(|e| e.to_string())?;
-            Ok((FsWatch { task }, results))
+            Ok((
+                FsWatch {
+                    task,
+                    armer: Armer { inner: armer },
+                },
+                results,
+            ))
         }
         #[cfg(not(target_os = "linux"))]
         {
@@ -88,10 +97,58 @@ impl FsWatch {
     }
 }
 
+impl FsWatch {
+    /// What re-arms a file's write notification on this watch (see [`Armer`]); `None` where
+    /// the directory watch reports every write by itself (not Linux).
+    pub(crate) fn armer(&self) -> Option<Armer> {
+        #[cfg(target_os = "linux")]
+        {
+            Some(self.armer.clone())
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            None
+        }
+    }
+}
+
+/// Re-arms the one-shot write notification of one file on an [`Events::Writes`] watch.
+///
+/// A commit writes the `-wal` several times (each frame, then the header of the next), and
+/// a notification per write woke walship 60 times a second at 20 commits a second, which
+/// was most of its steady-state CPU (the wake-ups, epoll and futex, not the copying). A
+/// database only needs to hear that it is dirty once per copy: its monitor arms the
+/// `-wal` right before each copy (so a write after the copy began is always heard), the
+/// first write after that reports once, and the kernel drops the watch until the next arm.
+#[derive(Clone)]
+pub(crate) struct Armer {
+    #[cfg(target_os = "linux")]
+    inner: linux::Armer,
+}
+
+impl Armer {
+    /// Reports the next write to `file` (once) to the watch's `on_change`, with `file` as the
+    /// path. Errs when the file cannot be watched: `NotFound` when it does not exist (its
+    /// creation is reported by the directory watch); anything else (the per-user watch
+    /// limit) means its writes go unheard, and the caller must poll instead.
+    pub(crate) fn arm(&self, file: &std::path::Path) -> std::io::Result<()> {
+        #[cfg(target_os = "linux")]
+        {
+            self.inner.arm(file)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = file;
+            Ok(())
+        }
+    }
+}
+
 #[cfg(target_os = "linux")]
 mod linux {
     use std::collections::HashMap;
     use std::path::{Path, PathBuf};
+    use std::sync::{Arc, Mutex};
 
     use futures::StreamExt;
     use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
@@ -106,8 +163,44 @@ mod linux {
             | WatchMask::MOVED_TO
             | WatchMask::ONLYDIR;
         match events {
-            Events::Writes => common | WatchMask::MODIFY,
+            // In-place writes only through `Armer`, file by file.
+            Events::Writes => common,
             Events::Completed => common | WatchMask::DELETE_SELF,
+        }
+    }
+
+    /// What a watch descriptor watches: a directory (events name an entry in it) or one
+    /// armed file (events are about the file itself).
+    #[derive(Clone)]
+    enum Watched {
+        Dir(PathBuf),
+        File(PathBuf),
+    }
+
+    type Map = Arc<Mutex<HashMap<WatchDescriptor, Watched>>>;
+
+    fn lock(map: &Map) -> std::sync::MutexGuard<'_, HashMap<WatchDescriptor, Watched>> {
+        map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    #[derive(Clone)]
+    pub(super) struct Armer {
+        watches: Watches,
+        map: Map,
+    }
+
+    impl Armer {
+        pub(super) fn arm(&self, file: &Path) -> std::io::Result<()> {
+            // Under the map's lock, so that an event on the new watch is looked up only once
+            // the watch is in the map. The same file armed twice before it fired gets the
+            // same descriptor back.
+            let mut map = lock(&self.map);
+            let wd = self
+                .watches
+                .clone()
+                .add(file, WatchMask::MODIFY | WatchMask::ONESHOT)?;
+            map.insert(wd, Watched::File(file.to_path_buf()));
+            Ok(())
         }
     }
 
@@ -116,10 +209,13 @@ mod linux {
         dir: &Path,
         recursive: bool,
         mask: WatchMask,
-        map: &mut HashMap<WatchDescriptor, PathBuf>,
+        map: &Map,
     ) -> std::io::Result<()> {
-        let wd = watches.add(dir, mask)?;
-        map.insert(wd, dir.to_path_buf());
+        {
+            let mut m = lock(map);
+            let wd = watches.add(dir, mask)?;
+            m.insert(wd, Watched::Dir(dir.to_path_buf()));
+        }
         if recursive {
             for e in std::fs::read_dir(dir)?.flatten() {
                 if e.file_type().is_ok_and(|t| t.is_dir()) {
@@ -136,46 +232,60 @@ mod linux {
         recursive: bool,
         events: Events,
         on_change: OnChange,
-    ) -> std::io::Result<(tokio::task::JoinHandle<()>, DirResults)> {
+    ) -> std::io::Result<(tokio::task::JoinHandle<()>, Armer, DirResults)> {
         let mask = mask(events);
         let inotify = Inotify::init()?;
-        let mut map = HashMap::new();
+        let map: Map = Arc::default();
         let mut watches = inotify.watches();
         let results = dirs
             .iter()
             .map(|d| {
-                let r = add(&mut watches, d, recursive, mask, &mut map);
+                let r = add(&mut watches, d, recursive, mask, &map);
                 (d.clone(), r.err().map(|e| e.to_string()))
             })
             .collect();
         let mut stream = inotify.into_event_stream(vec![0u8; 64 << 10])?;
+        let armer = Armer {
+            watches: stream.watches(),
+            map: map.clone(),
+        };
         let task = tokio::spawn(async move {
             while let Some(ev) = stream.next().await {
                 // A broken inotify: stop; the databases' safety polls still run.
                 let Ok(ev) = ev else { return };
-                if ev.mask.contains(EventMask::IGNORED) {
-                    map.remove(&ev.wd);
-                    continue;
-                }
-                if ev.mask.contains(EventMask::DELETE_SELF) {
-                    if let Some(dir) = map.get(&ev.wd) {
-                        on_change(dir.clone());
+                // A queue overflow (IN_Q_OVERFLOW, no watch descriptor) lost events: every
+                // watched file and directory may have changed.
+                if ev.mask.contains(EventMask::Q_OVERFLOW) {
+                    let all: Vec<Watched> = lock(&map).values().cloned().collect();
+                    for w in all {
+                        match w {
+                            Watched::Dir(p) | Watched::File(p) => on_change(p),
+                        }
                     }
                     continue;
                 }
-                let (Some(dir), Some(name)) = (map.get(&ev.wd), ev.name) else {
+                if ev.mask.contains(EventMask::IGNORED) {
+                    lock(&map).remove(&ev.wd);
+                    continue;
+                }
+                let Some(w) = lock(&map).get(&ev.wd).cloned() else {
                     continue;
                 };
-                let p = dir.join(name);
+                let p = match (w, ev.name) {
+                    (Watched::File(f), _) => f,
+                    (Watched::Dir(dir), _) if ev.mask.contains(EventMask::DELETE_SELF) => dir,
+                    (Watched::Dir(dir), Some(name)) => dir.join(name),
+                    (Watched::Dir(_), None) => continue,
+                };
                 if recursive
                     && ev.mask.contains(EventMask::ISDIR)
                     && ev.mask.intersects(EventMask::CREATE | EventMask::MOVED_TO)
                 {
-                    let _ = add(&mut stream.watches(), &p, true, mask, &mut map);
+                    let _ = add(&mut stream.watches(), &p, true, mask, &map);
                 }
                 on_change(p);
             }
         });
-        Ok((task, results))
+        Ok((task, armer, results))
     }
 }

@@ -168,7 +168,7 @@ pub struct Db {
     progress: tokio::sync::Notify,
     events: std::sync::OnceLock<tokio::sync::broadcast::Sender<crate::event::Event>>,
     metrics: crate::metrics::DbMetrics,
-    /// Length of the `-wal` file at the last sync (see [`Db::wal_grew_a_lot`]).
+    /// Length of the `-wal` file at the last sync (see [`Db::wal_growth`]).
     wal_len_at_sync: std::sync::atomic::AtomicU64,
     /// Held from the first sync (or [`Db::claim`]) until [`Db::close`]: one replicator per
     /// database.
@@ -449,19 +449,20 @@ impl Db {
         })
     }
 
-    /// True when the `-wal` file grew by a checkpoint's worth of pages (at 4 KiB) since the
-    /// last sync: a heavy writer. One `stat` by path (no descriptor is opened, so SQLite's
-    /// locks are safe). A WAL that restarted inside its old length does not grow, so this
-    /// misses some bursts (the copy then waits for the next upload, as for a light writer).
-    pub fn wal_grew_a_lot(&self) -> bool {
+    /// How far the `-wal` file grew since the last sync, and how much growth makes a heavy
+    /// writer: a checkpoint's worth of pages (at 4 KiB). One `stat` by path (no descriptor
+    /// is opened, so SQLite's locks are safe). A WAL that restarted inside its old length
+    /// does not grow, so this misses some bursts (the copy then waits for the next upload,
+    /// as for a light writer).
+    pub fn wal_growth(&self) -> (u64, u64) {
+        let heavy = u64::from(self.opts.min_checkpoint_page_count) * FRAME_BYTES_AT_4K;
         let Ok(md) = std::fs::metadata(&self.wal_path) else {
-            return false;
+            return (0, heavy);
         };
         let at_sync = self
             .wal_len_at_sync
             .load(std::sync::atomic::Ordering::Relaxed);
-        md.len().saturating_sub(at_sync)
-            >= u64::from(self.opts.min_checkpoint_page_count) * FRAME_BYTES_AT_4K
+        (md.len().saturating_sub(at_sync), heavy)
     }
 
     /// A cheap fingerprint of the WAL's state: inode and size of the `-wal` file and the

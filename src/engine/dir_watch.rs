@@ -12,6 +12,15 @@ fn absent(path: &Path) -> bool {
     matches!(std::fs::symlink_metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
 }
 
+/// The database whose `-wal`, `-shm` or `-journal` `p` is, if it is one.
+fn sidecar_of(p: &Path) -> Option<PathBuf> {
+    let name = p.file_name()?.to_str()?;
+    let base = ["-wal", "-shm", "-journal"]
+        .iter()
+        .find_map(|s| name.strip_suffix(s))?;
+    (!base.is_empty()).then(|| p.with_file_name(base))
+}
+
 /// Watches a directory entry with `watch: true`, starts replicating every database that
 /// appears in it and stops replicating every one that disappears: file-system
 /// notifications on the directory (recursive with `recursive: true`) say when to look, and
@@ -82,6 +91,7 @@ impl DirState {
         d: &mut DirWatch,
         candidates: Vec<PathBuf>,
         notified: bool,
+        armer: Option<&Armer>,
     ) -> bool {
         let dc = d.config.clone();
         for p in candidates {
@@ -124,7 +134,7 @@ impl DirState {
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(h.clone());
-            let t = spawn_db_tasks(tasks, &h, notified);
+            let t = spawn_db_tasks(tasks, &h, notified, armer.cloned());
             shared.db_tasks().insert(p.clone(), t);
             h.waker.notify_one();
         }
@@ -142,6 +152,7 @@ pub(super) async fn watch_dir(
     // Kept for as long as the task runs: dropping it stops the notifications.
     let _watcher = start_dir_watcher(&dc, tx);
     let notified = _watcher.is_some();
+    let armer = _watcher.as_ref().and_then(FsWatch::armer);
     let mut st = DirState {
         wakers: HashMap::new(),
         known: match shared.upgrade() {
@@ -161,12 +172,24 @@ pub(super) async fn watch_dir(
             Some(p) = rx.recv() => {
                 if let Some(w) = st.wakers.get(&p) {
                     w.notify_one();
-                }
-                if st.mine.contains(&p) {
                     // Only the database file itself counts: its -wal and -shm come and go.
-                    (Vec::new(), vec![p])
-                } else if st.wakers.contains_key(&p) {
+                    if !st.mine.contains(&p) {
+                        continue;
+                    }
+                } else if p.is_dir() {
+                    // A directory's own path: an inotify queue overflow lost events under it.
+                    for (q, w) in &st.wakers {
+                        if q.starts_with(&p) {
+                            w.notify_one();
+                        }
+                    }
                     continue;
+                }
+                // In-place writes are not reported (see `Events::Writes`): a database being
+                // created shows up through its -journal, -wal and -shm coming and going.
+                let p = sidecar_of(&p).unwrap_or(p);
+                if st.mine.contains(&p) {
+                    (Vec::new(), vec![p])
                 } else {
                     (vec![p], Vec::new())
                 }
@@ -204,7 +227,10 @@ pub(super) async fn watch_dir(
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        if !st.add(&shared, &mut d, candidates, notified).await {
+        if !st
+            .add(&shared, &mut d, candidates, notified, armer.as_ref())
+            .await
+        {
             return; // shutting down
         }
     }

@@ -51,7 +51,7 @@ use crate::error::{BackendErrorKind, Error, Result};
 use crate::event::{DbStatus, Event};
 use crate::pos::Pos;
 use crate::replica::Replica;
-use crate::watch::{Events, FsWatch, OnChange};
+use crate::watch::{Armer, Events, FsWatch, OnChange};
 
 /// The settings of one database, as [`Engine::add_db`] takes them (defined in an internal
 /// module; this is their stable path).
@@ -222,10 +222,12 @@ impl Engine {
             wakers.insert(h.db.wal_path().to_path_buf(), h.waker.clone());
         }
         let (watcher, watched) = start_watcher(&self.dbs, wakers);
+        let armer = watcher.as_ref().and_then(FsWatch::armer);
         let mut db_tasks = HashMap::new();
         for h in &self.dbs {
             let notified = h.db.path().parent().is_some_and(|d| watched.contains(d));
-            let t = spawn_db_tasks(&mut tasks, h, notified);
+            let armer = if notified { armer.clone() } else { None };
+            let t = spawn_db_tasks(&mut tasks, h, notified, armer);
             db_tasks.insert(h.db.path().to_path_buf(), t);
         }
         let shared = Arc::new(Shared {

@@ -18,6 +18,7 @@ pub(super) fn spawn_db_tasks(
     tasks: &mut tokio::task::JoinSet<()>,
     h: &DbHandle,
     notified: bool,
+    armer: Option<Armer>,
 ) -> DbTasks {
     info!(path = %h.db.path().display(), "initialized db");
     for r in &h.replicas {
@@ -37,6 +38,7 @@ pub(super) fn spawn_db_tasks(
         h.replicas.clone(),
         h.waker.clone(),
         notified,
+        armer,
         stop_rx.clone(),
     )));
     for r in &h.replicas {
@@ -61,9 +63,18 @@ pub(super) fn start_watcher(
         .collect();
     dirs.sort();
     dirs.dedup();
+    // A directory's own path (an inotify queue overflow) wakes every database in it.
+    let mut by_dir: HashMap<PathBuf, Vec<Arc<Notify>>> = HashMap::new();
+    for (p, n) in &wakers {
+        if let Some(d) = p.parent() {
+            by_dir.entry(d.to_path_buf()).or_default().push(n.clone());
+        }
+    }
     let on_change: OnChange = Arc::new(move |p: PathBuf| {
         if let Some(n) = wakers.get(&p) {
             n.notify_one();
+        } else if let Some(all) = by_dir.get(&p) {
+            all.iter().for_each(|n| n.notify_one());
         }
     });
     let (watcher, results) = match FsWatch::new(&dirs, false, Events::Writes, on_change) {
@@ -112,18 +123,34 @@ fn copy_at(
     }
 }
 
+/// When to look at the `-wal` file's size again while a copy waits for its upload: when
+/// the growth seen so far, at the rate seen so far, would reach `heavy`, but not sooner
+/// than `period`. Without growth, twice the last wait. (At 20 commits a second the WAL grows
+/// ~400 KB/s against a 4 MB threshold: no look before the copy is due; a bulk writer is
+/// looked at every `period`, as before.)
+fn next_look(
+    grown: u64,
+    heavy: u64,
+    since_sync: Duration,
+    last: Duration,
+    period: Duration,
+) -> Duration {
+    if grown == 0 || since_sync.is_zero() {
+        return (last * 2).max(period);
+    }
+    let rate = grown as f64 / since_sync.as_secs_f64();
+    let left = heavy.saturating_sub(grown) as f64;
+    Duration::from_secs_f64((left / rate).min(3600.0)).max(period)
+}
+
 async fn monitor(
     db: Arc<Db>,
     replicas: Vec<Arc<Replica>>,
     waker: Arc<Notify>,
     notified: bool,
+    armer: Option<Armer>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let interval = if notified {
-        db.options().monitor_interval.max(NOTIFIED_POLL_INTERVAL)
-    } else {
-        db.options().monitor_interval
-    };
     // Coalesce bursts of notifications (a commit touches the -wal and the -shm several
     // times): at most one sync per tenth of monitor-interval, between 10 and 100 ms. A
     // durability wait does not wait for this: it copies the WAL itself.
@@ -131,10 +158,39 @@ async fn monitor(
         .clamp(Duration::from_millis(10), Duration::from_millis(100));
     let mut last_error: Option<String> = None;
     let mut busy = BusySpell::default();
+    // The -wal's writes cannot be heard (see `Armer::arm`): poll at monitor-interval.
+    let mut unheard: Option<String> = None;
     loop {
         let db2 = db.clone();
+        let armer2 = armer.clone();
         let started = tokio::time::Instant::now();
-        match tokio::task::spawn_blocking(move || db2.sync()).await {
+        // Armed before the copy, so that a commit landing after the copy read the WAL is
+        // heard.
+        let r = tokio::task::spawn_blocking(move || {
+            let armed = armer2.map(|a| a.arm(db2.wal_path()));
+            (armed, db2.sync())
+        })
+        .await;
+        let r = match r {
+            Ok((armed, r)) => {
+                match armed {
+                    Some(Err(e)) if e.kind() != std::io::ErrorKind::NotFound => {
+                        let msg = e.to_string();
+                        if unheard.as_deref() != Some(msg.as_str()) {
+                            warn!(db = %db.path().display(), error = %msg, "cannot watch the -wal file for commits (at the per-user inotify watch limit? raise fs.inotify.max_user_watches); looking at the database every monitor-interval instead");
+                        }
+                        unheard = Some(msg);
+                    }
+                    Some(_) if unheard.take().is_some() => {
+                        info!(db = %db.path().display(), "watching the -wal file for commits again");
+                    }
+                    _ => {}
+                }
+                Ok(r)
+            }
+            Err(e) => Err(e),
+        };
+        match r {
             Ok(Ok(outcome)) => {
                 let busy_warned = busy.end();
                 if last_error.take().is_some() || busy_warned {
@@ -162,39 +218,44 @@ async fn monitor(
             }
             Err(e) => error!(db = %db.path().display(), error = %e, "sync task failed"),
         }
+        let interval = if notified && unheard.is_none() {
+            db.options().monitor_interval.max(NOTIFIED_POLL_INTERVAL)
+        } else {
+            db.options().monitor_interval
+        };
         tokio::select! {
             _ = stop.changed() => return,
             _ = waker.notified() => {
                 let at = copy_at(&replicas, started + throttle, db.options().monitor_interval);
                 let at_latest = tokio::time::sleep_until(at);
                 tokio::pin!(at_latest);
-                // Notifications keep coming while the copy waits. Once the -wal file has grown
-                // by a checkpoint's worth, the writer is a heavy one, whose WAL must not grow
-                // for a whole sync-interval (a big WAL ends in a RESTART checkpoint, which
-                // blocks the application's writers): copy once the burst throttle is over.
+                // Until the copy is due the writer may turn out a heavy one, whose WAL must
+                // not grow for a whole sync-interval (a big WAL ends in a RESTART checkpoint,
+                // which blocks the application's writers): once the -wal file has grown by
+                // a checkpoint's worth, copy as soon as the burst throttle is over.
                 // (Measured, 20,000-transaction bulk writer, `compare.py --size full --only
-                // 1 --reps 3`: writer 2.60 s without this, 1.85 s with it; two more signals,
-                // a count of notifications and the size of the last copy, changed nothing
-                // and were removed.)
+                // 1 --reps 3`: writer 2.60 s without this, 1.85 s with it.)
                 //
-                // The size is looked at every throttle period rather than on each
-                // notification: at 20 commits a second each commit notified two or three
-                // times, and waking this task (and a stat of the -wal) for each was most of
-                // walship's steady-state CPU (profiled: scheduler wake-ups, futex and
-                // epoll_wait, no data work). Notifications meanwhile only leave a permit.
-                // Every 100 ms at most (the throttle is 10 ms at monitor-interval 100ms,
-                // which would wake more often than the notifications did).
+                // The -wal's writes are heard once per copy (see `Armer`), so its size is
+                // looked at on a clock instead: every 100 ms at most (the throttle is 10 ms at
+                // monitor-interval 100ms), and only as often as the growth seen so far makes
+                // a heavy writer possible (see `next_look`): a light writer is not looked at
+                // before its copy is due.
                 let period = throttle.max(Duration::from_millis(100));
-                let mut check = tokio::time::interval_at(started + throttle, period);
-                check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut wait = throttle;
+                let look = tokio::time::sleep_until(started + throttle);
+                tokio::pin!(look);
                 loop {
                     tokio::select! {
                         _ = stop.changed() => return,
                         _ = &mut at_latest => break,
-                        _ = check.tick() => {
-                            if db.wal_grew_a_lot() {
+                        _ = &mut look => {
+                            let (grown, heavy) = db.wal_growth();
+                            if grown >= heavy {
                                 break;
                             }
+                            wait = next_look(grown, heavy, started.elapsed(), wait, period);
+                            look.as_mut().reset(tokio::time::Instant::now() + wait);
                         }
                     }
                 }
@@ -204,5 +265,26 @@ async fn monitor(
         if *stop.borrow() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_light_writer_is_looked_at_once_its_growth_could_matter_a_heavy_one_every_period() {
+        let p = Duration::from_millis(100);
+        let heavy = 4_000_000;
+        // 20 commits a second: 40 KB in 100 ms, ~10 s from a checkpoint's worth.
+        let w = next_look(40_000, heavy, p, p, p);
+        assert!(
+            w > Duration::from_secs(9) && w < Duration::from_secs(11),
+            "{w:?}"
+        );
+        // A bulk writer: half of it in 100 ms; looked at again after the period.
+        assert_eq!(next_look(2_000_000, heavy, p, p, p), p);
+        // No growth (a WAL rewritten inside its old length): twice the last wait.
+        assert_eq!(next_look(0, heavy, p, 3 * p, p), 6 * p);
     }
 }
