@@ -248,6 +248,14 @@ impl ReplicaClient for AgeClient {
         self.inner.conditional_writes()
     }
 
+    async fn lease_unsupported(&self) -> Result<Option<String>> {
+        self.inner.lease_unsupported().await
+    }
+
+    fn conditional_object(&self, path: &str) -> String {
+        self.inner.conditional_object(path)
+    }
+
     async fn get_versioned(&self, path: &str) -> Result<Option<(Bytes, String)>> {
         self.inner.get_versioned(path).await
     }

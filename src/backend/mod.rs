@@ -118,6 +118,21 @@ pub trait ReplicaClient: Send + Sync + fmt::Debug {
     fn conditional_writes(&self) -> bool {
         false
     }
+    /// Whether this replica's server can hold the lease, for backends where that depends on
+    /// the server (an SFTP server without `hardlink@openssh.com`, a WebDAV server that does
+    /// not enforce locks): `Ok(None)` when it can, `Ok(Some(why))` when it cannot. Asks the
+    /// server where it must; the lease asks once, before its first read or write. The
+    /// default: what [`ReplicaClient::conditional_writes`] says.
+    async fn lease_unsupported(&self) -> Result<Option<String>> {
+        Ok((!self.conditional_writes())
+            .then(|| format!("the {} backend has no conditional writes", self.type_name())))
+    }
+    /// The object(s) that hold the small object `path` written by
+    /// [`ReplicaClient::put_if`], as a user would look for them (to delete a lease whose
+    /// holder is gone for good). The default: `path` under [`ReplicaClient::location`].
+    fn conditional_object(&self, path: &str) -> String {
+        format!("{}/{path}", self.location())
+    }
     /// Reads the small object at `path` with the version a conditional write names (the
     /// ETag on object stores, a content hash for files); `None` when it does not exist.
     async fn get_versioned(&self, path: &str) -> Result<Option<(Bytes, String)>> {

@@ -32,6 +32,7 @@ pub fn replica_options(rc: &ReplicaConfig) -> ReplicaOptions {
             LeaseConfig::Off => None,
             LeaseConfig::Ttl(ttl) => Some(ttl),
         },
+        lease_required: matches!(rc.lease, LeaseConfig::Ttl(_)),
     }
 }
 

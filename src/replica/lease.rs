@@ -94,6 +94,11 @@ struct State {
 pub struct Lease {
     client: Arc<dyn ReplicaClient>,
     ttl: Duration,
+    /// Asked for explicitly (`lease:` in the config): a server that cannot hold it is an
+    /// error rather than a replica without a lease.
+    required: bool,
+    /// Why this replica's server cannot hold a lease (`None`: it can), asked once.
+    unsupported: tokio::sync::OnceCell<Option<String>>,
     me: Record,
     state: tokio::sync::Mutex<State>,
 }
@@ -116,13 +121,17 @@ pub(super) enum Ensure {
 }
 
 impl Lease {
-    /// A lease on `client`'s replica for the writer of `db`, `ttl` long.
-    pub fn new(client: Arc<dyn ReplicaClient>, ttl: Duration, db: &Path) -> Lease {
+    /// A lease on `client`'s replica for the writer of `db`, `ttl` long. `required`: a
+    /// server that turns out unable to hold it ([`ReplicaClient::lease_unsupported`]) is a
+    /// [`Error::Config`] rather than a replica without a lease.
+    pub fn new(client: Arc<dyn ReplicaClient>, ttl: Duration, db: &Path, required: bool) -> Lease {
         let mut token = [0u8; 16];
         let _ = getrandom::fill(&mut token);
         Lease {
             client,
             ttl,
+            required,
+            unsupported: tokio::sync::OnceCell::new(),
             me: Record {
                 token: token.iter().map(|b| format!("{b:02x}")).collect(),
                 pid: std::process::id(),
@@ -137,7 +146,34 @@ impl Lease {
     }
 
     fn object(&self) -> String {
-        format!("{}/{}", self.client.location(), layout::LEASE_PATH)
+        self.client.conditional_object(layout::LEASE_PATH)
+    }
+
+    /// Whether the lease works on this replica's server: `false` when it cannot hold one and
+    /// the lease was not asked for (logged once: the replica runs without one); an error when
+    /// it was asked for, or the server cannot be asked.
+    async fn supported(&self) -> Result<bool> {
+        let why = self
+            .unsupported
+            .get_or_try_init(|| async {
+                let why = self.client.lease_unsupported().await?;
+                if let Some(why) = &why
+                    && !self.required
+                {
+                    warn!(replica = %self.client.location(), "no replica lease: {why}; a second writer on this replica would not be stopped (set lease: off to silence this)");
+                }
+                Ok::<_, Error>(why)
+            })
+            .await?;
+        match why {
+            None => Ok(true),
+            Some(why) if self.required => Err(Error::Config(format!(
+                "replica {}: lease: {why}, so walship cannot fence a second writer there; \
+                 remove lease: (the replica then runs without one) or write lease: off",
+                self.client.location()
+            ))),
+            Some(_) => Ok(false),
+        }
     }
 
     fn body(&self, expires_ms: u64) -> Bytes {
@@ -150,6 +186,9 @@ impl Lease {
     /// writer's for at least half its TTL more, renewing it first if needed; an error when
     /// another writer holds it, or the store cannot be asked.
     pub(super) async fn ensure(&self) -> Result<Ensure> {
+        if !self.supported().await? {
+            return Ok(Ensure::Held);
+        }
         let mut st = self.state.lock().await;
         if let Some(why) = &st.lost {
             return Err(Error::InUse(why.clone()));
@@ -175,6 +214,9 @@ impl Lease {
     /// (the lease is taken at the first upload, so a start that fails later, on a database
     /// that is not SQLite for instance, leaves no trace on the replica).
     pub async fn check(&self) -> Result<()> {
+        if !self.supported().await? {
+            return Ok(());
+        }
         let Some((data, _)) = self.client.get_versioned(layout::LEASE_PATH).await? else {
             return Ok(());
         };
@@ -187,6 +229,9 @@ impl Lease {
     /// The lease's state for [`crate::event::ReplicaStatus::lease`]; `renewing` while a
     /// renewal holds it (never waits).
     pub fn state_text(&self) -> String {
+        if let Some(Some(why)) = self.unsupported.get() {
+            return format!("none: {why}");
+        }
         let Ok(st) = self.state.try_lock() else {
             return "renewing".into();
         };
@@ -360,6 +405,7 @@ mod tests {
             Arc::new(FileClient::new(root)),
             Duration::from_millis(ttl_ms),
             Path::new(db),
+            true,
         )
     }
 

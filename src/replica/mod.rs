@@ -39,9 +39,14 @@ pub struct ReplicaOptions {
     /// `crate::validate`); `None` (the default) never validates.
     pub validation_interval: Option<Duration>,
     /// The replica lease's TTL (see [`lease`]); `None` turns the lease off. Default
-    /// [`config::DEFAULT_LEASE_TTL`]. A backend without conditional writes (SFTP, WebDAV,
-    /// GCS for now) takes none; `config` refuses a lease asked for explicitly there.
+    /// [`config::DEFAULT_LEASE_TTL`]. A backend without conditional writes (GCS for now)
+    /// takes none, nor does a server that cannot hold one (an SFTP server without
+    /// `hardlink@openssh.com`, a WebDAV server without locks), unless `lease_required`.
     pub lease_ttl: Option<Duration>,
+    /// The lease was asked for explicitly (`lease:` in the config): a replica whose server
+    /// cannot hold one fails to start (and to sync) with [`crate::Error::Config`] rather
+    /// than running without one. Default false.
+    pub lease_required: bool,
 }
 
 impl ReplicaOptions {
@@ -55,6 +60,7 @@ impl ReplicaOptions {
             retention_check_interval: config::DEFAULT_RETENTION_CHECK_INTERVAL,
             validation_interval: None,
             lease_ttl: Some(config::DEFAULT_LEASE_TTL),
+            lease_required: false,
         }
     }
 }
@@ -137,9 +143,12 @@ impl Replica {
         let metrics = crate::metrics::global().replica(db.path(), &opts.name);
         let segments = Mutex::new(segments::SegmentLog::take(db.meta_dir(), &opts.name));
         let lease = match opts.lease_ttl {
-            Some(ttl) if client.conditional_writes() => {
-                Some(lease::Lease::new(client.clone(), ttl, db.path()))
-            }
+            Some(ttl) if client.conditional_writes() => Some(lease::Lease::new(
+                client.clone(),
+                ttl,
+                db.path(),
+                opts.lease_required,
+            )),
             Some(_) => {
                 debug!(replica = %opts.name, backend = client.type_name(), "no replica lease: the backend has no conditional writes");
                 None
