@@ -294,6 +294,12 @@ fn a_second_writer_on_one_replica_is_refused_until_the_first_lease_expires() {
     );
     second_writer_refused_then_takes_over(&t, &ls, "file", &file);
 
+    let Some(sshd) = servers::Sshd::start(test, t.path()) else {
+        return;
+    };
+    let sftp = sshd.replica_yaml(sshd.proc.port, &t.join("sftp-replica"), "100ms");
+    second_writer_refused_then_takes_over(&t, &ls, "sftp", &sftp);
+
     let Some(moto) = servers::MotoServer::start(test, t.path()) else {
         return;
     };
@@ -319,6 +325,28 @@ fn a_writer_paused_past_its_lease_uploads_nothing_after_the_new_claim() {
         "      - type: file\n        path: \"{}\"\n        sync-interval: 100ms\n",
         s(&replica)
     );
+    paused_writer_uploads_nothing_after_the_new_claim(&t, &ls, "sigstop", &item, &replica);
+
+    // SFTP: the server writes the replica to a local directory, watched the same way.
+    let Some(sshd) = servers::Sshd::start(test, t.path()) else {
+        return;
+    };
+    let remote = t.join("sftp-replica");
+    let item = sshd.replica_yaml(sshd.proc.port, &remote, "100ms");
+    paused_writer_uploads_nothing_after_the_new_claim(&t, &ls, "sftp", &item, &remote);
+}
+
+/// Two writers on the replica `item`, stored in the local directory `replica`: the first is
+/// paused (SIGSTOP) past its lease, the second takes over, and once the first wakes with
+/// new data nothing of it lands in the replica; both Litestream and walship restore the
+/// second's database.
+fn paused_writer_uploads_nothing_after_the_new_claim(
+    t: &TestDir,
+    ls: &Path,
+    tag: &str,
+    item: &str,
+    replica: &Path,
+) {
     let TwoWriters {
         a_db,
         b_db,
@@ -327,10 +355,10 @@ fn a_writer_paused_past_its_lease_uploads_nothing_after_the_new_claim() {
         mut b_w,
         mut a,
         ..
-    } = TwoWriters::start(&t, "sigstop", &item);
+    } = TwoWriters::start(t, tag, item);
 
     a.signal(libc::SIGSTOP);
-    let mut b = start_when_free(&t, &b_cfg, Duration::from_secs(20));
+    let mut b = start_when_free(t, &b_cfg, Duration::from_secs(20));
     assert!(b_w.insert(10, false));
     b_caught_up(t.path(), &b_cfg, &b_db, &b_w, &mut b);
     let a_gen = replica.join("generations").join(generation_of(&a_db));
@@ -370,7 +398,7 @@ fn a_writer_paused_past_its_lease_uploads_nothing_after_the_new_claim() {
     let st = a.terminate();
     assert_eq!(st.code(), Some(1), "{}", a.logs());
     assert_restore(
-        &Tool::Litestream(ls),
+        &Tool::Litestream(ls.to_path_buf()),
         s(&b_db),
         &["-config", s(&b_cfg)],
         t.path(),
@@ -454,11 +482,95 @@ async fn conditional_writes_conform(what: &str, c: &dyn walship::backend::Replic
     );
 }
 
+/// Claimants racing for one lease object, each through its own client (its own connection):
+/// in every round all of them try to swap the same current version at once, and exactly one
+/// wins; the object then holds the winner's data at the version it was given.
+async fn conditional_writes_race(what: &str, clients: &[Arc<dyn walship::backend::ReplicaClient>]) {
+    use bytes::Bytes;
+    let p = "walship-lease.json";
+    let mut current: Option<String> = clients[0].get_versioned(p).await.unwrap().map(|(_, v)| v);
+    for round in 0..12 {
+        let tries = clients.iter().enumerate().map(|(i, c)| {
+            let expected = current.clone();
+            async move {
+                let data = Bytes::from(format!("round {round} claimant {i}"));
+                let won = c
+                    .put_if(p, data.clone(), expected.as_deref())
+                    .await
+                    .unwrap();
+                won.map(|v| (v, data))
+            }
+        });
+        let won: Vec<_> = futures::future::join_all(tries)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        assert_eq!(won.len(), 1, "{what}: round {round}: {won:?}");
+        let (v, data) = won.into_iter().next().unwrap();
+        let (got, got_v) = clients[round % clients.len()]
+            .get_versioned(p)
+            .await
+            .unwrap()
+            .expect("written");
+        assert_eq!(
+            (got, got_v.as_str()),
+            (data, v.as_str()),
+            "{what}: round {round}"
+        );
+        current = Some(v);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conditional_writes_hold_on_every_backend_with_a_lease() {
     let test = "fence_conditional_writes";
     let t = TestDir::new("fence-cas");
     conditional_writes_conform("file", &FileClient::new(t.join("file"))).await;
+    if let Some(sshd) = servers::Sshd::start(test, t.path()) {
+        let target = sshd.target(&t.join("sftp"));
+        let sftp = walship::backend::open(&target, None).unwrap();
+        conditional_writes_conform("sftp (sshd)", sftp.as_ref()).await;
+        assert_eq!(
+            sftp.lease_unsupported().await.unwrap(),
+            None,
+            "OpenSSH has hardlink@openssh.com"
+        );
+        let clients: Vec<_> = (0..4)
+            .map(|_| walship::backend::open(&target, None).unwrap())
+            .collect();
+        conditional_writes_race("sftp (sshd)", &clients).await;
+        // A writer that read a version long superseded (its successor's name was removed
+        // since, so the link itself succeeds) still loses.
+        let (data, v) = sftp
+            .get_versioned("walship-lease.json")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(v.parse::<u64>().unwrap() > 3, "{v}");
+        assert_eq!(
+            sftp.put_if(
+                "walship-lease.json",
+                bytes::Bytes::from_static(b"stale"),
+                Some("2")
+            )
+            .await
+            .unwrap(),
+            None,
+            "sftp: a stale version loses"
+        );
+        assert_eq!(
+            sftp.get_versioned("walship-lease.json").await.unwrap(),
+            Some((data, v))
+        );
+        // Superseded versions are removed: the chain is the current version only.
+        let mut left: Vec<String> = std::fs::read_dir(t.join("sftp"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left.len(), 1, "{left:?}");
+    }
     let Some(moto) = servers::MotoServer::start(test, t.path()) else {
         return;
     };

@@ -13,6 +13,28 @@
 //!
 //! One SSH connection per client, opened on first use and opened again after an error.
 //! Every operation has a deadline, so a stalled server fails a sync instead of holding it.
+//!
+//! The replica lease's compare-and-swap ([`ReplicaClient::put_if`]) needs an operation the
+//! server performs atomically and that fails when someone else did it first. SFTP has no
+//! conditional overwrite, and a lock file would have to be broken when its holder dies,
+//! which is unsafe while that holder is only paused. So the lease object is a chain of
+//! files that are never overwritten: version `n` of `walship-lease.json` is the file
+//! `walship-lease.json.<n>` (20 digits), and the current version is the highest `n`
+//! present.
+//! - Swapping version `n` for new content writes the content to a temporary file and
+//!   hard-links it as `<n+1>` (`hardlink@openssh.com`: `link(2)` on the server, which fails
+//!   when the name exists). Of two writers that both read `n`, exactly one link succeeds;
+//!   readers see the whole new file or none of it.
+//! - Older versions are then removed. A stale writer could therefore recreate a removed
+//!   name (`<n+1>` once `<n+2>` exists): so after linking, the writer lists the chain, and
+//!   its write counts only if no higher version exists. The highest version only ever
+//!   grows (only versions below an existing one are removed), so one that does not exist
+//!   after the link never existed before it either, and the check cannot miss a winner.
+//! - A writer that dies at any step leaves the chain consistent (a temporary file at most;
+//!   listings skip `*.tmp`). Nothing is ever locked, so nothing must be broken.
+//!
+//! A server without `hardlink@openssh.com` (OpenSSH has had it since 5.7) holds no lease
+//! ([`ReplicaClient::lease_unsupported`] says why).
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, SystemTime};
@@ -131,6 +153,8 @@ struct Conn {
     sftp: SftpSession,
     raw: RawSftpSession,
     posix_rename: bool,
+    /// The server offers `hardlink@openssh.com` (the lease needs it).
+    hardlink: bool,
 }
 
 /// A replica in a directory on an SFTP server.
@@ -352,11 +376,16 @@ impl SftpClient {
             .extensions
             .get("posix-rename@openssh.com")
             .is_some_and(|v| v == "1");
+        let hardlink = version
+            .extensions
+            .get("hardlink@openssh.com")
+            .is_some_and(|v| v == "1");
         Ok(Conn {
             _ssh: ssh,
             sftp,
             raw,
             posix_rename,
+            hardlink,
         })
     }
 
@@ -536,6 +565,61 @@ impl SftpClient {
     }
 }
 
+/// Width of the version number in the name of a lease chain file (`u64::MAX` has 20
+/// digits), so names sort as their numbers do.
+const VERSION_DIGITS: usize = 20;
+
+/// The version of `file` when it is a chain file of the conditional object `name`
+/// (`<name>.<20 digits>`).
+fn chain_version(name: &str, file: &str) -> Option<u64> {
+    let digits = file.strip_prefix(name)?.strip_prefix('.')?;
+    if digits.len() != VERSION_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+impl SftpClient {
+    /// The directory and base name of the conditional object `rel`.
+    fn chain_of(&self, rel: &str) -> Result<(String, String)> {
+        let full = self.full(rel)?;
+        Ok(match full.rsplit_once('/') {
+            Some((d, n)) => (d.to_string(), n.to_string()),
+            None => (String::new(), full),
+        })
+    }
+
+    /// The remote path of version `v` of the chain `name` in `dir`.
+    fn chain_file(dir: &str, name: &str, v: u64) -> String {
+        let file = format!("{name}.{v:0width$}", width = VERSION_DIGITS);
+        if dir.is_empty() {
+            file
+        } else {
+            format!("{dir}/{file}")
+        }
+    }
+
+    /// The versions of the chain `name` present in `dir`, sorted.
+    async fn chain_versions(
+        &self,
+        c: &Conn,
+        dir: &str,
+        name: &str,
+    ) -> std::result::Result<Vec<u64>, SftpError> {
+        let listing = if dir.is_empty() { "." } else { dir };
+        let entries = match c.sftp.read_dir(listing).await {
+            Ok(r) => r,
+            Err(e) if is_not_found(&e) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out: Vec<u64> = entries
+            .filter_map(|e| chain_version(name, &e.file_name()))
+            .collect();
+        out.sort_unstable();
+        Ok(out)
+    }
+}
+
 /// A new channel on `ssh` running the sftp subsystem.
 async fn sftp_channel(
     ssh: &russh::client::Handle<Checker>,
@@ -661,6 +745,134 @@ impl ReplicaClient for SftpClient {
             Ok(f)
         })
         .await
+    }
+
+    fn conditional_writes(&self) -> bool {
+        true
+    }
+
+    async fn lease_unsupported(&self) -> Result<Option<String>> {
+        let c = self.conn().await?;
+        Ok((!c.hardlink).then(|| {
+            format!(
+                "the SFTP server at {} does not offer hardlink@openssh.com, which the lease's \
+                 compare-and-swap needs (OpenSSH's sftp-server has it)",
+                self.opts.host
+            )
+        }))
+    }
+
+    fn conditional_object(&self, path: &str) -> String {
+        format!(
+            "{}/{path}.* (the numbered versions of the lease)",
+            self.location
+        )
+    }
+
+    /// The highest version of the chain (see the module docs); a version removed while it
+    /// was being read (a newer one appeared) is looked for again.
+    async fn get_versioned(&self, path: &str) -> Result<Option<(Bytes, String)>> {
+        let (dir, name) = self.chain_of(path)?;
+        let got = self
+            .with_conn("get", path, deadline(0), |c| async move {
+                for _ in 0..8 {
+                    let versions = self
+                        .chain_versions(&c, &dir, &name)
+                        .await
+                        .map_err(|e| self.sftp_err("list", path, e))?;
+                    let Some(&v) = versions.last() else {
+                        return Ok(None);
+                    };
+                    match c.sftp.read(Self::chain_file(&dir, &name, v)).await {
+                        Ok(data) => return Ok(Some((Bytes::from(data), v.to_string()))),
+                        Err(e) if is_not_found(&e) => continue,
+                        Err(e) => return Err(self.sftp_err("get", path, e)),
+                    }
+                }
+                Err(self.err(
+                    "get",
+                    path,
+                    "its versions keep changing while it is read",
+                    BackendErrorKind::Transient,
+                ))
+            })
+            .await?;
+        self.count("LIST", 0);
+        self.count("GET", got.as_ref().map_or(0, |(d, _)| d.len() as u64));
+        Ok(got)
+    }
+
+    /// Links a temporary file holding `data` as the next version of the chain; see the
+    /// module docs for why exactly one of two racing writers wins.
+    async fn put_if(
+        &self,
+        path: &str,
+        data: Bytes,
+        expected: Option<&str>,
+    ) -> Result<Option<String>> {
+        let next = match expected {
+            None => 1,
+            // A version this backend never gave out cannot be the current one.
+            Some(v) => match v.parse::<u64>() {
+                Ok(v) if v < u64::MAX => v + 1,
+                _ => return Ok(None),
+            },
+        };
+        let (dir, name) = self.chain_of(path)?;
+        let target = Self::chain_file(&dir, &name, next);
+        let tmp = format!("{target}.{:016x}.tmp", rand_u64());
+        let size = data.len() as u64;
+        let won = self
+            .with_conn("put", path, deadline(size), |c| async move {
+                if !c.hardlink {
+                    return Err(self.err(
+                        "put",
+                        path,
+                        "the server does not offer hardlink@openssh.com",
+                        BackendErrorKind::Other,
+                    ));
+                }
+                let res = async {
+                    self.mkdir_all(&c, &dir).await?;
+                    let mut f = c
+                        .sftp
+                        .open_with_flags(
+                            tmp.as_str(),
+                            OpenFlags::CREATE | OpenFlags::TRUNCATE | OpenFlags::WRITE,
+                        )
+                        .await?;
+                    f.write_all(&data).await?;
+                    f.flush().await?;
+                    let _ = f.sync_all().await;
+                    f.close().await.map_err(SftpError::from)?;
+                    let linked = c.raw.hardlink(tmp.as_str(), target.as_str()).await;
+                    let _ = c.sftp.remove_file(tmp.as_str()).await;
+                    if let Err(e) = linked {
+                        // link(2) fails when the name exists: another writer took this
+                        // version. Any other failure leaves it absent.
+                        return if c.sftp.try_exists(target.as_str()).await? {
+                            Ok(false)
+                        } else {
+                            Err(e)
+                        };
+                    }
+                    let versions = self.chain_versions(&c, &dir, &name).await?;
+                    if versions.iter().any(|&v| v > next) {
+                        // A name removed long ago, recreated by a stale writer: not current.
+                        let _ = c.sftp.remove_file(target.as_str()).await;
+                        return Ok(false);
+                    }
+                    for v in versions.into_iter().filter(|&v| v < next) {
+                        let _ = c.sftp.remove_file(Self::chain_file(&dir, &name, v)).await;
+                    }
+                    Ok(true)
+                }
+                .await;
+                res.map_err(|e: SftpError| self.sftp_err("put", path, e))
+            })
+            .await?;
+        self.count("PUT", size);
+        Ok(won.then(|| next.to_string()))
     }
 
     async fn delete(&self, path: &str) -> Result<()> {
