@@ -8,8 +8,15 @@
 //!   first holds the lease, takes over once the first was killed and its lease expired,
 //!   and a first writer that was paused (SIGSTOP) past its lease uploads nothing after the
 //!   new writer's claim; the replica restores (walship and Litestream v0.3.13) to the new
-//!   writer's database. On a file replica and on S3 (moto) and Azure Blob (Azurite);
-//! - the compare-and-swap under the lease (`put_if`/`get_versioned`) on the same three.
+//!   writer's database. On a file replica, S3 (moto), Azure Blob (Azurite), SFTP (OpenSSH's
+//!   sshd) and WebDAV (`rclone serve webdav`; walship restores it, Litestream has no
+//!   WebDAV); the paused writer on file, SFTP and WebDAV;
+//! - the compare-and-swap under the lease (`put_if`/`get_versioned`) on the same five,
+//!   and on SFTP and WebDAV claimants racing for one version through their own
+//!   connections: exactly one wins;
+//! - a lease asked for where it cannot be held is refused with the reason: GCS (no
+//!   conditional writes here), a WebDAV server without locking or that does not enforce
+//!   its locks; left to the default, those run without one.
 mod common;
 #[path = "common/servers.rs"]
 mod servers;
@@ -236,9 +243,9 @@ impl TwoWriters {
 }
 
 /// Two writers on the replica `item`: the second is refused naming the first, takes over
-/// after the first is killed and its lease expires, and the replica restores to the
-/// second's database.
-fn second_writer_refused_then_takes_over(t: &TestDir, ls: &Path, tag: &str, item: &str) {
+/// after the first is killed and its lease expires, and the replica restores (with
+/// `restorer`) to the second's database.
+fn second_writer_refused_then_takes_over(t: &TestDir, restorer: &Tool, tag: &str, item: &str) {
     let TwoWriters {
         a_db,
         b_db,
@@ -275,7 +282,7 @@ fn second_writer_refused_then_takes_over(t: &TestDir, ls: &Path, tag: &str, item
     b_caught_up(t.path(), &b_cfg, &b_db, &b_w, &mut b);
     b.stop();
     assert_restore(
-        &Tool::Litestream(ls.to_path_buf()),
+        restorer,
         s(&b_db),
         &["-config", s(&b_cfg)],
         t.path(),
@@ -287,32 +294,43 @@ fn second_writer_refused_then_takes_over(t: &TestDir, ls: &Path, tag: &str, item
 fn a_second_writer_on_one_replica_is_refused_until_the_first_lease_expires() {
     let test = "fence_replica";
     let Some(ls) = litestream(test) else { return };
+    let lst = Tool::Litestream(ls);
     let t = TestDir::new("fence-replica");
     let file = format!(
         "      - type: file\n        path: \"{}\"\n        sync-interval: 100ms\n",
         s(&t.join("replica"))
     );
-    second_writer_refused_then_takes_over(&t, &ls, "file", &file);
+    second_writer_refused_then_takes_over(&t, &lst, "file", &file);
 
     let Some(sshd) = servers::Sshd::start(test, t.path()) else {
         return;
     };
     let sftp = sshd.replica_yaml(sshd.proc.port, &t.join("sftp-replica"), "100ms");
-    second_writer_refused_then_takes_over(&t, &ls, "sftp", &sftp);
+    second_writer_refused_then_takes_over(&t, &lst, "sftp", &sftp);
+
+    // Litestream v0.3.13 has no WebDAV replica: walship restores it.
+    let Some(dav) = servers::WebDav::start(test, t.path(), &t.join("dav")) else {
+        return;
+    };
+    let webdav = format!(
+        "      - url: {}\n        sync-interval: 100ms\n",
+        dav.url("replica")
+    );
+    second_writer_refused_then_takes_over(&t, &Tool::Walship, "webdav", &webdav);
 
     let Some(moto) = servers::MotoServer::start(test, t.path()) else {
         return;
     };
     moto.create_bucket("fenced");
     let s3 = servers::s3_replica_yaml(moto.port(), "fenced", "app", "100ms");
-    second_writer_refused_then_takes_over(&t, &ls, "s3", &s3);
+    second_writer_refused_then_takes_over(&t, &lst, "s3", &s3);
 
     let Some(azurite) = servers::Azurite::start(test, t.path()) else {
         return;
     };
     azurite.create_container("fenced");
     let abs = servers::abs_replica_yaml(&azurite.endpoint(), "fenced", "app", "100ms");
-    second_writer_refused_then_takes_over(&t, &ls, "abs", &abs);
+    second_writer_refused_then_takes_over(&t, &lst, "abs", &abs);
 }
 
 #[test]
@@ -325,7 +343,8 @@ fn a_writer_paused_past_its_lease_uploads_nothing_after_the_new_claim() {
         "      - type: file\n        path: \"{}\"\n        sync-interval: 100ms\n",
         s(&replica)
     );
-    paused_writer_uploads_nothing_after_the_new_claim(&t, &ls, "sigstop", &item, &replica);
+    let lst = Tool::Litestream(ls);
+    paused_writer_uploads_nothing_after_the_new_claim(&t, &lst, "sigstop", &item, &replica);
 
     // SFTP: the server writes the replica to a local directory, watched the same way.
     let Some(sshd) = servers::Sshd::start(test, t.path()) else {
@@ -333,16 +352,33 @@ fn a_writer_paused_past_its_lease_uploads_nothing_after_the_new_claim() {
     };
     let remote = t.join("sftp-replica");
     let item = sshd.replica_yaml(sshd.proc.port, &remote, "100ms");
-    paused_writer_uploads_nothing_after_the_new_claim(&t, &ls, "sftp", &item, &remote);
+    paused_writer_uploads_nothing_after_the_new_claim(&t, &lst, "sftp", &item, &remote);
+
+    // WebDAV (rclone, serving a local directory); walship restores it.
+    let Some(dav) = servers::WebDav::start(test, t.path(), &t.join("dav")) else {
+        return;
+    };
+    let item = format!(
+        "      - url: {}\n        sync-interval: 100ms\n",
+        dav.url("replica")
+    );
+    let replica = dav.root.join("replica");
+    paused_writer_uploads_nothing_after_the_new_claim(
+        &t,
+        &Tool::Walship,
+        "webdav",
+        &item,
+        &replica,
+    );
 }
 
 /// Two writers on the replica `item`, stored in the local directory `replica`: the first is
 /// paused (SIGSTOP) past its lease, the second takes over, and once the first wakes with
-/// new data nothing of it lands in the replica; both Litestream and walship restore the
-/// second's database.
+/// new data nothing of it lands in the replica; the replica restores (with `restorer`) to
+/// the second's database.
 fn paused_writer_uploads_nothing_after_the_new_claim(
     t: &TestDir,
-    ls: &Path,
+    restorer: &Tool,
     tag: &str,
     item: &str,
     replica: &Path,
@@ -398,7 +434,7 @@ fn paused_writer_uploads_nothing_after_the_new_claim(
     let st = a.terminate();
     assert_eq!(st.code(), Some(1), "{}", a.logs());
     assert_restore(
-        &Tool::Litestream(ls.to_path_buf()),
+        restorer,
         s(&b_db),
         &["-config", s(&b_cfg)],
         t.path(),
@@ -412,7 +448,7 @@ fn a_lease_asked_for_on_a_backend_that_cannot_hold_one_is_refused() {
     let db = t.join("app.db");
     let yaml = |lease: &str| {
         format!(
-            "dbs:\n  - path: {}\n    replicas:\n      - url: http://127.0.0.1:9/replica\n{lease}",
+            "dbs:\n  - path: {}\n    replicas:\n      - url: gcs://bucket/replica\n{lease}",
             s(&db)
         )
     };
@@ -423,7 +459,7 @@ fn a_lease_asked_for_on_a_backend_that_cannot_hold_one_is_refused() {
     };
     // Asked for: an error that says why and what to write.
     let err = Engine::from_config(&load(&yaml("        lease: 30s\n")))
-        .expect_err("a lease on an HTTP (WebDAV) replica");
+        .expect_err("a lease on a GCS replica");
     let msg = err.to_string();
     assert!(
         msg.contains("cannot hold a replica lease") && msg.contains("lease: off"),
@@ -432,6 +468,114 @@ fn a_lease_asked_for_on_a_backend_that_cannot_hold_one_is_refused() {
     // Not asked for: no lease, no error; off: the same.
     Engine::from_config(&load(&yaml(""))).expect("default: no lease where none can be held");
     Engine::from_config(&load(&yaml("        lease: off\n"))).expect("lease: off");
+}
+
+/// A WebDAV server that cannot hold a lease, on loopback: it answers PROPFIND with an empty
+/// 207 and OPTIONS with `DAV: <dav>`; when `dav` offers class 2 it grants every LOCK (it
+/// does not enforce them). Returns its base URL and the methods it was sent.
+fn webdav_without_enforced_locks(
+    dav: &'static str,
+) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/replica", listener.local_addr().unwrap());
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for (token, conn) in listener.incoming().enumerate() {
+            let Ok(conn) = conn else { return };
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(conn.try_clone().unwrap());
+                let mut w = conn;
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let method = line.split_whitespace().next().unwrap_or("").to_string();
+                    let mut len = 0usize;
+                    loop {
+                        let mut h = String::new();
+                        if r.read_line(&mut h).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if h == "\r\n" {
+                            break;
+                        }
+                        if let Some((k, v)) = h.split_once(':')
+                            && k.eq_ignore_ascii_case("content-length")
+                        {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    let _ = r.read_exact(&mut body);
+                    log.lock().unwrap().push(method.clone());
+                    let resp = match method.as_str() {
+                        "PROPFIND" => "HTTP/1.1 207 Multi-Status\r\nContent-Type: application/xml\r\nContent-Length: 45\r\n\r\n<?xml version=\"1.0\"?><multistatus xmlns=\"DAV:\"/>".to_string(),
+                        "OPTIONS" => format!("HTTP/1.1 200 OK\r\nDAV: {dav}\r\nContent-Length: 0\r\n\r\n"),
+                        "LOCK" => format!("HTTP/1.1 200 OK\r\nLock-Token: <opaquelocktoken:{token}-{}>\r\nContent-Length: 0\r\n\r\n", log.lock().unwrap().len()),
+                        "UNLOCK" => "HTTP/1.1 204 No Content\r\n\r\n".to_string(),
+                        _ => "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n".to_string(),
+                    };
+                    if w.write_all(resp.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, seen)
+}
+
+/// WebDAV servers that cannot hold a lease: one without locking (`DAV: 1`), one that grants
+/// a second exclusive lock on a locked object. An explicit `lease:` is refused at start with
+/// the reason; without one the replica runs without a lease (writing no lease object).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_asked_for_on_a_webdav_server_without_enforced_locks_is_refused() {
+    let t = TestDir::new("fence-dav-nolock");
+    for (dav, why) in [
+        ("1", "does not offer locking"),
+        ("1, 2", "does not enforce locks"),
+    ] {
+        let (url, seen) = webdav_without_enforced_locks(dav);
+        let db = t.join("app.db");
+        let engine = |lease: &str| {
+            let y = format!(
+                "dbs:\n  - path: {}\n    replicas:\n      - url: {url}\n{lease}",
+                s(&db)
+            );
+            let c = walship::config::Config::from_yaml(&y, &t.join("litestream.yml"), false)
+                .unwrap()
+                .config;
+            Engine::from_config(&c).unwrap()
+        };
+        let err = engine("        lease: 30s\n")
+            .claim()
+            .await
+            .expect_err("an explicit lease on a server without enforced locks");
+        let msg = err.to_string();
+        assert!(
+            matches!(err, walship::Error::Config(_))
+                && msg.contains(why)
+                && msg.contains("lease: off"),
+            "DAV {dav}: {msg}"
+        );
+        engine("").claim().await.expect("default: no lease");
+        engine("        lease: off\n")
+            .claim()
+            .await
+            .expect("lease: off");
+        let seen = seen.lock().unwrap().clone();
+        assert!(
+            !seen.iter().any(|m| m == "PUT" || m == "MOVE"),
+            "DAV {dav}: wrote something: {seen:?}"
+        );
+        if dav == "1" {
+            assert!(!seen.iter().any(|m| m == "LOCK"), "{seen:?}");
+        }
+    }
 }
 
 /// The compare-and-swap the lease is built on, as one backend does it: create-only, then
@@ -570,6 +714,26 @@ async fn conditional_writes_hold_on_every_backend_with_a_lease() {
             .collect();
         left.sort();
         assert_eq!(left.len(), 1, "{left:?}");
+    }
+    if let Some(dav) = servers::WebDav::start(test, t.path(), &t.join("dav")) {
+        let target = walship::backend::ReplicaTarget::Http(walship::backend::HttpConfig {
+            url: dav.url("cas"),
+            skip_verify: false,
+            user: None,
+            password: None,
+            bearer_token: None,
+        });
+        let webdav = walship::backend::open(&target, None).unwrap();
+        assert_eq!(
+            webdav.lease_unsupported().await.unwrap(),
+            None,
+            "rclone enforces its locks"
+        );
+        conditional_writes_conform("webdav (rclone)", webdav.as_ref()).await;
+        let clients: Vec<_> = (0..4)
+            .map(|_| walship::backend::open(&target, None).unwrap())
+            .collect();
+        conditional_writes_race("webdav (rclone)", &clients).await;
     }
     let Some(moto) = servers::MotoServer::start(test, t.path()) else {
         return;

@@ -49,7 +49,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 }
 
 /// The version of a file's content for [`ReplicaClient::put_if`]: its 64-bit xxHash3.
-fn content_version(data: &[u8]) -> String {
+pub(super) fn content_version(data: &[u8]) -> String {
     format!("{:016x}", twox_hash::XxHash3_64::oneshot(data))
 }
 

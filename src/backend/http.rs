@@ -310,6 +310,37 @@ impl ReplicaClient for HttpClient {
     async fn read_only(&self) -> Result<bool> {
         Ok(self.mode().await? == Mode::Static)
     }
+
+    fn conditional_writes(&self) -> bool {
+        true
+    }
+
+    async fn lease_unsupported(&self) -> Result<Option<String>> {
+        match self.mode().await? {
+            Mode::WebDav => {
+                self.webdav
+                    .lease_unsupported(crate::layout::LEASE_PATH)
+                    .await
+            }
+            Mode::Static => Ok(Some(format!(
+                "{} is a plain static HTTP server (read-only)",
+                self.http.location
+            ))),
+        }
+    }
+
+    async fn get_versioned(&self, path: &str) -> Result<Option<(Bytes, String)>> {
+        self.writable().await?.get_versioned(path).await
+    }
+
+    async fn put_if(
+        &self,
+        path: &str,
+        data: Bytes,
+        expected: Option<&str>,
+    ) -> Result<Option<String>> {
+        self.writable().await?.put_if(path, data, expected).await
+    }
 }
 
 /// Percent-encodes one path segment for a URL.
