@@ -279,8 +279,9 @@ pub enum LeaseConfig {
     Default,
     /// `lease: off`.
     Off,
-    /// `lease: on` or `lease: <ttl>`: required; a backend without conditional writes is an
-    /// error.
+    /// `lease: on` or `lease: <ttl>`: required; a backend without conditional writes (GCS)
+    /// is an error here, a server that cannot hold one (an SFTP server without
+    /// `hardlink@openssh.com`, a WebDAV server without enforced locks) at start.
     Ttl(Duration),
 }
 
@@ -310,8 +311,9 @@ pub struct ReplicaConfig {
     pub age: AgeConfig,
     /// `lease:` (walship's own; Litestream ignores it) — the replica lease that fences a
     /// second writer off the replica (see `walship::replica` and the README's Reliability
-    /// section). Default: on with [`DEFAULT_LEASE_TTL`] where the backend has conditional
-    /// writes (file, S3, Azure), off elsewhere.
+    /// section). Default: on with [`DEFAULT_LEASE_TTL`] where the store can hold it (file,
+    /// S3, Azure, SFTP, WebDAV servers that enforce locks), off elsewhere (GCS, and servers
+    /// that cannot, with a warning at start).
     pub lease: LeaseConfig,
 }
 
