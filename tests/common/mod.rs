@@ -7,6 +7,7 @@
 //! binary, SQLite through rusqlite, and files on disk. Nothing is mocked.
 #![allow(dead_code)]
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fmt::Write as _;
@@ -361,6 +362,54 @@ impl CmdOut {
     }
 }
 
+thread_local! {
+    /// Variables set for the children this thread starts ([`child_env`]).
+    static CHILD_ENV: RefCell<Vec<(String, String)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Sets `key=value` in the environment of every child process this thread starts (through
+/// [`run`] and [`Proc::spawn`]) until the guard drops, which puts back what was there. Per
+/// thread, so tests running side by side in one binary each keep their own: a test that
+/// needs a variable in its children (`STORAGE_EMULATOR_HOST`) never sets it process-wide.
+pub fn child_env(key: &str, value: &str) -> ChildEnv {
+    let prev = CHILD_ENV.with(|e| {
+        let mut e = e.borrow_mut();
+        let prev = e.iter().position(|(k, _)| k == key).map(|i| e.remove(i).1);
+        e.push((key.to_string(), value.to_string()));
+        prev
+    });
+    ChildEnv {
+        key: key.to_string(),
+        prev,
+    }
+}
+
+/// Undoes one [`child_env`] when dropped.
+pub struct ChildEnv {
+    key: String,
+    prev: Option<String>,
+}
+
+impl Drop for ChildEnv {
+    fn drop(&mut self) {
+        CHILD_ENV.with(|e| {
+            let mut e = e.borrow_mut();
+            e.retain(|(k, _)| *k != self.key);
+            if let Some(v) = self.prev.take() {
+                e.push((self.key.clone(), v));
+            }
+        });
+    }
+}
+
+/// A command for `bin` with this thread's [`child_env`] and without `LITESTREAM_CONFIG`.
+fn command(bin: &Path) -> Command {
+    let mut c = Command::new(bin);
+    c.env_remove("LITESTREAM_CONFIG");
+    CHILD_ENV.with(|e| c.envs(e.borrow().iter().map(|(k, v)| (k, v))));
+    c
+}
+
 fn cmdline(bin: &Path, args: &[&OsStr]) -> String {
     let name = bin.file_name().unwrap_or(bin.as_os_str()).to_string_lossy();
     let mut s = name.into_owned();
@@ -375,10 +424,9 @@ fn cmdline(bin: &Path, args: &[&OsStr]) -> String {
 pub fn run<S: AsRef<OsStr>>(bin: &Path, args: &[S], cwd: &Path) -> CmdOut {
     let args: Vec<&OsStr> = args.iter().map(|a| a.as_ref()).collect();
     let line = cmdline(bin, &args);
-    let mut child = Command::new(bin)
+    let mut child = command(bin)
         .args(&args)
         .current_dir(cwd)
-        .env_remove("LITESTREAM_CONFIG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -493,10 +541,9 @@ impl Proc {
         let stdout_path = dir.join(format!("{name}.stdout.log"));
         let stderr_path = dir.join(format!("{name}.stderr.log"));
         let args: Vec<&OsStr> = args.iter().map(|a| a.as_ref()).collect();
-        let child = Command::new(bin)
+        let child = command(bin)
             .args(&args)
             .current_dir(dir)
-            .env_remove("LITESTREAM_CONFIG")
             .stdin(Stdio::null())
             .stdout(File::create(&stdout_path).expect("create stdout log"))
             .stderr(File::create(&stderr_path).expect("create stderr log"))
@@ -698,6 +745,21 @@ impl Default for ConfigOpts {
 
 /// The YAML of a `litestream.yml` for `db` replicated to the file replica `replica`.
 pub fn config_yaml(db: &Path, replica: &Path, o: &ConfigOpts) -> String {
+    let mut item = String::new();
+    match o.replica_name {
+        Some(n) => writeln!(item, "      - name: {n}\n        type: file").unwrap(),
+        None => writeln!(item, "      - type: file").unwrap(),
+    }
+    writeln!(item, "        path: \"{}\"", s(replica)).unwrap();
+    writeln!(item, "        sync-interval: {}", o.sync_interval).unwrap();
+    config_yaml_with(db, &item, o)
+}
+
+/// The YAML of a `litestream.yml` for `db` with the database settings of `o` and the
+/// replicas `replicas`, given as YAML list items indented for a `dbs:` entry (what
+/// `servers::s3_replica_yaml` and the like return). `o.sync_interval` and `o.replica_name`
+/// are the items' business.
+pub fn config_yaml_with(db: &Path, replicas: &str, o: &ConfigOpts) -> String {
     let mut y = String::new();
     writeln!(y, "dbs:").unwrap();
     writeln!(y, "  - path: \"{}\"", s(db)).unwrap();
@@ -709,12 +771,7 @@ pub fn config_yaml(db: &Path, replica: &Path, o: &ConfigOpts) -> String {
         writeln!(y, "    min-checkpoint-page-count: {n}").unwrap();
     }
     writeln!(y, "    replicas:").unwrap();
-    match o.replica_name {
-        Some(n) => writeln!(y, "      - name: {n}\n        type: file").unwrap(),
-        None => writeln!(y, "      - type: file").unwrap(),
-    }
-    writeln!(y, "        path: \"{}\"", s(replica)).unwrap();
-    writeln!(y, "        sync-interval: {}", o.sync_interval).unwrap();
+    y.push_str(replicas);
     y
 }
 
@@ -722,6 +779,19 @@ pub fn config_yaml(db: &Path, replica: &Path, o: &ConfigOpts) -> String {
 pub fn write_config(dir: &Path, name: &str, db: &Path, replica: &Path, o: &ConfigOpts) -> PathBuf {
     let p = dir.join(name);
     fs::write(&p, config_yaml(db, replica, o)).expect("write config");
+    p
+}
+
+/// Writes `dir/<name>` with [`config_yaml_with`] and returns its path.
+pub fn write_config_with(
+    dir: &Path,
+    name: &str,
+    db: &Path,
+    replicas: &str,
+    o: &ConfigOpts,
+) -> PathBuf {
+    let p = dir.join(name);
+    fs::write(&p, config_yaml_with(db, replicas, o)).expect("write config");
     p
 }
 
