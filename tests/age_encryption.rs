@@ -1,26 +1,38 @@
-//! Guards age encryption (spec §1.6) against the real Litestream v0.3.13 and the real `age`
+//! Guards age encryption against the real Litestream v0.3.13 and the real `age`
 //! command-line tool:
-//! 1. walship replicates to a file replica encrypted to two recipients: every object is an
-//!    age file, `age -d` gives back an LZ4 frame, Litestream restores it with either
-//!    identity, and so does walship; the listings work; a restart resumes the generation.
-//! 2. Litestream replicates with age; walship restores it.
-//! 3. The same both ways over S3 (moto).
-//! 4. A restore without an identity, with the wrong one, or from the bare URL fails with an
+//! 1. `encrypted_both_ways`, over every backend (`tests/common/backends.rs`): walship and
+//!    Litestream (where it speaks the backend) each replicate encrypted to two recipients;
+//!    both tools restore with either identity; every object in a local replica is an age
+//!    file; without an identity walship cannot read it back, and says why;
+//! 2. on a file replica, walship's objects are age files that `age -d` turns into LZ4
+//!    frames; the listings work; a restart resumes the generation;
+//! 3. a restore without an identity, with the wrong one, or from the bare URL fails with an
 //!    error that says which key is missing, and leaves nothing at `-o`; no secret key ever
-//!    appears in any output.
-//! 5. Keys that do not parse are refused by name of the entry, never echoed.
+//!    appears in any output;
+//! 4. keys that do not parse are refused by name of the entry, never echoed;
+//! 5. validation, retention and follow mode read an encrypted replica;
+//! 6. `recipients_only_restarts`, over the backends Litestream speaks: a replica whose
+//!    server holds only the public key keeps shipping across clean and kill -9 restarts.
 //!
-//! Tests fail under CI when Litestream, `age` or moto is missing; elsewhere they skip loudly.
+//! Tests fail under CI when Litestream, `age` or a server is missing; elsewhere they skip
+//! loudly.
 mod common;
 #[path = "common/servers.rs"]
 mod servers;
+#[macro_use]
+#[path = "common/backends.rs"]
+mod backends;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use backends::{Backend, Store};
 use common::*;
-use servers::{MotoServer, require_bin, s3_replica_yaml};
+use servers::require_bin;
+
+per_backend!(encrypted_both_ways: file, s3, abs, sftp, gcs, webdav);
+per_backend!(recipients_only_restarts: file, s3, abs, sftp, gcs);
 
 /// Test keys made with `age-keygen` for these tests only.
 const KEY1_PUBLIC: &str = "age162vu4dqq6l0k8z6p60kduud6fxq90me65k8tpplxgx4rqyad9fdsg293t9";
@@ -53,15 +65,15 @@ fn age_yaml(recipients: &[&str], identities: &[&str]) -> String {
     y
 }
 
-/// A config for `db` whose one replica is `replica_item` (a YAML list item) plus `age`.
+/// A config for `db` whose one replica is `replica_item` (a YAML list item) plus `age`,
+/// with Litestream's default checkpoints.
 fn config(dir: &Path, name: &str, db: &Path, replica_item: &str, age: &str) -> PathBuf {
-    let y = format!(
-        "dbs:\n  - path: \"{}\"\n    monitor-interval: 100ms\n    replicas:\n{replica_item}{age}",
-        s(db)
-    );
-    let p = dir.join(name);
-    fs::write(&p, y).expect("write config");
-    p
+    let o = ConfigOpts {
+        checkpoint_interval: None,
+        min_checkpoint_page_count: None,
+        ..ConfigOpts::default()
+    };
+    write_config_with(dir, name, db, &format!("{replica_item}{age}"), &o)
 }
 
 fn file_item(replica: &Path) -> String {
@@ -98,8 +110,8 @@ fn assert_no_secret(out: &CmdOut) {
 }
 
 #[test]
-fn walship_encrypts_and_litestream_and_age_decrypt() {
-    let test = "age_walship_to_litestream";
+fn walship_encrypts_and_age_decrypts_and_resumes() {
+    let test = "age_walship_file";
     let Some(ls) = litestream(test) else { return };
     let Some(age) = require_bin(test, "age", "apt-get install age") else {
         return;
@@ -166,31 +178,6 @@ fn walship_encrypts_and_litestream_and_age_decrypt() {
         "not an LZ4 frame"
     );
 
-    // Litestream restores it with either identity (two recipients), and so does walship.
-    for secret in [KEY1_SECRET, KEY2_SECRET] {
-        let c = config(
-            t.path(),
-            "read.yml",
-            &db,
-            &file_item(&replica),
-            &age_yaml(&[], &[secret]),
-        );
-        assert_restore(
-            &Tool::Litestream(ls.clone()),
-            s(&db),
-            &["-config", s(&c)],
-            t.path(),
-            &w.model,
-        );
-        let (out, r) = restore(&Tool::Walship, s(&db), &["-config", s(&c)], t.path());
-        assert!(r.ok(), "{}", r.describe());
-        assert_no_secret(&r);
-        assert_db(
-            &out,
-            &w.model,
-            "walship restore of its own encrypted replica",
-        );
-    }
     // The listings read sizes only and work as on any replica.
     for cmd in ["generations", "snapshots", "wal"] {
         let r = walship(&[cmd, "-config", s(&cfg), s(&db)], t.path());
@@ -227,72 +214,71 @@ fn walship_encrypts_and_litestream_and_age_decrypt() {
     );
 }
 
-#[test]
-fn litestream_encrypts_and_walship_decrypts() {
-    let test = "age_litestream_to_walship";
-    let Some(ls) = litestream(test) else { return };
-    let t = TestDir::new("age-l2w");
-    let db = t.join("app.db");
-    let replica = t.join("replica");
-    let cfg = config(
-        t.path(),
-        "l.yml",
-        &db,
-        &file_item(&replica),
-        &age_yaml(&[KEY1_PUBLIC], &[KEY1_SECRET]),
-    );
-    let mut w = Workload::open(&db, test_seed(test));
-    assert!(w.insert(20, true));
-    let tool = Tool::Litestream(ls);
-    let mut p = Proc::replicate(t.path(), &tool, &cfg);
-    w.run(30, Duration::from_millis(10));
-    wait_replicated_cfg(&tool, &cfg, &db, t.path(), &w.model, &mut p, CATCH_UP);
-    p.stop();
-    assert!(
-        files(&replica)
-            .iter()
-            .all(|o| fs::read(o).unwrap().starts_with(b"age-encryption.org/v1\n")),
-        "Litestream wrote a plain object"
-    );
-    assert_restore(
-        &Tool::Walship,
-        s(&db),
-        &["-config", s(&cfg)],
-        t.path(),
-        &w.model,
-    );
-}
-
-#[test]
-fn encrypted_s3_replicas_both_ways() {
-    let test = "age_s3";
-    let Some(ls) = litestream(test) else { return };
-    let t = TestDir::new("age-s3");
-    let Some(moto) = MotoServer::start(test, t.path()) else {
+/// walship, then Litestream where it speaks the backend, replicate `app<i>.db` encrypted to
+/// both recipients; each tool restores with either identity, and walship says no secret;
+/// every object a local replica holds is an age file (walship's bookkeeping at the root
+/// aside); without an identity walship refuses the restore, naming what is missing, and
+/// leaves nothing at `-o`.
+fn encrypted_both_ways(b: Backend, test: &str) {
+    let ls = b.litestream_speaks().then(|| litestream(test)).flatten();
+    let t = TestDir::new(test);
+    let Some(store) = b.start(test, &t) else {
         return;
     };
-    moto.create_bucket("enc");
-    let age = age_yaml(&[KEY1_PUBLIC, KEY2_PUBLIC], &[KEY2_SECRET]);
-    for (i, writer) in [Tool::Walship, Tool::Litestream(ls.clone())]
-        .iter()
-        .enumerate()
-    {
-        let db = t.join(format!("app{i}.db"));
-        let item = s3_replica_yaml(moto.port(), "enc", &format!("db{i}"), "200ms");
-        let cfg = config(t.path(), &format!("s3-{i}.yml"), &db, &item, &age);
+    let mut tools = vec![Tool::Walship];
+    tools.extend(ls.map(Tool::Litestream));
+    for (i, writer) in tools.iter().enumerate() {
+        let name = format!("app{i}");
+        let db = t.join(format!("{name}.db"));
+        let item = store.replica_yaml(&name, "200ms", None);
+        let age = age_yaml(&[KEY1_PUBLIC, KEY2_PUBLIC], &[KEY2_SECRET]);
+        let cfg = config(t.path(), &format!("{name}.yml"), &db, &item, &age);
         let mut w = Workload::open(&db, test_seed(test) + i as u64);
         assert!(w.insert(20, true));
         let mut p = Proc::replicate(t.path(), writer, &cfg);
         w.run(20, Duration::from_millis(10));
         wait_replicated_cfg(writer, &cfg, &db, t.path(), &w.model, &mut p, CATCH_UP);
         p.stop();
-        for reader in [Tool::Walship, Tool::Litestream(ls.clone())] {
-            assert_restore(&reader, s(&db), &["-config", s(&cfg)], t.path(), &w.model);
+        let logs = p.logs();
+        for k in [KEY1_SECRET, KEY2_SECRET] {
+            assert!(
+                !logs.contains(k),
+                "{} replicate logged a secret key",
+                writer.name()
+            );
+        }
+        if let Some(dir) = store.local_dir(&name) {
+            // walship keeps its lease, never encrypted, at the root; Litestream writes
+            // nothing there.
+            let objects = match writer {
+                Tool::Walship => files(&dir.join("generations")),
+                Tool::Litestream(_) => files(&dir),
+            };
+            assert!(objects.len() >= 2, "{objects:?}");
+            for o in &objects {
+                let head = fs::read(o).unwrap();
+                assert!(
+                    head.starts_with(b"age-encryption.org/v1\n-> X25519 "),
+                    "{} wrote a plain object: {}",
+                    writer.name(),
+                    o.display()
+                );
+            }
+        }
+        for secret in [KEY1_SECRET, KEY2_SECRET] {
+            let read = config(t.path(), "read.yml", &db, &item, &age_yaml(&[], &[secret]));
+            for reader in &tools {
+                let (out, r) = restore(reader, s(&db), &["-config", s(&read)], t.path());
+                assert!(r.ok(), "{}", r.describe());
+                assert_no_secret(&r);
+                let what = format!("{} restore of {}'s replica", reader.name(), writer.name());
+                assert_db(&out, &w.model, &what);
+            }
         }
         // Without the identity, walship cannot read it back, and says why.
         let noid = config(
             t.path(),
-            "s3-noid.yml",
+            "noid.yml",
             &db,
             &item,
             &age_yaml(&[KEY1_PUBLIC], &[]),
@@ -540,7 +526,7 @@ fn validation_retention_and_follow_on_an_encrypted_replica() {
     );
 }
 
-/// How walship stops before the restart in [`recipients_only_restart`].
+/// How walship stops before the restart in [`recipients_only_restarts`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stop {
     /// SIGTERM, nothing written while stopped: the same generation goes on.
@@ -556,8 +542,9 @@ enum Stop {
 /// application keeps its connection open across the stop, and walship must go on shipping
 /// after the restart. The restore with the identity (walship's and Litestream's) equals
 /// the database.
-fn recipients_only_restart(t: &TestDir, ls: &Path, (backend, item): (&str, &str), stop: Stop) {
-    let tag = format!("{backend}-{stop:?}");
+fn recipients_only_restart(t: &TestDir, ls: &Path, store: &Store, stop: Stop) {
+    let tag = format!("{}-{stop:?}", store.backend.name());
+    let item = &store.replica_yaml(&format!("db-{stop:?}"), "200ms", None);
     let db = t.join(format!("app-{tag}.db"));
     let cfg = config(
         t.path(),
@@ -642,22 +629,14 @@ fn recipients_only_restart(t: &TestDir, ls: &Path, (backend, item): (&str, &str)
     }
 }
 
-#[test]
-fn recipients_only_replicas_keep_shipping_across_restarts() {
-    let test = "age_recipients_only_restart";
+/// [`recipients_only_restart`] after each way of stopping, over one backend.
+fn recipients_only_restarts(b: Backend, test: &str) {
     let Some(ls) = litestream(test) else { return };
-    let t = TestDir::new("age-rc");
-    let stops = [Stop::Clean, Stop::CleanThenWrites, Stop::Kill9];
-    for stop in stops {
-        let file = file_item(&t.join(format!("replica-{stop:?}")));
-        recipients_only_restart(&t, &ls, ("file", &file), stop);
-    }
-    let Some(moto) = MotoServer::start(test, t.path()) else {
+    let t = TestDir::new(test);
+    let Some(store) = b.start(test, &t) else {
         return;
     };
-    moto.create_bucket("recipients");
-    for stop in stops {
-        let item = s3_replica_yaml(moto.port(), "recipients", &format!("db-{stop:?}"), "200ms");
-        recipients_only_restart(&t, &ls, ("s3", &item), stop);
+    for stop in [Stop::Clean, Stop::CleanThenWrites, Stop::Kill9] {
+        recipients_only_restart(&t, &ls, &store, stop);
     }
 }
