@@ -1,61 +1,41 @@
-//! Guards the `ReplicaClient` contract (src/backend/mod.rs) with one suite of checks that
-//! takes `&dyn ReplicaClient` and runs against every backend on a real store:
-//! - file (a temp directory);
-//! - S3 on moto;
-//! - WebDAV on `rclone serve webdav`;
-//! - the read-only static-HTTP client on `python3 -m http.server` (read checks only; its
-//!   directory is seeded through the file system).
+//! Guards the `ReplicaClient` contract (src/backend/mod.rs) with one suite of checks
+//! (`tests/common/conformance.rs`) that takes `&dyn ReplicaClient` and runs against every
+//! backend of the table (`tests/common/backends.rs`) on a real store, one test each
+//! (`conformance::s3`, ...): file, S3 on moto, Azure on Azurite, SFTP on sshd, GCS on
+//! fake-gcs-server, WebDAV on `rclone serve webdav`; and the read-only static-HTTP client on
+//! `python3 -m http.server` (read checks only; its directory is seeded through the file
+//! system). After the suite: no directory markers and no temporary objects are left, and
+//! every request was counted in the metrics.
 //!
 //! Clients are built only through `walship::backend::open`, with the metrics counter the
-//! engine gives them.
+//! engine gives them (GCS: its emulator named in the client).
 //! Every check runs even when an earlier one failed; the test fails at the end with the list
 //! of failed checks. A last test checks the test servers and the fault proxy themselves.
 mod common;
 #[path = "common/servers.rs"]
 mod servers;
+#[macro_use]
+#[path = "common/backends.rs"]
+mod backends;
+#[path = "common/conformance.rs"]
+mod checks;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use common::{TestDir, XorShift, file_url};
-use servers::{
-    Azurite, FakeGcs, FaultProxy, Mode, MotoServer, Sshd, StaticHttp, WebDav, abs_target,
-    http_request, s3_target,
-};
+use backends::Backend;
+use checks::*;
+use common::TestDir;
+use servers::{FaultProxy, Mode, MotoServer, StaticHttp, WebDav, http_request};
+use walship::backend::ReplicaClient;
 use walship::backend::file::FileClient;
-use walship::backend::{self, ReplicaClient};
 use walship::config::ReplicaTarget;
-use walship::{Generation, Pos, layout};
 
 /// Longest one check may take before it counts as hung.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
-/// How far a store's `modified` may be from the time of the write (stores keep whole
-/// seconds, clocks are the same machine's).
-const CLOCK_SLACK: Duration = Duration::from_secs(3);
 
-type CheckResult = Result<(), String>;
-
-macro_rules! ensure {
-    ($cond:expr, $($fmt:tt)+) => {
-        if !$cond {
-            return Err(format!($($fmt)+));
-        }
-    };
-}
-
-/// Maps a walship error into a check failure naming the call.
-trait Ctx<T> {
-    fn ctx(self, what: impl std::fmt::Display) -> Result<T, String>;
-}
-
-impl<T> Ctx<T> for walship::Result<T> {
-    fn ctx(self, what: impl std::fmt::Display) -> Result<T, String> {
-        self.map_err(|e| format!("{what}: unexpected error: {e} ({e:?})"))
-    }
-}
+per_backend!(conformance: file, s3, abs, sftp, gcs, webdav);
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -70,44 +50,6 @@ fn rt() -> tokio::runtime::Runtime {
 fn client(target: &ReplicaTarget) -> Arc<dyn ReplicaClient> {
     walship::backend::open(target, Some(walship::metrics::operation_counter()))
         .unwrap_or_else(|e| panic!("backend::open({target:?}) failed: {e}"))
-}
-
-fn payload(rng: &mut XorShift, n: usize) -> Bytes {
-    Bytes::from(rng.bytes(n))
-}
-
-fn describe(b: &[u8]) -> String {
-    format!("{} bytes (fnv {:016x})", b.len(), common::fnv1a(b))
-}
-
-/// `modified` must lie within [from - slack, to + slack].
-fn check_time(what: &str, t: SystemTime, from: SystemTime, to: SystemTime) -> CheckResult {
-    let lo = from - CLOCK_SLACK;
-    let hi = to + CLOCK_SLACK;
-    ensure!(
-        t >= lo && t <= hi,
-        "{what}: modified {} is not within {CLOCK_SLACK:?} of the write window {}..{}",
-        common::rfc3339(t),
-        common::rfc3339(from),
-        common::rfc3339(to)
-    );
-    Ok(())
-}
-
-/// What a backend under test is, for the suite.
-struct Target<'a> {
-    name: &'static str,
-    /// The client under test.
-    client: &'a dyn ReplicaClient,
-    /// Where test objects are written: the client itself, or (read-only clients) a file
-    /// client on the directory the server serves.
-    seed: &'a dyn ReplicaClient,
-    /// A client whose root is the client's root with `x` appended (`.../confx`): what it
-    /// writes must stay invisible to the client.
-    sibling: Option<&'a dyn ReplicaClient>,
-    writable: bool,
-    /// A secret that must never appear in `location()`.
-    secret: Option<&'a str>,
 }
 
 /// Runs the whole suite against `t`; panics at the end listing the checks that failed.
@@ -210,929 +152,62 @@ async fn run_suite(t: Target<'_>) {
 }
 
 // ------------------------------------------------------------------------------------------
-// The checks
-
-async fn location_has_no_secret(t: &Target<'_>) -> CheckResult {
-    let loc = t.client.location();
-    ensure!(!loc.is_empty(), "location() is empty");
-    if let Some(s) = t.secret {
-        ensure!(!loc.contains(s), "location() {loc:?} contains the secret");
-        let dbg = format!("{:?}", t.client);
-        ensure!(
-            !dbg.contains(s),
-            "Debug of the client contains the secret: {dbg}"
-        );
-    }
-    Ok(())
-}
-
-/// Objects written at layout paths come back from `generations`/`snapshots`/`wal_segments`,
-/// sorted, with their sizes and times; names that are not layout names are ignored.
-async fn layout_helpers(t: &Target<'_>) -> CheckResult {
-    let mut rng = XorShift::new(11);
-    let g1 = Generation(0x0123_4567_89ab_cdef);
-    let g2 = Generation(0xfedc_ba98_7654_3210);
-    let from = SystemTime::now();
-    let mut snaps = Vec::new();
-    // Written out of order on purpose.
-    for index in [0x10u32, 0, 2] {
-        let raw = rng.bytes(3000 + index as usize);
-        let data = Bytes::from(walship::compress::compress(&raw));
-        t.seed
-            .put(&layout::snapshot_path(g1, index), data.clone())
-            .await
-            .ctx(format!("put snapshot {index}"))?;
-        snaps.push((index, data.len() as u64, raw));
-    }
-    snaps.sort_by_key(|s| s.0);
-    let mut segs = Vec::new();
-    for (index, offset) in [(1u32, 0u32), (0, 0x1000), (0x10, 0x20), (0, 0)] {
-        let raw = rng.bytes(500 + offset as usize % 300);
-        let data = Bytes::from(walship::compress::compress(&raw));
-        t.seed
-            .put(&layout::wal_segment_path(g1, index, offset), data.clone())
-            .await
-            .ctx(format!("put wal {index}/{offset}"))?;
-        segs.push((index, offset, data.len() as u64, raw));
-    }
-    segs.sort_by_key(|s| (s.0, s.1));
-    t.seed
-        .put(
-            &layout::snapshot_path(g2, 0),
-            Bytes::from(walship::compress::compress(b"g2")),
-        )
-        .await
-        .ctx("put g2 snapshot")?;
-    // Junk: names Litestream ignores.
-    let junk = [
-        "generations/zz/snapshots/00000000.snapshot.lz4".to_string(),
-        "generations/0123456789ABCDEF/snapshots/00000000.snapshot.lz4".to_string(),
-        "generations/0123456789abcde/snapshots/00000000.snapshot.lz4".to_string(),
-        // An object (not a directory) with a generation's name.
-        "generations/aaaaaaaaaaaaaaaa".to_string(),
-        format!("{}.tmp", layout::snapshot_path(g1, 1)),
-        format!("{}.tmp", layout::wal_segment_path(g1, 0, 0x2000)),
-        format!("{}/junk.txt", layout::wal_dir(g1)),
-        format!("{}/0000001.snapshot.lz4", layout::snapshots_dir(g1)),
-        format!("{}/00000003.SNAPSHOT.LZ4", layout::snapshots_dir(g1)),
-        format!("{}/00000000-00000000.wal.lz4", layout::wal_dir(g1)),
-        // A directory where a snapshot would be.
-        format!("{}/00000005.snapshot.lz4/x", layout::snapshots_dir(g1)),
-    ];
-    for j in &junk {
-        t.seed
-            .put(j, Bytes::from_static(b"junk"))
-            .await
-            .ctx(format!("put junk {j}"))?;
-    }
-    let to = SystemTime::now();
-
-    let gens = backend::generations(t.client).await.ctx("generations")?;
-    ensure!(
-        gens == vec![g1, g2],
-        "generations: want [{g1}, {g2}], got {gens:?}"
-    );
-    let got = backend::snapshots(t.client, g1).await.ctx("snapshots")?;
-    let got_idx: Vec<(u32, u64)> = got.iter().map(|s| (s.index, s.size)).collect();
-    let want_idx: Vec<(u32, u64)> = snaps.iter().map(|s| (s.0, s.1)).collect();
-    ensure!(
-        got_idx == want_idx,
-        "snapshots({g1}) (index, size): want {want_idx:?}, got {got_idx:?}"
-    );
-    for s in &got {
-        ensure!(
-            s.generation == g1,
-            "snapshot {s:?} has the wrong generation"
-        );
-        check_time(&format!("snapshot {}", s.index), s.created, from, to)?;
-    }
-    let got = backend::wal_segments(t.client, g1)
-        .await
-        .ctx("wal_segments")?;
-    let got_idx: Vec<(u32, u32, u64)> = got.iter().map(|s| (s.index, s.offset, s.size)).collect();
-    let want_idx: Vec<(u32, u32, u64)> = segs.iter().map(|s| (s.0, s.1, s.2)).collect();
-    ensure!(
-        got_idx == want_idx,
-        "wal_segments({g1}) (index, offset, size): want {want_idx:?}, got {got_idx:?}"
-    );
-    for s in &got {
-        check_time(
-            &format!("wal {}/{}", s.index, s.offset),
-            s.created,
-            from,
-            to,
-        )?;
-    }
-    let g2_snaps = backend::snapshots(t.client, g2).await.ctx("snapshots g2")?;
-    ensure!(
-        g2_snaps.len() == 1 && g2_snaps[0].index == 0,
-        "snapshots({g2}): {g2_snaps:?}"
-    );
-    let g2_wal = backend::wal_segments(t.client, g2).await.ctx("wal g2")?;
-    ensure!(
-        g2_wal.is_empty(),
-        "wal_segments({g2}) of no wal dir: {g2_wal:?}"
-    );
-
-    // Objects read back through the layout helpers decompress to what was written.
-    let (idx, _, raw) = &snaps[1];
-    let back = backend::read_decompressed(t.client, &layout::snapshot_path(g1, *idx))
-        .await
-        .ctx("read_decompressed snapshot")?;
-    ensure!(
-        &back == raw,
-        "snapshot {idx} decompressed to {}, want {}",
-        describe(&back),
-        describe(raw)
-    );
-    let last = segs.last().expect("segments");
-    let pos = backend::replica_position(t.client, g1)
-        .await
-        .ctx("replica_position")?;
-    let want = Pos::new(g1, last.0, u64::from(last.1) + last.3.len() as u64);
-    ensure!(
-        pos == Some(want),
-        "replica_position({g1}): want {want:?}, got {pos:?}"
-    );
-    Ok(())
-}
-
-async fn put_then_get(t: &Target<'_>) -> CheckResult {
-    let mut rng = XorShift::new(1);
-    for (i, n) in [1usize, 0, 1000, 200_000, 6 << 20].into_iter().enumerate() {
-        let path = format!("c/put/obj{i}.bin");
-        let data = payload(&mut rng, n);
-        let from = SystemTime::now();
-        let info = t
-            .seed
-            .put(&path, data.clone())
-            .await
-            .ctx(format!("put {path} ({n} bytes)"))?;
-        let to = SystemTime::now();
-        if t.writable {
-            let want_name = format!("obj{i}.bin");
-            ensure!(
-                info.name == want_name && info.size == n as u64 && !info.is_dir,
-                "put {path}: returned {info:?}, want name {want_name:?}, size {n}, not a dir"
-            );
-            check_time(&format!("put {path} result"), info.modified, from, to)?;
-        }
-        let got = t.client.get(&path).await.ctx(format!("get {path}"))?;
-        ensure!(
-            got == data,
-            "get {path}: got {}, want {}",
-            describe(&got),
-            describe(&data)
-        );
-    }
-    Ok(())
-}
-
-/// An object above 64 MiB (where the S3 backend switches to multipart uploads): a big
-/// database's snapshot.
-async fn large_object(t: &Target<'_>) -> CheckResult {
-    let mut rng = XorShift::new(6);
-    let n = (64 << 20) + 4097;
-    let data = payload(&mut rng, n);
-    let start = Instant::now();
-    t.seed
-        .put("c/large/snapshot", data.clone())
-        .await
-        .ctx("put large object")?;
-    let put = start.elapsed();
-    let got = t
-        .client
-        .get("c/large/snapshot")
-        .await
-        .ctx("get large object")?;
-    let get = start.elapsed() - put;
-    ensure!(
-        got == data,
-        "large object: got {}, want {}",
-        describe(&got),
-        describe(&data)
-    );
-    let l = t.client.list("c/large").await.ctx("list")?;
-    ensure!(
-        l.len() == 1 && l[0].size == n as u64,
-        "list after a large put: {l:?}"
-    );
-    eprintln!(
-        "conformance[{}] large object ({:.1} MB): put {put:.2?}, get {get:.2?}",
-        t.name,
-        n as f64 / 1e6
-    );
-    Ok(())
-}
-
-/// Reads a whole object through `get_stream`, checking the announced size.
-async fn read_stream(c: &dyn ReplicaClient, path: &str) -> Result<Vec<u8>, String> {
-    use futures::StreamExt;
-    let mut s = c.get_stream(path).await.ctx(format!("get_stream {path}"))?;
-    let mut out = Vec::new();
-    let mut chunks = 0;
-    while let Some(chunk) = s.body.next().await {
-        out.extend_from_slice(&chunk.ctx(format!("body of {path}"))?);
-        chunks += 1;
-    }
-    if let Some(size) = s.size {
-        ensure!(
-            size == out.len() as u64,
-            "get_stream {path}: announced {size} bytes, body has {}",
-            out.len()
-        );
-    }
-    ensure!(
-        out.is_empty() || chunks >= 1,
-        "get_stream {path}: no chunks"
-    );
-    Ok(out)
-}
-
-/// `get_stream` yields exactly what `get` does, for small and multi-chunk objects, and a
-/// missing object is `NotFound` at open.
-async fn get_stream(t: &Target<'_>) -> CheckResult {
-    let mut rng = XorShift::new(11);
-    for (i, n) in [0usize, 1000, (5 << 20) + 17].into_iter().enumerate() {
-        let path = format!("c/stream/obj{i}");
-        let data = payload(&mut rng, n);
-        t.seed.put(&path, data.clone()).await.ctx("put")?;
-        let got = read_stream(t.client, &path).await?;
-        ensure!(
-            got == data,
-            "get_stream {path}: got {}, want {}",
-            describe(&got),
-            describe(&data)
-        );
-    }
-    match t.client.get_stream("c/stream/missing").await {
-        Err(walship::Error::NotFound(_)) => Ok(()),
-        Err(e) => Err(format!(
-            "get_stream of a missing object: {e:?}, want NotFound"
-        )),
-        Ok(s) => Err(format!("get_stream of a missing object opened: {s:?}")),
-    }
-}
-
-/// `put_file` stores a local file whole, small (one request) and larger than a part
-/// (S3 multipart, WebDAV streamed body + MOVE), replacing an existing object, and leaves
-/// no temporary object in the listing.
-async fn put_file(t: &Target<'_>) -> CheckResult {
-    let mut rng = XorShift::new(12);
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    for (i, n) in [1000usize, (16 << 20) + 4097, 3000].into_iter().enumerate() {
-        // The last one replaces the first.
-        let name = if i == 2 { "obj0" } else { ["obj0", "obj1"][i] };
-        let path = format!("c/putfile/{name}");
-        let data = payload(&mut rng, n);
-        let local = dir.path().join(format!("f{i}"));
-        std::fs::write(&local, &data).map_err(|e| e.to_string())?;
-        let info = t
-            .client
-            .put_file(&path, &local)
-            .await
-            .ctx(format!("put_file {path} ({n} bytes)"))?;
-        ensure!(
-            info.name == name && info.size == n as u64,
-            "put_file {path}: returned {info:?}"
-        );
-        let got = read_stream(t.client, &path).await?;
-        ensure!(
-            got == data,
-            "put_file {path}: read back {}, want {}",
-            describe(&got),
-            describe(&data)
-        );
-    }
-    let l = t.client.list("c/putfile").await.ctx("list")?;
-    let names: Vec<(&str, u64)> = l.iter().map(|e| (e.name.as_str(), e.size)).collect();
-    ensure!(
-        names == [("obj0", 3000), ("obj1", (16 << 20) + 4097)],
-        "listing after put_file: {names:?}"
-    );
-    Ok(())
-}
-
-async fn get_missing(t: &Target<'_>) -> CheckResult {
-    t.seed
-        .put("c/missing/present", Bytes::from_static(b"here"))
-        .await
-        .ctx("put c/missing/present")?;
-    for path in [
-        "c/missing/absent",
-        "c/no/such/dir/x",
-        "generations/0000000000000000/snapshots/00000000.snapshot.lz4",
-    ] {
-        match t.client.get(path).await {
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(format!("get {path}: want NotFound, got {e} ({e:?})")),
-            Ok(b) => return Err(format!("get {path}: want NotFound, got {}", describe(&b))),
-        }
-    }
-    Ok(())
-}
-
-async fn list_missing(t: &Target<'_>) -> CheckResult {
-    for dir in ["c/never/created", "generations/1111111111111111/wal"] {
-        let l = t.client.list(dir).await.ctx(format!("list {dir}"))?;
-        ensure!(l.is_empty(), "list {dir} (missing): want empty, got {l:?}");
-    }
-    Ok(())
-}
-
-/// Only immediate children, sorted by name, directories flagged, file sizes and times; no
-/// entries from sibling names that merely share the prefix.
-async fn list_children(t: &Target<'_>) -> CheckResult {
-    let mut rng = XorShift::new(2);
-    // name -> size; names chosen so that key order ("a-b" < "a/") differs from name order
-    // ("a" < "a-b"), and upper case sorts before lower case.
-    let files = [
-        ("c/list/d/z", 5usize),
-        ("c/list/d/a-b", 17),
-        ("c/list/d/B", 1),
-        ("c/list/d/0", 300),
-        ("c/list/d/a/x", 3),
-        ("c/list/d/a/y/deep", 4),
-        ("c/list/d/c/d/e", 9),
-        // Traps: siblings of `d` that share its name as a prefix.
-        ("c/list/dx/y", 2),
-        ("c/list/d-file", 2),
-        ("c/list/d.txt", 2),
-    ];
-    let from = SystemTime::now();
-    for (p, n) in files {
-        t.seed
-            .put(p, payload(&mut rng, n))
-            .await
-            .ctx(format!("put {p}"))?;
-    }
-    let to = SystemTime::now();
-    let l = t.client.list("c/list/d").await.ctx("list c/list/d")?;
-    let got: Vec<(String, bool, u64)> = l
-        .iter()
-        .map(|e| (e.name.clone(), e.is_dir, if e.is_dir { 0 } else { e.size }))
-        .collect();
-    let want: Vec<(String, bool, u64)> = [
-        ("0", false, 300),
-        ("B", false, 1),
-        ("a", true, 0),
-        ("a-b", false, 17),
-        ("c", true, 0),
-        ("z", false, 5),
-    ]
-    .into_iter()
-    .map(|(n, d, s)| (n.to_string(), d, s))
-    .collect();
-    ensure!(
-        got == want,
-        "list c/list/d (name, is_dir, size): want {want:?}, got {got:?}"
-    );
-    for e in l.iter().filter(|e| !e.is_dir) {
-        check_time(&format!("list entry {}", e.name), e.modified, from, to)?;
-    }
-    let l = t.client.list("c/list/d/c").await.ctx("list c/list/d/c")?;
-    ensure!(
-        l.len() == 1 && l[0].name == "d" && l[0].is_dir,
-        "list c/list/d/c: want [d/], got {l:?}"
-    );
-    let l = t.client.list("c/list").await.ctx("list c/list")?;
-    let names: Vec<(&str, bool)> = l.iter().map(|e| (e.name.as_str(), e.is_dir)).collect();
-    ensure!(
-        names
-            == [
-                ("d", true),
-                ("d-file", false),
-                ("d.txt", false),
-                ("dx", true)
-            ],
-        "list c/list: got {names:?}"
-    );
-    Ok(())
-}
-
-async fn sibling_isolated(t: &Target<'_>) -> CheckResult {
-    let s = t.sibling.expect("sibling");
-    let g9 = Generation(0x9999_9999_9999_9999);
-    s.put(&layout::snapshot_path(g9, 0), Bytes::from_static(b"other"))
-        .await
-        .ctx("sibling put snapshot")?;
-    s.put("c/iso/x", Bytes::from_static(b"other"))
-        .await
-        .ctx("sibling put c/iso/x")?;
-    let gens = backend::generations(t.client).await.ctx("generations")?;
-    ensure!(
-        !gens.contains(&g9),
-        "generations sees the sibling replica's generation: {gens:?}"
-    );
-    match t.client.get("c/iso/x").await {
-        Err(e) if e.is_not_found() => {}
-        other => return Err(format!("get c/iso/x (only in the sibling): {other:?}")),
-    }
-    let l = t.client.list("c/iso").await.ctx("list c/iso")?;
-    ensure!(l.is_empty(), "list c/iso sees the sibling's objects: {l:?}");
-    Ok(())
-}
-
-async fn put_replaces(t: &Target<'_>) -> CheckResult {
-    let mut rng = XorShift::new(3);
-    let path = "c/replace/obj";
-    for n in [300_000usize, 1000, 0, 70_000] {
-        let data = payload(&mut rng, n);
-        t.client.put(path, data.clone()).await.ctx("put")?;
-        let got = t.client.get(path).await.ctx("get")?;
-        ensure!(
-            got == data,
-            "after replacing with {}: got {}",
-            describe(&data),
-            describe(&got)
-        );
-        let l = t.client.list("c/replace").await.ctx("list")?;
-        let sizes: Vec<(&str, u64)> = l.iter().map(|e| (e.name.as_str(), e.size)).collect();
-        ensure!(
-            sizes == [("obj", n as u64)],
-            "list after replace: want [(obj, {n})], got {sizes:?}"
-        );
-    }
-    Ok(())
-}
-
-/// Readers running during repeated replacements only ever see one whole version.
-async fn put_atomic(t: &Target<'_>) -> CheckResult {
-    let mut rng = XorShift::new(4);
-    let path = "c/atomic/obj";
-    let versions: Vec<Bytes> = (0..2).map(|_| payload(&mut rng, 2 << 20)).collect();
-    t.client
-        .put(path, versions[0].clone())
-        .await
-        .ctx("first put")?;
-    let done = AtomicBool::new(false);
-    let reads = AtomicU64::new(0);
-    let writer = async {
-        let r: CheckResult = async {
-            for i in 1..=8 {
-                t.client
-                    .put(path, versions[i % 2].clone())
-                    .await
-                    .ctx(format!("put #{i}"))?;
-            }
-            Ok(())
-        }
-        .await;
-        done.store(true, Ordering::SeqCst);
-        r
-    };
-    let reader = || async {
-        while !done.load(Ordering::SeqCst) {
-            match t.client.get(path).await {
-                Ok(b) if versions.contains(&b) => {}
-                Ok(b) => {
-                    return Err(format!(
-                        "a get during replacement saw a partial or mixed object: {} (versions \
-                         are {} and {})",
-                        describe(&b),
-                        describe(&versions[0]),
-                        describe(&versions[1])
-                    ));
-                }
-                // rclone's WebDAV MOVE with `Overwrite: T` deletes the destination and
-                // then renames, so for an instant the name is missing. Walship tolerates it
-                // (restore lists again once; snapshots are the only objects ever
-                // replaced), and it is never a partial object; every other backend must
-                // keep the name readable throughout.
-                Err(e) if e.is_not_found() && t.client.type_name() == "http" => {}
-                Err(e) => {
-                    return Err(format!(
-                        "a get during replacement failed (the object always exists): {e}"
-                    ));
-                }
-            }
-            reads.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(())
-    };
-    let (w, r1, r2) = tokio::join!(writer, reader(), reader());
-    w?;
-    r1?;
-    r2?;
-    eprintln!(
-        "conformance[{}] put_atomic: {} concurrent reads saw whole versions",
-        t.name,
-        reads.load(Ordering::Relaxed)
-    );
-    let got = t.client.get(path).await.ctx("final get")?;
-    ensure!(got == versions[0], "final get: {}", describe(&got));
-    Ok(())
-}
-
-/// A listing taken while new objects are being written shows each one either not yet or
-/// whole (its listed size and its content), as Litestream's layout is write-once: restore
-/// and listings run while replication writes new segments.
-async fn put_new_never_partial(t: &Target<'_>) -> CheckResult {
-    let mut rng = XorShift::new(5);
-    let objects: Vec<(String, Bytes)> = (0..6)
-        .map(|i| (format!("obj{i}"), payload(&mut rng, 2 << 20)))
-        .collect();
-    let done = AtomicBool::new(false);
-    let seen = AtomicU64::new(0);
-    let others = std::sync::Mutex::new(std::collections::BTreeSet::new());
-    let writer = async {
-        let r: CheckResult = async {
-            for (name, data) in &objects {
-                t.client
-                    .put(&format!("c/fresh/{name}"), data.clone())
-                    .await
-                    .ctx(format!("put {name}"))?;
-            }
-            Ok(())
-        }
-        .await;
-        done.store(true, Ordering::SeqCst);
-        r
-    };
-    let reader = async {
-        loop {
-            let last_round = done.load(Ordering::SeqCst);
-            let listed = t.client.list("c/fresh").await.ctx("list c/fresh")?;
-            for e in listed {
-                let Some((_, want)) = objects.iter().find(|(n, _)| *n == e.name) else {
-                    // Not a name anyone reads (a backend's temporary file, say): noted only.
-                    others.lock().expect("lock").insert(format!(
-                        "{}{} ({} bytes)",
-                        e.name,
-                        if e.is_dir { "/" } else { "" },
-                        e.size
-                    ));
-                    continue;
-                };
-                ensure!(
-                    e.size == want.len() as u64,
-                    "list showed {} with size {} while it was being written (whole: {})",
-                    e.name,
-                    e.size,
-                    want.len()
-                );
-                match t.client.get(&format!("c/fresh/{}", e.name)).await {
-                    Ok(b) if b == *want => {}
-                    Ok(b) => {
-                        return Err(format!(
-                            "listed object {} read back partial: {} (whole: {})",
-                            e.name,
-                            describe(&b),
-                            describe(want)
-                        ));
-                    }
-                    Err(err) => {
-                        return Err(format!(
-                            "listed object {} could not be read while others were written: {err}",
-                            e.name
-                        ));
-                    }
-                }
-                seen.fetch_add(1, Ordering::Relaxed);
-            }
-            if last_round {
-                return Ok(());
-            }
-        }
-    };
-    let (w, r) = tokio::join!(writer, reader);
-    w?;
-    r?;
-    let others = others.into_inner().expect("lock");
-    eprintln!(
-        "conformance[{}] new_object_never_partial: {} listed objects read whole; other \
-         entries seen while writing: {others:?}",
-        t.name,
-        seen.load(Ordering::Relaxed)
-    );
-    Ok(())
-}
-
-async fn delete_missing(t: &Target<'_>) -> CheckResult {
-    t.client
-        .delete("c/delmiss/never/existed")
-        .await
-        .ctx("delete in a missing directory")?;
-    t.client
-        .put("c/delmiss/present", Bytes::from_static(b"x"))
-        .await
-        .ctx("put")?;
-    t.client
-        .delete("c/delmiss/absent")
-        .await
-        .ctx("delete a missing object in an existing directory")?;
-    t.client
-        .delete_all("c/delmiss/no/such/dir")
-        .await
-        .ctx("delete_all of a missing directory")?;
-    let got = t.client.get("c/delmiss/present").await.ctx("get")?;
-    ensure!(&got[..] == b"x", "neighbour changed: {}", describe(&got));
-    Ok(())
-}
-
-async fn delete_then_get(t: &Target<'_>) -> CheckResult {
-    t.client
-        .put("c/del/a", Bytes::from_static(b"aaa"))
-        .await
-        .ctx("put a")?;
-    t.client
-        .put("c/del/b", Bytes::from_static(b"bbb"))
-        .await
-        .ctx("put b")?;
-    t.client.delete("c/del/a").await.ctx("delete a")?;
-    match t.client.get("c/del/a").await {
-        Err(e) if e.is_not_found() => {}
-        Err(e) => return Err(format!("get after delete: want NotFound, got {e} ({e:?})")),
-        Ok(b) => return Err(format!("get after delete returned {}", describe(&b))),
-    }
-    let l = t.client.list("c/del").await.ctx("list")?;
-    let names: Vec<&str> = l.iter().map(|e| e.name.as_str()).collect();
-    ensure!(names == ["b"], "list after delete: want [b], got {names:?}");
-    t.client.delete("c/del/a").await.ctx("delete a again")?;
-    Ok(())
-}
-
-async fn delete_all(t: &Target<'_>) -> CheckResult {
-    for p in [
-        "c/tree/a/1",
-        "c/tree/a/b/2",
-        "c/tree/a/b/c/3",
-        "c/tree/ab/4",
-        "c/tree/a-5",
-        "c/tree/x",
-    ] {
-        t.client
-            .put(p, Bytes::from(p.as_bytes().to_vec()))
-            .await
-            .ctx(format!("put {p}"))?;
-    }
-    t.client.delete_all("c/tree/a").await.ctx("delete_all")?;
-    for p in ["c/tree/a/1", "c/tree/a/b/2", "c/tree/a/b/c/3"] {
-        match t.client.get(p).await {
-            Err(e) if e.is_not_found() => {}
-            other => return Err(format!("get {p} after delete_all: {other:?}")),
-        }
-    }
-    let l = t.client.list("c/tree/a").await.ctx("list c/tree/a")?;
-    ensure!(l.is_empty(), "list c/tree/a after delete_all: {l:?}");
-    let l = t.client.list("c/tree/a/b").await.ctx("list c/tree/a/b")?;
-    ensure!(l.is_empty(), "list c/tree/a/b after delete_all: {l:?}");
-    // Names that only share the prefix survive.
-    for p in ["c/tree/ab/4", "c/tree/a-5", "c/tree/x"] {
-        let got = t
-            .client
-            .get(p)
-            .await
-            .ctx(format!("get {p} (must survive)"))?;
-        ensure!(&got[..] == p.as_bytes(), "{p} changed");
-    }
-    let l = t.client.list("c/tree").await.ctx("list c/tree")?;
-    let names: Vec<&str> = l.iter().map(|e| e.name.as_str()).collect();
-    ensure!(
-        names == ["a-5", "ab", "x"],
-        "list c/tree after delete_all: want [a-5, ab, x], got {names:?}"
-    );
-    Ok(())
-}
-
-async fn delete_many(t: &Target<'_>) -> CheckResult {
-    let paths: Vec<String> = (0..30).map(|i| format!("c/many/{i:02}")).collect();
-    for p in &paths {
-        t.client
-            .put(p, Bytes::from(p.as_bytes().to_vec()))
-            .await
-            .ctx(format!("put {p}"))?;
-    }
-    t.client
-        .put("c/many/keep", Bytes::from_static(b"k"))
-        .await
-        .ctx("put keep")?;
-    let mut gone = paths.clone();
-    gone.push("c/many/never-existed".into());
-    t.client.delete_many(&gone).await.ctx("delete_many")?;
-    let l = t.client.list("c/many").await.ctx("list c/many")?;
-    let names: Vec<&str> = l.iter().map(|e| e.name.as_str()).collect();
-    ensure!(
-        names == ["keep"],
-        "list after delete_many: want [keep], got {names:?}"
-    );
-    t.client
-        .delete_many(&[])
-        .await
-        .ctx("delete_many of nothing")?;
-    Ok(())
-}
-
-async fn read_only_put(t: &Target<'_>) -> CheckResult {
-    let r = t
-        .client
-        .put("c/ro/new", Bytes::from_static(b"must not be written"))
-        .await;
-    ensure!(r.is_err(), "put on a read-only client returned {r:?}");
-    let kind = r.as_ref().err().and_then(|e| e.backend_kind());
-    ensure!(
-        kind == Some(walship::error::BackendErrorKind::ReadOnly),
-        "a refused put says {kind:?}, not ReadOnly: {r:?}"
-    );
-    match t.seed.get("c/ro/new").await {
-        Err(e) if e.is_not_found() => Ok(()),
-        other => Err(format!("the store changed after a refused put: {other:?}")),
-    }
-}
-
-// ------------------------------------------------------------------------------------------
 // The backends
 
-#[test]
-fn conformance_file() {
-    let t = TestDir::new("conf-file");
-    let root = t.join("replica/conf");
-    let sib = t.join("replica/confx");
-    let c = client(&ReplicaTarget::from_url(&file_url(&root)).expect("file url"));
-    let s = client(&ReplicaTarget::from_url(&file_url(&sib)).expect("file url"));
-    assert_eq!(c.type_name(), "file");
-    rt().block_on(run_suite(Target {
-        name: "file",
-        client: c.as_ref(),
-        seed: c.as_ref(),
-        sibling: Some(s.as_ref()),
-        writable: true,
-        secret: None,
-    }));
-}
-
-#[test]
-fn conformance_s3_moto() {
-    let t = TestDir::new("conf-s3");
-    let Some(moto) = MotoServer::start("conformance_s3_moto", t.path()) else {
+/// The suite against replica `conf` of backend `b` (its sibling `confx` beside it); then:
+/// the store holds no directory markers (directories are only key prefixes on object
+/// stores) and no temporary files of the client's (`.NAME.RANDOM.tmp`, `*.partial`,
+/// `.tmp*`; the suite writes `NAME.tmp` objects of its own on purpose), and a network
+/// client counted each kind of request in Litestream's metrics.
+fn conformance(b: Backend, test: &str) {
+    let t = TestDir::new(test);
+    let Some(store) = b.start(test, &t) else {
         return;
     };
-    moto.create_bucket("conf");
-    let c = client(&s3_target(moto.port(), "conf", "replica/conf"));
-    let s = client(&s3_target(moto.port(), "conf", "replica/confx"));
-    assert_eq!(c.type_name(), "s3");
+    let c = store.client("conf");
+    let s = store.client("confx");
+    let type_name = match b {
+        Backend::WebDav => "http",
+        _ => b.name(),
+    };
+    assert_eq!(c.type_name(), type_name);
     rt().block_on(run_suite(Target {
-        name: "s3",
+        name: b.name(),
         client: c.as_ref(),
         seed: c.as_ref(),
         sibling: Some(s.as_ref()),
         writable: true,
-        secret: Some(servers::S3_SECRET),
+        secret: b.secret(),
     }));
-    // No directory-marker objects: directories are only key prefixes on S3.
-    let keys = moto.list_keys("conf", "replica/conf/");
-    let odd: Vec<&String> = keys
-        .iter()
-        .map(|(k, _)| k)
-        .filter(|k| k.ends_with('/'))
-        .collect();
-    assert!(odd.is_empty(), "unexpected keys in the bucket: {odd:?}");
-    // Clients built as the engine builds them count their requests in Litestream's metrics.
+    for name in ["conf", "confx"] {
+        let held = store.holdings(name).unwrap_or_default();
+        let odd: Vec<&String> = held
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|k| {
+                let file = k.rsplit('/').next().unwrap_or(k);
+                k.ends_with('/')
+                    || (file.starts_with('.') && file.ends_with(".tmp"))
+                    || file.contains(".partial")
+                    || file.starts_with(".tmp")
+            })
+            .collect();
+        assert!(odd.is_empty(), "unexpected objects in {name}: {odd:?}");
+    }
+    if b == Backend::File {
+        return;
+    }
     let metrics = walship::metrics::global().encode();
     for op in ["GET", "PUT", "LIST", "DELETE"] {
         let series = format!(
-            "litestream_replica_operation_total{{operation=\"{op}\",replica_type=\"s3\"}} "
+            "litestream_replica_operation_total{{operation=\"{op}\",replica_type=\"{type_name}\"}} "
         );
         let count: u64 = metrics
             .lines()
             .find_map(|l| l.strip_prefix(&series))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0);
-        assert!(count > 0, "no {op} counted for s3:\n{metrics}");
-    }
-}
-
-#[test]
-fn conformance_azure_azurite() {
-    let t = TestDir::new("conf-abs");
-    let Some(az) = Azurite::start("conformance_azure_azurite", t.path()) else {
-        return;
-    };
-    az.create_container("conf");
-    let c = client(&abs_target(&az.endpoint(), "conf", "replica/conf"));
-    let s = client(&abs_target(&az.endpoint(), "conf", "replica/confx"));
-    assert_eq!(c.type_name(), "abs");
-    rt().block_on(run_suite(Target {
-        name: "abs",
-        client: c.as_ref(),
-        seed: c.as_ref(),
-        sibling: Some(s.as_ref()),
-        writable: true,
-        secret: Some(servers::AZURITE_KEY),
-    }));
-    let metrics = walship::metrics::global().encode();
-    for op in ["GET", "PUT", "LIST", "DELETE"] {
-        let series = format!(
-            "litestream_replica_operation_total{{operation=\"{op}\",replica_type=\"abs\"}} "
-        );
-        assert!(
-            metrics.lines().any(|l| l.starts_with(&series)),
-            "no {op} counted for abs:\n{metrics}"
-        );
-    }
-}
-
-#[test]
-fn conformance_sftp_sshd() {
-    let t = TestDir::new("conf-sftp");
-    let Some(sshd) = Sshd::start("conformance_sftp_sshd", t.path()) else {
-        return;
-    };
-    let root = t.join("remote");
-    let c = client(&sshd.target(&root.join("conf")));
-    let s = client(&sshd.target(&root.join("confx")));
-    assert_eq!(c.type_name(), "sftp");
-    rt().block_on(run_suite(Target {
-        name: "sftp",
-        client: c.as_ref(),
-        seed: c.as_ref(),
-        sibling: Some(s.as_ref()),
-        writable: true,
-        secret: None,
-    }));
-    // None of the client's own temporary files (`.NAME.RANDOM.tmp`) left behind; the suite
-    // writes `NAME.tmp` objects of its own on purpose.
-    fn tmp_files(dir: &std::path::Path, out: &mut Vec<String>) {
-        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                tmp_files(&p, out);
-            } else if e.file_name().to_string_lossy().starts_with('.')
-                && p.to_string_lossy().ends_with(".tmp")
-            {
-                out.push(p.display().to_string());
-            }
-        }
-    }
-    let mut left = Vec::new();
-    tmp_files(&root, &mut left);
-    assert!(left.is_empty(), "temporary files left: {left:?}");
-}
-
-#[test]
-fn conformance_gcs_fake_gcs_server() {
-    let t = TestDir::new("conf-gcs");
-    let Some(gcs) = FakeGcs::start("conformance_gcs_fake_gcs_server", t.path()) else {
-        return;
-    };
-    gcs.create_bucket("conf");
-    let at = |path: &str| -> Arc<dyn ReplicaClient> {
-        Arc::new(
-            walship::backend::BucketClient::gcs_at(
-                &walship::backend::GcsConfig {
-                    bucket: "conf".into(),
-                    path: path.into(),
-                },
-                Some(gcs.host()),
-            )
-            .expect("gcs client"),
-        )
-    };
-    let c = at("replica/conf");
-    let s = at("replica/confx");
-    assert_eq!(c.type_name(), "gcs");
-    rt().block_on(run_suite(Target {
-        name: "gcs",
-        client: c.as_ref(),
-        seed: c.as_ref(),
-        sibling: Some(s.as_ref()),
-        writable: true,
-        secret: None,
-    }));
-}
-
-#[test]
-fn conformance_webdav_rclone() {
-    let t = TestDir::new("conf-dav");
-    let Some(dav) = WebDav::start("conformance_webdav_rclone", t.path(), &t.join("dav")) else {
-        return;
-    };
-    let c = client(&ReplicaTarget::from_url(&dav.url("replica/conf")).expect("http url"));
-    let s = client(&ReplicaTarget::from_url(&dav.url("replica/confx")).expect("http url"));
-    assert_eq!(c.type_name(), "http");
-    rt().block_on(run_suite(Target {
-        name: "webdav",
-        client: c.as_ref(),
-        seed: c.as_ref(),
-        sibling: Some(s.as_ref()),
-        writable: true,
-        secret: None,
-    }));
-    // No temporary files left in the served tree.
-    let mut stack = vec![dav.root.clone()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).expect("read dav dir") {
-            let p = e.expect("entry").path();
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            assert!(
-                !name.contains(".partial") && !name.starts_with(".tmp"),
-                "temporary file left on the WebDAV server: {}",
-                p.display()
-            );
-            if p.is_dir() {
-                stack.push(p);
-            }
-        }
+        assert!(count > 0, "no {op} counted for {type_name}:\n{metrics}");
     }
 }
 

@@ -17,14 +17,17 @@
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use walship::backend::{BucketClient, GcsConfig, ReplicaClient, ReplicaTarget};
 
 use crate::common::{
     ChildEnv, Model, TestDir, Tool, Workload, assert_db, cells, child_env, file_url, restore, s,
 };
 use crate::servers::{
     AZURITE_ACCOUNT, Azurite, FakeGcs, FaultProxy, Mode, MotoServer, Sshd, WebDav,
-    abs_replica_yaml, gcs_replica_yaml, http_request, s3_replica_yaml,
+    abs_replica_yaml, abs_target, gcs_replica_yaml, http_request, s3_replica_yaml, s3_target,
 };
 
 /// One `#[test]` per backend for a scenario: `per_backend!(scenario: s3, webdav)` calls
@@ -88,6 +91,15 @@ impl Backend {
     /// Litestream v0.3.13 has a client for it (it has none for WebDAV).
     pub fn litestream_speaks(self) -> bool {
         self != Backend::WebDav
+    }
+
+    /// The secret in its replicas' settings, which must never show in a location or a log.
+    pub fn secret(self) -> Option<&'static str> {
+        match self {
+            Backend::S3 => Some(crate::servers::S3_SECRET),
+            Backend::Abs => Some(crate::servers::AZURITE_KEY),
+            _ => None,
+        }
     }
 
     /// It is reached over HTTP: the fault proxy can answer it with 500s and count its
@@ -256,6 +268,32 @@ impl Store {
             )),
             _ => None,
         }
+    }
+
+    /// A client of replica `name`, opened as the engine opens it: through
+    /// `walship::backend::open`, counting its requests in the metrics. GCS's names the
+    /// emulator itself (the config has no key for it).
+    pub fn client(&self, name: &str) -> Arc<dyn ReplicaClient> {
+        let counter = walship::metrics::operation_counter();
+        let target = match &self.server {
+            Server::Gcs(g) => {
+                let cfg = GcsConfig {
+                    bucket: BUCKET.into(),
+                    path: name.into(),
+                };
+                let client = BucketClient::gcs_at(&cfg, Some(g.host())).expect("gcs client");
+                return Arc::new(client.with_operation_counter(counter));
+            }
+            Server::S3(m) => s3_target(m.port(), BUCKET, name),
+            Server::Abs(a) => abs_target(&a.endpoint(), BUCKET, name),
+            Server::Sftp(d) => d.target(&self.dir.join("remote").join(name)),
+            Server::None | Server::WebDav(_) => {
+                let url = self.url(name, None).expect("url");
+                ReplicaTarget::from_url(&url).expect("replica url")
+            }
+        };
+        walship::backend::open(&target, Some(counter))
+            .unwrap_or_else(|e| panic!("backend::open({target:?}) failed: {e}"))
     }
 
     /// The local directory that holds replica `name`, for the backends that keep it in one
