@@ -88,8 +88,8 @@ fn walship_writes(b: Backend, test: &str) {
     if let Some(held) = store.holdings("app") {
         assert!(!held.is_empty(), "nothing in the store");
         for (k, size) in &held {
-            // The replica lease, beside generations/ (and the file backend's lock on it).
-            if k == "walship-lease.json" || (b == Backend::File && k == "walship-lease.json.lock") {
+            // The replica lease, beside generations/.
+            if b.is_lease_object(k) {
                 continue;
             }
             let rel = k.strip_prefix("generations/").unwrap_or("");

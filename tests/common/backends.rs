@@ -102,6 +102,20 @@ impl Backend {
         }
     }
 
+    /// `name`, at a replica's root, is walship's replica lease on this backend:
+    /// `walship-lease.json`, with the file backend's lock beside it and SFTP's chain of
+    /// versions (`walship-lease.json.<version>`, files never overwritten).
+    pub fn is_lease_object(self, name: &str) -> bool {
+        name == "walship-lease.json"
+            || match self {
+                Backend::File => name == "walship-lease.json.lock",
+                Backend::Sftp => name
+                    .strip_prefix("walship-lease.json.")
+                    .is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())),
+                _ => false,
+            }
+    }
+
     /// It is reached over HTTP: the fault proxy can answer it with 500s and count its
     /// requests.
     pub fn speaks_http(self) -> bool {
