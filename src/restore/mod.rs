@@ -13,8 +13,11 @@
 //!   the temporary file and its `-wal`/`-shm`; no SQLite side files are left next to the
 //!   restored database, and an output that appears meanwhile is never replaced;
 //! - WAL frames are applied to pages directly, after checking segment contiguity, the WAL
-//!   header, salts and the cumulative checksum chain across segments: a gap, an overlap or a
-//!   corrupt frame is an [`Error::Corrupt`] naming the object, never a silent truncation;
+//!   header, salts and the cumulative checksum chain across segments: a gap, an overlap that
+//!   does not repeat the same frames, or a corrupt frame is an [`Error::Corrupt`] naming the
+//!   object, never a silent truncation. A segment that repeats frames already read (Litestream
+//!   v0.3.13 writes one when its final sync at shutdown races a regular one) is read past,
+//!   and the segments after it still apply, where Litestream's own restore stops at it;
 //! - the result must pass `PRAGMA integrity_check`;
 //! - `index` beyond the last index is an error (Litestream restores everything); segments
 //!   below the snapshot's index do not cut a timestamp walk short; segment downloads are

@@ -149,6 +149,14 @@ impl IndexReplay {
     pub(crate) fn segment(&mut self, offset: u32, data: &[u8], path: &str) -> Result<Vec<PageRef>> {
         let offset = u64::from(offset);
         self.check_offset(offset, path)?;
+        let skip = self.overlap(offset, data, path)?;
+        if skip > 0 {
+            let mut pages = self.segment(self.next_offset as u32, &data[skip..], path)?;
+            for p in &mut pages {
+                p.at += skip;
+            }
+            return Ok(pages);
+        }
         let (header, frames_at) = if offset == 0 {
             let h = WalHeader::parse(data)
                 .map_err(|e| Error::corrupt(path, format!("invalid wal header: {e}")))?;
@@ -233,7 +241,7 @@ impl IndexReplay {
         read_err: &dyn Fn(std::io::Error) -> Error,
         page: &mut dyn FnMut(u32, &[u8]) -> Result<()>,
     ) -> Result<()> {
-        let offset = u64::from(offset);
+        let mut offset = u64::from(offset);
         self.check_offset(offset, path)?;
         let mut read_full = |buf: &mut [u8]| -> Result<usize> {
             let mut n = 0;
@@ -247,6 +255,28 @@ impl IndexReplay {
             }
             Ok(n)
         };
+        // A segment repeating what the previous ones held (see `overlap`): read past the
+        // repeated bytes, a frame at a time, keeping the header and the last frame to check.
+        if let Some(skip) = self.overlap_len(offset, path)? {
+            let fs = self.header.map_or(0, |h| h.frame_size() as usize);
+            let mut head = [0u8; wal::HEADER_SIZE];
+            let mut got = 0usize;
+            if offset == 0 {
+                got = read_full(&mut head)?;
+            }
+            let mut last = vec![0u8; fs];
+            let mut last_len = 0;
+            while got < skip {
+                let n = read_full(&mut last)?;
+                got += n;
+                last_len = n;
+                if n < fs {
+                    break;
+                }
+            }
+            self.check_repeat(offset, &head[..], &last[..last_len], got, path)?;
+            offset = self.next_offset;
+        }
         let (header, frames_at) = if offset == 0 {
             let mut hb = [0u8; wal::HEADER_SIZE];
             let n = read_full(&mut hb)?;
@@ -330,26 +360,115 @@ impl IndexReplay {
         Ok(())
     }
 
-    /// The segment starting at `offset` must start where the previous one ended.
+    /// The segment starting at `offset` must start where the previous one ended, or (see
+    /// [`IndexReplay::overlap`]) before it.
     fn check_offset(&self, offset: u64, path: &str) -> Result<()> {
-        if offset == self.next_offset {
+        if offset <= self.next_offset {
             return Ok(());
         }
-        let reason = if offset > self.next_offset {
+        Err(Error::corrupt(
+            path,
             format!(
                 "gap in wal index {:08x}: the previous segments end at offset {}, this one starts at {} (segment {} is missing)",
                 self.index,
                 self.next_offset,
                 offset,
                 crate::layout::wal_segment_name(self.index, self.next_offset as u32),
-            )
-        } else {
-            format!(
-                "overlap in wal index {:08x}: the previous segments end at offset {}, this one starts at {}",
-                self.index, self.next_offset, offset
-            )
+            ),
+        ))
+    }
+
+    /// A segment starting at `offset`, before where the previous ones end, repeats part of
+    /// what they held: Litestream v0.3.13 writes such a segment when its final sync at
+    /// shutdown races a regular one (seen: `00000006_00000000` with 8 frames and
+    /// `00000006_00001038` with frames 2 to 8 again). Litestream's own restore concatenates
+    /// them and SQLite stops at the first repeated frame, whose checksum does not chain;
+    /// anything after it in the index is lost. Here the repeated bytes are skipped, if they
+    /// are the same history: their last frame (ending where the previous segments end) must
+    /// carry the index's salts and the cumulative checksum reached there, which covers every
+    /// byte of the index before it. Returns how many bytes of the segment to skip (0 when it
+    /// starts where it should); `prefix` is the segment's first bytes, at least that many
+    /// (fewer: the segment ends before the previous ones do, which is refused).
+    fn overlap(&self, offset: u64, prefix: &[u8], path: &str) -> Result<usize> {
+        let Some(skip) = self.overlap_len(offset, path)? else {
+            return Ok(0);
         };
-        Err(Error::corrupt(path, reason))
+        let got = prefix.len().min(skip);
+        let fs = self.header.map_or(0, |h| h.frame_size() as usize);
+        let head = &prefix[..prefix.len().min(wal::HEADER_SIZE)];
+        let last = &prefix[got.saturating_sub(fs)..got];
+        self.check_repeat(offset, head, last, prefix.len(), path)?;
+        Ok(skip)
+    }
+
+    /// How many bytes of a segment starting at `offset` repeat what was read: `None` when
+    /// it starts where it should. Refuses an overlap not on a frame boundary.
+    fn overlap_len(&self, offset: u64, path: &str) -> Result<Option<usize>> {
+        if offset >= self.next_offset {
+            return Ok(None);
+        }
+        let Some(h) = self.header else {
+            return Err(self.overlap_error(offset, path, "no header was read before it"));
+        };
+        let skip = (self.next_offset - offset) as usize;
+        let frames_from = if offset == 0 { wal::HEADER_SIZE } else { 0 };
+        if offset < wal::HEADER_SIZE as u64 && offset != 0
+            || skip < frames_from
+            || !(skip - frames_from).is_multiple_of(h.frame_size() as usize)
+        {
+            return Err(self.overlap_error(offset, path, "it does not start on a frame boundary"));
+        }
+        Ok(Some(skip))
+    }
+
+    /// Checks the repeated part of an overlapping segment (see [`IndexReplay::overlap`]):
+    /// `head`, its first bytes (the WAL header when it starts at 0), `last`, the frame that
+    /// ends where the previous segments end, and `len`, how long the segment is (at least
+    /// the repeated part).
+    fn check_repeat(
+        &self,
+        offset: u64,
+        head: &[u8],
+        last: &[u8],
+        len: usize,
+        path: &str,
+    ) -> Result<()> {
+        let Some(h) = self.header else {
+            return Err(self.overlap_error(offset, path, "no header was read before it"));
+        };
+        let skip = (self.next_offset - offset) as usize;
+        if len < skip {
+            let why = format!(
+                "it ends at offset {}, inside what they held",
+                offset + len as u64
+            );
+            return Err(self.overlap_error(offset, path, &why));
+        }
+        if offset == 0 && WalHeader::parse(head).ok() != Some(h) {
+            return Err(self.overlap_error(offset, path, "its wal header differs"));
+        }
+        let frames_from = if offset == 0 { wal::HEADER_SIZE } else { 0 };
+        if skip > frames_from {
+            let f = FrameHeader::parse(last);
+            if f.salt != h.salt || f.checksum != self.checksum {
+                return Err(self.overlap_error(
+                    offset,
+                    path,
+                    "the frames it repeats differ from those already read",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn overlap_error(&self, offset: u64, path: &str, why: &str) -> Error {
+        Error::corrupt(
+            path,
+            format!(
+                "overlap in wal index {:08x}: the previous segments end at offset {}, this one starts at {}: {why}",
+                self.index, self.next_offset, offset
+            ),
+        )
     }
 
     fn check_page_size(&self, h: &WalHeader, path: &str) -> Result<()> {
@@ -473,6 +592,7 @@ mod tests {
             .segment(e[1] as u32 - 8, &w[e[1] - 8..], "s1")
             .unwrap_err();
         assert!(err.to_string().contains("overlap"), "{err}");
+        assert!(err.to_string().contains("frame boundary"), "{err}");
         // State unchanged by the failures: the right segment still applies.
         r.segment(e[1] as u32, &w[e[1]..], "s1").unwrap();
         // The first segment must be at offset 0.
@@ -480,6 +600,64 @@ mod tests {
             .segment(e[1] as u32, &w[e[1]..], "x")
             .unwrap_err();
         assert!(err.to_string().contains("gap"), "{err}");
+    }
+
+    /// Litestream's racing final sync: a segment that repeats frames already read (the same
+    /// bytes) is skipped over, by `segment` and `segment_stream` alike, and what follows it
+    /// still applies; repeated frames that differ, or a segment ending inside what was
+    /// read, are refused and leave the state as it was.
+    #[test]
+    fn repeated_frames_are_skipped_and_different_ones_refused() {
+        let frames = [(1, 1), (2, 2), (3, 3), (4, 4), (2, 4)];
+        let (w, e) = build((7, 8), &frames);
+        // Same salts, same page numbers, other contents: each frame valid on its own.
+        let (other, _) = build((7, 8), &[(1, 1), (5, 5), (3, 3), (4, 4), (2, 4)]);
+        for streamed in [false, true] {
+            let mut r = IndexReplay::new(6, PS);
+            let apply = |r: &mut IndexReplay, off: usize, data: &[u8]| -> Result<Vec<u32>> {
+                if streamed {
+                    Ok(stream(r, off as u32, data, "s")?
+                        .into_iter()
+                        .map(|p| p.0)
+                        .collect())
+                } else {
+                    Ok(r.segment(off as u32, data, "s")?
+                        .into_iter()
+                        .map(|p| p.pgno)
+                        .collect())
+                }
+            };
+            apply(&mut r, 0, &w[..e[3]]).unwrap();
+            let at = (r.wal_bytes(), r.frames(), r.checksum, r.db_pages());
+            // Wholly repeated, from a frame boundary and from offset 0: nothing new.
+            assert!(apply(&mut r, e[1], &w[e[1]..e[3]]).unwrap().is_empty());
+            assert!(apply(&mut r, 0, &w[..e[3]]).unwrap().is_empty());
+            assert_eq!((r.wal_bytes(), r.frames(), r.checksum, r.db_pages()), at);
+            // Differs in what it repeats; ends inside what was read.
+            let err = apply(&mut r, e[1], &other[e[1]..e[4]]).unwrap_err();
+            assert!(err.to_string().contains("differ"), "{err}");
+            let err = apply(&mut r, e[1], &w[e[1]..e[2]]).unwrap_err();
+            assert!(err.to_string().contains("inside what they held"), "{err}");
+            assert_eq!((r.wal_bytes(), r.frames(), r.checksum, r.db_pages()), at);
+            // Repeats two frames and brings one new one: only the new one's page.
+            assert_eq!(apply(&mut r, e[1], &w[e[1]..e[4]]).unwrap(), vec![4]);
+            assert_eq!(apply(&mut r, e[4], &w[e[4]..]).unwrap(), vec![2]);
+            assert_eq!((r.wal_bytes(), r.frames()), (w.len() as u64, 5));
+            assert_eq!(r.db_pages(), Some(4));
+        }
+        // Pages of a partly repeated segment point into that segment's own bytes.
+        let mut r = IndexReplay::new(6, PS);
+        r.segment(0, &w[..e[3]], "s").unwrap();
+        let data = &w[e[2]..e[4]];
+        let p = r.segment(e[2] as u32, data, "s").unwrap();
+        assert_eq!(
+            p,
+            vec![PageRef {
+                pgno: 4,
+                at: fs() + 24
+            }]
+        );
+        assert_eq!(&data[p[0].at..p[0].at + 24], &w[e[3] + 24..e[3] + 48]);
     }
 
     #[test]
