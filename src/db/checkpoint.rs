@@ -5,6 +5,10 @@
 //! locked PASSIVE could not finish).
 use super::*;
 
+/// How long a checkpoint under the write lock waits for the application's own checkpoint
+/// to let go of the checkpointer lock (see [`Db::checkpoint_with`]).
+const CHECKPOINTER_WAIT: Duration = Duration::from_millis(200);
+
 impl Db {
     /// After each copy: remembers where the shadow ended at the first copy made since the
     /// current read transaction began (walship's read mark is at or before that point).
@@ -173,7 +177,25 @@ impl Db {
         let res = match pre {
             Ok(Advance::Ok { .. }) => {
                 crate::fault::point("checkpoint.before");
-                conn.end_read().and_then(|()| conn.checkpoint(mode))
+                conn.end_read().and_then(|()| {
+                    let mut r = conn.checkpoint(mode);
+                    // The write lock is free mostly right after the application's commit,
+                    // which is when SQLite runs its auto-checkpoint: that one may still hold
+                    // the checkpointer lock, and a PASSIVE checkpoint does not wait for it
+                    // (busy, -1 frames). It cannot commit while walship holds the write lock,
+                    // so it ends soon: try again for a moment rather than give up the lock
+                    // won (with a bulk writer, winning it again took seconds, and the WAL
+                    // grew to 509 MB over a 20,000-transaction run; compare.py scenario 1).
+                    let until = Instant::now() + CHECKPOINTER_WAIT;
+                    while under_lock
+                        && matches!(&r, Ok(c) if c.busy && c.log_frames < 0)
+                        && Instant::now() < until
+                    {
+                        std::thread::sleep(Duration::from_millis(1));
+                        r = conn.checkpoint(mode);
+                    }
+                    r
+                })
             }
             Ok(other) => {
                 if under_lock {
