@@ -1,7 +1,8 @@
 //! A replica in a bucket of an object store (S3, Google Cloud Storage, Azure Blob Storage)
 //! through object_store: one client for the three, built by [`BucketClient::s3`],
 //! [`BucketClient::gcs`] and [`BucketClient::azure`] (one module each). Large files go up
-//! in parts; deletes go in batches where the store has them.
+//! in parts and large objects come down in parallel ranges ([`RANGED_READS`]); deletes go
+//! in batches where the store has them.
 use async_trait::async_trait;
 use bytes::Bytes;
 use object_store::path::Path as ObjPath;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 
 use super::gcs::GcsUploader;
 use super::objstore::{LocalFile, PART_SIZE, Store};
+use super::ranged::{RANGED_READS, RangedReads};
 use super::{ObjectInfo, ObjectStream, OperationCounter, ReplicaClient};
 use crate::error::{Error, Result};
 
@@ -36,11 +38,20 @@ impl std::fmt::Debug for BucketClient {
 }
 
 impl BucketClient {
-    pub(super) fn new(store: Store) -> BucketClient {
+    pub(super) fn new(mut store: Store) -> BucketClient {
+        store.ranged = Some(RANGED_READS);
         BucketClient {
             store,
             gcs_upload: None,
         }
+    }
+
+    /// Reads large objects as `reads` says instead of [`RANGED_READS`]: for tests, which
+    /// need many ranges from small objects.
+    #[doc(hidden)]
+    pub fn with_ranged_reads(mut self, reads: RangedReads) -> BucketClient {
+        self.store.ranged = Some(reads);
+        self
     }
 
     /// Tells `counter` of every request this client makes from now on.

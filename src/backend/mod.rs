@@ -28,6 +28,7 @@ pub mod file;
 mod gcs;
 mod http;
 mod objstore;
+mod ranged;
 mod s3;
 pub mod sftp;
 mod static_http;
@@ -38,6 +39,7 @@ pub use azure::AbsConfig;
 pub use bucket::BucketClient;
 pub use gcs::GcsConfig;
 pub use http::{HttpClient, HttpConfig};
+pub use ranged::{RANGED_READS, RangedReads};
 pub use s3::S3Config;
 pub use sftp::SftpConfig;
 pub use target::{ReplicaTarget, open};
@@ -83,7 +85,9 @@ pub trait ReplicaClient: Send + Sync + fmt::Debug {
     async fn list(&self, dir: &str) -> Result<Vec<ObjectInfo>>;
     /// Reads a whole object.
     async fn get(&self, path: &str) -> Result<Bytes>;
-    /// Opens an object for reading as a stream of chunks, holding about one chunk in memory.
+    /// Opens an object for reading as a stream of chunks, holding a bounded amount in memory
+    /// (about one chunk; up to [`RANGED_READS`]' `in_flight * chunk` where large objects are
+    /// read in parallel ranges).
     /// A missing object is [`Error::NotFound`] here, not in the stream; an error while the
     /// body is read comes as an `Err` item. `size` is the length the store announces for
     /// the body (file length, `Content-Length`), if it announces one.

@@ -9,6 +9,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as ObjPath;
 use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
 
+use super::ranged::{self, RangedReads};
 use super::{ObjectInfo, ObjectStream, OperationCounter};
 use crate::error::{BackendErrorKind, Error, Result};
 
@@ -50,6 +51,7 @@ pub(super) fn client_options(skip_verify: bool, allow_http: bool) -> ClientOptio
 }
 
 /// An object_store store holding one replica below `prefix`.
+#[derive(Clone)]
 pub(super) struct Store {
     pub(super) store: Arc<dyn ObjectStore>,
     /// `s3` or `http`: the replica type in errors and metrics.
@@ -63,6 +65,9 @@ pub(super) struct Store {
     pub(super) location: String,
     /// Told of every request made, for the metrics; none by default.
     pub(super) ops: Option<OperationCounter>,
+    /// How `get_stream` reads large objects in parallel ranges; `None` (the default): one
+    /// GET whatever the size.
+    pub(super) ranged: Option<RangedReads>,
 }
 
 impl Store {
@@ -80,6 +85,7 @@ impl Store {
             base_path,
             location,
             ops: None,
+            ranged: None,
         }
     }
 
@@ -260,7 +266,9 @@ impl Store {
         Ok(data)
     }
 
-    /// The object at `path` as a stream of its body.
+    /// The object at `path` as a stream of its body. With [`Store::ranged`] set, an object
+    /// larger than its threshold is read in parallel ranges of the version the first GET
+    /// found (see `ranged.rs`): that GET's body gives the first range only.
     pub(super) async fn get_stream(&self, path: &str) -> Result<ObjectStream> {
         let key = self.key(path)?;
         let r = self
@@ -272,6 +280,16 @@ impl Store {
             })
             .await?;
         let size = r.meta.size;
+        if let Some(plan) = self.ranged.filter(|p| size > p.threshold && p.chunk > 0)
+            && let Some(e_tag) = r.meta.e_tag.clone().filter(|t| !t.is_empty())
+        {
+            self.count("GET", plan.chunk.min(size));
+            let body = ranged::read(self, path, key, e_tag, size, plan, r.into_stream());
+            return Ok(ObjectStream {
+                size: Some(size),
+                body,
+            });
+        }
         self.count("GET", size);
         let (backend, object) = (self.type_name, format!("{}/{path}", self.location));
         let body = r.into_stream().map(move |c| {
