@@ -60,6 +60,9 @@ pub struct ProxyStats {
     pub by_method: BTreeMap<String, u64>,
     /// The requests among them on walship's replica lease (`walship-lease.json`).
     pub lease_requests: u64,
+    /// The GETs among them of snapshots (`*.snapshot.lz4`): one per range when a snapshot
+    /// is read in ranges.
+    pub snapshot_gets: u64,
     /// Bytes forwarded client → server.
     pub bytes_up: u64,
     /// Bytes forwarded server → client.
@@ -76,9 +79,29 @@ struct Counters {
     blackholed_open: AtomicU64,
     requests: AtomicU64,
     lease_requests: AtomicU64,
+    snapshot_gets: AtomicU64,
     bytes_up: AtomicU64,
     bytes_down: AtomicU64,
     by_method: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Counters {
+    /// One request forwarded upstream.
+    fn count(&self, method: &str, target: &str) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if target.contains("walship-lease.json") {
+            self.lease_requests.fetch_add(1, Ordering::Relaxed);
+        }
+        if method == "GET" && target.contains(".snapshot.lz4") {
+            self.snapshot_gets.fetch_add(1, Ordering::Relaxed);
+        }
+        *self
+            .by_method
+            .lock()
+            .expect("stats lock")
+            .entry(method.to_string())
+            .or_default() += 1;
+    }
 }
 
 /// A TCP proxy on 127.0.0.1 in front of `upstream`, running on its own thread and tokio
@@ -168,6 +191,7 @@ impl FaultProxy {
             requests: c.requests.load(Ordering::Relaxed),
             by_method: c.by_method.lock().expect("stats lock").clone(),
             lease_requests: c.lease_requests.load(Ordering::Relaxed),
+            snapshot_gets: c.snapshot_gets.load(Ordering::Relaxed),
             bytes_up: c.bytes_up.load(Ordering::Relaxed),
             bytes_down: c.bytes_down.load(Ordering::Relaxed),
         }
@@ -223,17 +247,7 @@ async fn proxy_conn(
             let mut parser = RequestCounter::default();
             let mut buf = vec![0u8; 64 * 1024];
             if !first.is_empty() {
-                parser.feed(&first, &mut |method, target| {
-                    c.requests.fetch_add(1, Ordering::Relaxed);
-                    if target.contains("walship-lease.json") {
-                        c.lease_requests.fetch_add(1, Ordering::Relaxed);
-                    }
-                    *c.by_method
-                        .lock()
-                        .expect("stats lock")
-                        .entry(method.to_string())
-                        .or_default() += 1;
-                });
+                parser.feed(&first, &mut |method, target| c.count(method, target));
                 if sw.write_all(&first).await.is_err() {
                     let _ = sw.shutdown().await;
                     return;
@@ -245,17 +259,7 @@ async fn proxy_conn(
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 };
-                parser.feed(&buf[..n], &mut |method, target| {
-                    c.requests.fetch_add(1, Ordering::Relaxed);
-                    if target.contains("walship-lease.json") {
-                        c.lease_requests.fetch_add(1, Ordering::Relaxed);
-                    }
-                    *c.by_method
-                        .lock()
-                        .expect("stats lock")
-                        .entry(method.to_string())
-                        .or_default() += 1;
-                });
+                parser.feed(&buf[..n], &mut |method, target| c.count(method, target));
                 if sw.write_all(&buf[..n]).await.is_err() {
                     break;
                 }
