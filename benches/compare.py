@@ -38,10 +38,10 @@ TOOLS_1_3 = TOOLS
 
 SIZES = {
     "quick": dict(T=3000, lag_s=15, embedded_tx=300, restore_rows=50_000, restore_tx=2000, tail_segments=1000,
-                  idle_dbs=(20,), idle_s=15, follow_mb=30, follow_s=15, follow_idle_s=10),
+                  idle_dbs=(20,), idle_s=15, follow_mb=30, follow_s=15, follow_idle_s=10, s3_restore_mb=200),
     "full": dict(T=20000, lag_s=60, embedded_tx=1000, restore_rows=1_000_000, restore_tx=50_000, tail_segments=20_000,
                  idle_dbs=(100, 1000),
-                 idle_s=30, follow_mb=300, follow_s=60, follow_idle_s=30),
+                 idle_s=30, follow_mb=300, follow_s=60, follow_idle_s=30, s3_restore_mb=2000),
 }
 
 CHILDREN = []  # every Popen we started, killed on exit
@@ -980,6 +980,178 @@ def scenario_follow(work, S, reps):
         record(label + " (static HTTP, walship only)", name, unit, {"walship": m[k].get("walship_http", [])})
 
 
+
+# ---------------------------------------------------------------- scenario 7: S3 restore, capped
+
+S3_KEY, S3_SECRET, S3_REGION, S3_BUCKET = "testkey", "testsecret", "us-east-1", "bench"
+
+
+def wait_port(port, timeout=30):
+    import socket
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def s3_objects(port, bucket, prefix):
+    """{key: size} under prefix (ListObjectsV2, unsigned: moto accepts it; first 1,000)."""
+    import urllib.request
+    import xml.etree.ElementTree as ET
+    url = f"http://127.0.0.1:{port}/{bucket}?list-type=2&prefix={prefix}"
+    root = ET.fromstring(urllib.request.urlopen(url, timeout=30).read())
+    ns = {"s": root.tag.split("}")[0].strip("{")} if root.tag.startswith("{") else {}
+    q = (lambda t: f"s:{t}") if ns else (lambda t: t)
+    return {c.find(q("Key"), ns).text: int(c.find(q("Size"), ns).text) for c in root.findall(q("Contents"), ns)}
+
+
+def s3_config(path, db, port):
+    """A litestream.yml (read by both tools) with one S3 replica at the endpoint on `port`."""
+    open(path, "w").write(
+        f"dbs:\n  - path: {db}\n    monitor-interval: 1s\n    replicas:\n      - type: s3\n"
+        f"        bucket: {S3_BUCKET}\n        path: db\n        endpoint: http://127.0.0.1:{port}\n"
+        f"        region: {S3_REGION}\n        force-path-style: true\n        access-key-id: {S3_KEY}\n"
+        f"        secret-access-key: {S3_SECRET}\n        sync-interval: 1s\n")
+
+
+class CapProxy:
+    """benches/capproxy.py in front of 127.0.0.1:upstream, each connection capped at `mbps`."""
+
+    def __init__(self, upstream, mbps, stats):
+        self.stats_path = stats
+        self.p = subprocess.Popen([sys.executable, os.path.join(HERE, "capproxy.py"), "--upstream",
+                                   f"127.0.0.1:{upstream}", "--rate-mbps", str(mbps), "--stats", stats],
+                                  stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        CHILDREN.append(self.p)
+        self.port = int(self.p.stdout.readline().split()[1])
+
+    def stop(self):
+        self.p.send_signal(signal.SIGTERM)
+        self.p.wait(10)
+        return json.load(open(self.stats_path))
+
+
+def scenario_s3_restore(work, S, reps, cap):
+    """The issue's last target: restore of a large snapshot from S3 (moto) through a proxy
+    that caps each connection at `cap` MB/s, as object stores cap theirs."""
+    mb = S["s3_restore_mb"]
+    log(f"scenario 7: restore of a {mb} MB database from S3 (moto) through a proxy capping each connection "
+        f"at {cap} MB/s (replica built by litestream)")
+    d = tempfile.mkdtemp(dir=work, prefix="s3-restore-")
+    db, cfg = os.path.join(d, "db.sqlite"), os.path.join(d, "direct.yml")
+    new_db(db)
+    c = connect(db)
+    batch, i = 10_000, 0
+    wal = db + "-wal"
+    while os.path.getsize(db) + (os.path.getsize(wal) if os.path.exists(wal) else 0) < mb * 1e6:
+        c.execute("BEGIN")
+        c.executemany("INSERT INTO t(v) VALUES (?)", ((POOL[(i + k) % len(POOL)],) for k in range(batch)))
+        c.execute("COMMIT")
+        i += batch
+        if i % 200_000 == 0:
+            c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    c.close()
+    src_rows = sqlite3.connect(db).execute("SELECT count(*), sum(length(v)) FROM t").fetchone()
+    db_mb = os.path.getsize(db) / 1e6
+    # moto keeps objects over 16 MB in temporary files: keep them in the work directory.
+    port = free_port()
+    mlog = open(os.path.join(d, "moto.log"), "w")
+    moto = subprocess.Popen([shutil.which("moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=mlog,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env={**os.environ, "TMPDIR": d})
+    CHILDREN.append(moto)
+    try:
+        wait_port(port)
+        import urllib.request
+        urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/{S3_BUCKET}", method="PUT"),
+                               timeout=30).read()
+        log(f"  source db {db_mb:.1f} MB ({src_rows[0]} rows); litestream replicates it to moto directly")
+        s3_config(cfg, db, port)
+        t0 = time.monotonic()
+        r = Replicator("litestream", cfg, os.path.join(d, "log.txt"))
+        snap = {}
+        while not snap:
+            if not r.alive():
+                raise RuntimeError(f"litestream exited while replicating to moto:\n{r.tail()}")
+            if time.monotonic() - t0 > 3600:
+                raise RuntimeError("litestream: no snapshot in moto after an hour")
+            time.sleep(0.5)
+            snap = {k: n for k, n in s3_objects(port, S3_BUCKET, "db/").items() if k.endswith(".snapshot.lz4")}
+        time.sleep(2)
+        check_run(r, "7 s3 restore build")
+        objs = s3_objects(port, S3_BUCKET, "db/")
+        snap_mb = sum(snap.values()) / 1e6
+        log(f"  snapshot {snap_mb:.1f} MB in moto after {time.monotonic() - t0:.0f}s; "
+            f"{len(objs) - len(snap)} other objects")
+        sc = f"7 restore from S3, {cap:g} MB/s per connection ({db_mb:.0f} MB db, {snap_mb:.0f} MB snapshot)"
+        wall = {t: [] for t in TOOLS}
+        mbps = {t: [] for t in TOOLS}
+        cpu = {t: [] for t in TOOLS}
+        rss = {t: [] for t in TOOLS}
+        conns = {t: [] for t in TOOLS}
+        moto_cpu = {t: [] for t in TOOLS}
+        capped = os.path.join(d, "capped.yml")
+        for rep in range(reps):
+            for tool in order(rep):
+                out = os.path.join(d, f"out-{tool}-{rep}.db")
+                proxy = CapProxy(port, cap, os.path.join(d, "proxy.json"))
+                s3_config(capped, db, proxy.port)
+                m0 = cpu_seconds(moto.pid)
+                w, cs, m, rc, err = run_rusage([bin_for(tool), "restore", "-config", capped, "-o", out, db])
+                mc = cpu_seconds(moto.pid) - m0
+                st = proxy.stop()
+                if rc != 0 or not os.path.exists(out):
+                    issue(f"s3 restore {tool} rep {rep} failed (rc {rc}): {err.strip()[-500:]}")
+                    continue
+                got = sqlite3.connect(out).execute("SELECT count(*), sum(length(v)) FROM t").fetchone()
+                if got != src_rows:
+                    issue(f"s3 restore {tool} rep {rep}: restored rows {got} != source {src_rows}")
+                os.remove(out)
+                wall[tool].append(w)
+                mbps[tool].append(db_mb / w)
+                cpu[tool].append(cs)
+                rss[tool].append(m)
+                conns[tool].append(st["max_open"])
+                moto_cpu[tool].append(mc)
+                RAW.append(dict(scenario="s3 restore capped", rep=rep, tool=tool, wall_s=w, cpu_s=cs, maxrss_mb=m,
+                                moto_cpu_s=mc, cap_mbps=cap, db_mb=db_mb, snapshot_mb=snap_mb, **{"proxy_" + k: v for k, v in st.items()}))
+                log(f"  rep {rep} {tool}: {w:.2f}s wall = {db_mb / w:.1f} MB/s of db, "
+                    f"{st['bytes_down'] / 1e6 / w:.1f} MB/s through the proxy; {cs:.2f}s CPU, {m:.0f} MB peak RSS; "
+                    f"{st['connections']} connections, at most {st['max_open']} open; moto {mc:.2f}s CPU")
+        # The same restores straight from moto: how fast the rest of the path (moto, the
+        # restore's CPU, the disk) goes when nothing caps the connections.
+        free = {t: [] for t in TOOLS}
+        for tool in order(0):
+            out = os.path.join(d, f"out-{tool}-free.db")
+            w, _, _, rc, err = run_rusage([bin_for(tool), "restore", "-config", cfg, "-o", out, db])
+            if rc != 0:
+                issue(f"s3 restore {tool} without the cap failed (rc {rc}): {err.strip()[-500:]}")
+                continue
+            os.remove(out)
+            free[tool].append(w)
+            RAW.append(dict(scenario="s3 restore uncapped", rep=0, tool=tool, wall_s=w, db_mb=db_mb))
+            log(f"  uncapped {tool}: {w:.2f}s wall = {db_mb / w:.1f} MB/s of db")
+        record(sc, "wall (s)", "s", wall)
+        record(sc, "throughput, MB of db per s (higher is better)", "MB/s", mbps)
+        record(sc, "CPU user+sys (s)", "s", cpu)
+        record(sc, "peak RSS (MB)", "MB", rss)
+        record(sc, "connections open at once (most)", "n", conns)
+        record(sc, "moto's CPU during the restore (s)", "s", moto_cpu)
+        record(sc, "wall straight from moto, no cap (s, 1 run)", "s", free)
+    finally:
+        moto.terminate()
+        try:
+            moto.wait(10)
+        except subprocess.TimeoutExpired:
+            moto.kill()
+        mlog.close()
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def free_port():
     import socket
     s = socket.socket()
@@ -1039,7 +1211,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", choices=SIZES, default="quick")
     ap.add_argument("--reps", type=int, default=2, help="repetitions of each tool per scenario (default 2)")
-    ap.add_argument("--only", default="1,3,4,5", help="scenarios to run, e.g. 1,4 (2 is measured with 1; 6, the follower, needs $LITESTREAM05_BIN)")
+    ap.add_argument("--only", default="1,3,4,5", help="scenarios to run, e.g. 1,4 (2 is measured with 1; 6, the follower, needs $LITESTREAM05_BIN; 7, the S3 restore, needs moto_server)")
+    ap.add_argument("--cap-mbps", type=float, default=8,
+                    help="scenario 7: bandwidth cap of each connection to S3, MB/s (default 8)")
     ap.add_argument("--lag-monitor-1s", action="store_true",
                     help="scenario 3 at sync-interval 100ms keeps monitor-interval 1s (default: 100ms too)")
     ap.add_argument("--tmpdir", default=None, help="where the databases and replicas go (default: $TMPDIR)")
@@ -1052,8 +1226,10 @@ def main():
     if b05 and os.path.exists(b05) and only & {"1", "2", "3"}:
         TOOLS_1_3 = TOOLS + ("litestream05",)
     needed = ["walship"]
-    if only & {"1", "2", "3", "4", "5"}:
+    if only & {"1", "2", "3", "4", "5", "7"}:
         needed.append("litestream")
+    if "7" in only and not shutil.which("moto_server"):
+        sys.exit("scenario 7 needs moto_server on PATH (pip install 'moto[server]')")
     if "6" in only or "litestream05" in TOOLS_1_3:
         needed.append("litestream05")
     for tool in needed:
@@ -1084,6 +1260,8 @@ def main():
             scenario_idle(work, S, args.reps)
         if "6" in only:
             scenario_follow(work, S, args.reps)
+        if "7" in only:
+            scenario_s3_restore(work, S, args.reps, args.cap_mbps)
     finally:
         kill_children()
         shutil.rmtree(work, ignore_errors=True)
