@@ -1061,7 +1061,9 @@ def scenario_s3_restore(work, S, reps, cap):
     # moto keeps objects over 16 MB in temporary files: keep them in the work directory.
     port = free_port()
     mlog = open(os.path.join(d, "moto.log"), "w")
-    moto = subprocess.Popen([shutil.which("moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=mlog,
+    # moto_ranged.py: moto, except that a ranged GET reads only its range (see its docstring).
+    moto = subprocess.Popen([sys.executable, os.path.join(HERE, "moto_ranged.py"), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=mlog,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env={**os.environ, "TMPDIR": d})
     CHILDREN.append(moto)
     try:
